@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup run test lint typecheck unit clean
+
+$(BIN)/trident: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[export,test]'
+	touch $@
+
+setup: $(BIN)/trident  ## app venv + the local Triton runtime
+	$(BIN)/trident triton --install-only
+
+run: setup  ## Triton + the API on http://127.0.0.1:8080 (exports a demo model on first run)
+	$(BIN)/trident run
+
+lint: $(BIN)/trident
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/trident
+	$(BIN)/mypy
+
+unit: $(BIN)/trident  ## the tests that need no Triton
+	$(BIN)/pytest -m "not integration"
+
+test: setup lint typecheck  ## everything CI runs
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .trident .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,54 @@
+"""Triton Python-backend model: ONNX Runtime on the CPU, with real batching.
+
+Copied next to `model.onnx` in every version folder by the exporter. It runs inside Triton's
+Python stub (its own environment: numpy<2, onnxruntime), so it imports nothing from Trident.
+Requests that Triton's dynamic batcher hands over together are stacked by input shape and run as
+one ONNX Runtime call.
+"""
+
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        options = ort.SessionOptions()
+        threads = int(config.get("parameters", {}).get("ORT_INTRA_OP_THREADS", {}).get("string_value", "0"))
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(
+            os.path.join(version_dir, "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def execute(self, requests):
+        inputs = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
+        responses = [None] * len(requests)
+        by_shape = {}
+        for i, x in enumerate(inputs):
+            by_shape.setdefault(x.shape[1:], []).append(i)
+        for indices in by_shape.values():
+            batch = np.concatenate([inputs[i] for i in indices], axis=0)
+            try:
+                outputs = self.session.run(self.output_names, {self.input_name: batch})
+            except Exception as exc:  # one bad batch must not take the model down
+                error = pb_utils.TritonError(f"onnxruntime failed: {exc}")
+                for i in indices:
+                    responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=error)
+                continue
+            start = 0
+            for i in indices:
+                n = inputs[i].shape[0]
+                tensors = [
+                    pb_utils.Tensor(name, np.ascontiguousarray(out[start : start + n]))
+                    for name, out in zip(self.output_names, outputs)
+                ]
+                responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
+                start += n
+        return responses

@@ -1,0 +1,115 @@
+"""The export pipeline: checkpoint -> ONNX -> parity check -> Triton model folder -> publish."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+
+from exporter.checkpoint import load_checkpoint
+from exporter.errors import ExportError
+from exporter.onnx_export import export_onnx, io_shapes, read_metadata
+from exporter.parity import ParityReport, check_parity
+from exporter.repository import next_version, publish, staging_dir
+from exporter.triton_config import ServingOptions, render_configs
+from trident.modelspec import ModelSpec
+from trident.slug import Slug
+
+BACKEND_MODEL = Path(__file__).parent / "backend" / "model.py"
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    weights: Path
+    slug: Slug
+    repository: Path
+    imgsz: int = 640
+    dynamic: bool = False
+    visibility: Literal["private", "public"] = "private"
+    sample_image: Path | None = None  # defaults to Ultralytics' bus.jpg
+    options: ServingOptions = ServingOptions()
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    triton_name: str
+    version: int
+    path: Path
+    spec: ModelSpec
+    parity: ParityReport
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def spec_from_metadata(meta: dict[str, Any], request: ExportRequest, checksum: str) -> ModelSpec:
+    """Everything the frontend needs, decided from the model's own metadata (never its name)."""
+    args = meta.get("args") or {}
+    kpt = meta.get("kpt_shape")
+    return ModelSpec(
+        task=meta["task"],
+        names={int(k): str(v) for k, v in meta["names"].items()},
+        imgsz=(int(meta["imgsz"][0]), int(meta["imgsz"][1])),
+        stride=int(meta["stride"]),
+        dynamic=request.dynamic,
+        end2end=bool(meta.get("end2end")) or bool(args.get("nms")),
+        kpt_shape=(int(kpt[0]), int(kpt[1])) if kpt else None,
+        owner=request.slug.owner,
+        visibility=request.visibility,
+        provenance={
+            "source_sha256": checksum,
+            "source_name": request.weights.name,
+            "ultralytics_version": str(meta.get("version", "")),
+            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
+
+
+def export_model(request: ExportRequest, console: Console | None = None) -> ExportResult:
+    """Run the whole export; raise `ExportError` (nothing published) on any failure."""
+    console = console or Console(stderr=True)
+    name = request.slug.triton_name
+    with console.status("loading checkpoint") as status:
+        model = load_checkpoint(request.weights)
+        console.log(f"loaded {request.weights.name}: task {model.task}")
+        with staging_dir(request.repository) as stage:
+            version = next_version(request.repository / name)
+            version_dir = stage / name / str(version)
+            version_dir.mkdir(parents=True)
+            status.update("exporting ONNX")
+            onnx_path = export_onnx(model, version_dir, imgsz=request.imgsz, dynamic=request.dynamic)
+            meta = read_metadata(onnx_path)
+            spec = spec_from_metadata(meta, request, _sha256(request.weights))
+            console.log(f"exported ONNX at {spec.imgsz[1]}x{spec.imgsz[0]} ({'dynamic' if spec.dynamic else 'static'})")
+            status.update("checking parity with YOLO(weights).predict()")
+            sample = request.sample_image or _default_sample()
+            parity = check_parity(model, onnx_path, spec, sample)
+            console.log(f"parity ok: {parity.matched} top boxes reproduced, {parity.ours} vs {parity.reference} in all")
+            shutil.copy(BACKEND_MODEL, version_dir / "model.py")
+            inputs, outputs = io_shapes(onnx_path)
+            for rel, text in render_configs(name, spec, meta, inputs, outputs, request.options).items():
+                (stage / name / rel).parent.mkdir(parents=True, exist_ok=True)
+                (stage / name / rel).write_text(text)
+            status.update("publishing")
+            path = publish(stage / name, request.repository, name, version)
+    console.log(f"published {request.slug} as Triton model {name!r} version {version}")
+    return ExportResult(name, version, path, spec, parity)
+
+
+def _default_sample() -> Path:
+    from ultralytics.utils import ASSETS
+
+    return Path(ASSETS) / "bus.jpg"
+
+
+__all__ = ["ExportError", "ExportRequest", "ExportResult", "export_model"]

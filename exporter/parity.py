@@ -1,0 +1,78 @@
+"""Check the exported ONNX, run through Trident's own pipeline, against `YOLO(weights).predict()`.
+
+This runs before anything is published: an export that does not reproduce Ultralytics' boxes
+never reaches Triton.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from exporter.errors import ExportError
+from postprocess.detect import Detections, decode_detections
+from postprocess.letterbox import apply_letterbox, letterbox_geometry, round_to_stride, to_model_input
+from trident.modelspec import ModelSpec
+
+CHECK_CONF = 0.01  # low enough that even an untrained model yields boxes to compare
+CHECK_IOU = 0.45
+TOP_N = 50  # the highest-scored reference boxes that must all be reproduced
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    reference: int
+    ours: int
+    matched: int
+
+
+def run_pipeline(session: ort.InferenceSession, spec: ModelSpec, image: np.ndarray, conf: float,
+                 iou: float) -> Detections:
+    """What the frontend does for one image, with ONNX Runtime standing in for Triton."""
+    if spec.dynamic:
+        size = round_to_stride(spec.imgsz[0], spec.stride)
+        box = letterbox_geometry(*image.shape[:2], (size, size), spec.stride, auto=True)
+    else:
+        box = letterbox_geometry(*image.shape[:2], spec.imgsz, spec.stride, auto=False)
+    x = to_model_input(apply_letterbox(image, box))[None]
+    output0 = session.run(None, {session.get_inputs()[0].name: x})[0][0]
+    return decode_detections(output0, nc=len(spec.names), end2end=spec.end2end, conf=conf, iou=iou,
+                             input_hw=(box.height, box.width), orig_hw=image.shape[:2])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return np.asarray(inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9))
+
+
+def check_parity(model: Any, onnx_path: Path, spec: ModelSpec, image_path: Path) -> ParityReport:
+    """Compare on one image; raise `ExportError` naming the first difference."""
+    image = cv2.imread(str(image_path))
+    ref = model.predict(str(image_path), conf=CHECK_CONF, iou=CHECK_IOU, imgsz=list(spec.imgsz),
+                        rect=spec.dynamic, verbose=False)[0].boxes
+    ref_xyxy, ref_conf = ref.xyxy.numpy(), ref.conf.numpy()
+    ref_cls = ref.cls.numpy().astype(np.int64)
+    ours = run_pipeline(ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]),
+                        spec, image, CHECK_CONF, CHECK_IOU)
+    top = np.argsort(-ref_conf, kind="stable")[:TOP_N]
+    matched = 0
+    if len(top) and len(ours):
+        ious = _iou(ref_xyxy[top], ours.xyxy)
+        for row, k in enumerate(top):
+            ok = (ious[row] >= 0.99) & (ours.cls == ref_cls[k]) & (np.abs(ours.conf - ref_conf[k]) <= 1e-3)
+            matched += bool(ok.any())
+    report = ParityReport(reference=len(ref_conf), ours=len(ours), matched=matched)
+    if matched < len(top) or abs(report.ours - report.reference) > max(2, report.reference // 20):
+        raise ExportError(
+            f"parity check failed on {image_path.name}: Ultralytics found {report.reference} boxes, "
+            f"the exported model {report.ours}; {matched} of the top {len(top)} reproduced "
+            "(IoU >= 0.99, same class, confidence within 1e-3)"
+        )
+    return report

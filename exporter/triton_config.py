@@ -1,0 +1,80 @@
+"""Render the two Triton configs of a model folder.
+
+- `config.pbtxt`: the Python backend wrapping ONNX Runtime, for the local CPU runtime.
+- `configs/onnxruntime.pbtxt`: the native `onnxruntime_onnx` backend, for the NGC container
+  (`tritonserver --model-config-name=onnxruntime`).
+
+Both carry the same inputs, outputs, batching and parameters: `trident` (the `ModelSpec` JSON the
+frontend reads) and `metadata` (the Ultralytics dict, as its own Triton client expects it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from trident.modelspec import SPEC_PARAMETER, ModelSpec
+
+NATIVE_CONFIG_NAME = "onnxruntime"
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    max_batch: int = 8
+    instances: int = 1
+    queue_delay_us: int = 2000
+    execution_env: str = ""  # Python-backend runtime env (local CPU runtime only)
+
+
+def _tensor(name: str, dims: list[int], spec_dtype: str) -> dict[str, Any]:
+    return {"name": name, "data_type": getattr(mc, f"TYPE_{spec_dtype}"), "dims": dims}
+
+
+def _base_config(
+    name: str,
+    spec: ModelSpec,
+    metadata: dict[str, Any],
+    inputs: list[tuple[str, list[int]]],
+    outputs: list[tuple[str, list[int]]],
+    options: ServingOptions,
+) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, max_batch_size=options.max_batch)
+    h, w = spec.imgsz
+    for in_name, in_dims in inputs:
+        dims = [in_dims[1], -1, -1] if spec.dynamic else [in_dims[1], h, w]
+        config.input.add(**_tensor(in_name, dims, spec.input_dtype))
+    for out_name, out_dims in outputs:
+        config.output.add(**_tensor(out_name, out_dims[1:], "FP32"))
+    if options.max_batch > 1:
+        config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
+    config.parameters[SPEC_PARAMETER].string_value = spec.to_json()
+    config.parameters["metadata"].string_value = str(metadata)
+    return config
+
+
+def render_configs(
+    name: str,
+    spec: ModelSpec,
+    metadata: dict[str, Any],
+    inputs: list[tuple[str, list[int]]],
+    outputs: list[tuple[str, list[int]]],
+    options: ServingOptions,
+) -> dict[str, str]:
+    """Relative path -> pbtxt text for both configs."""
+    local = _base_config(name, spec, metadata, inputs, outputs, options)
+    local.backend = "python"
+    local.instance_group.add(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
+    if options.execution_env:
+        local.parameters["EXECUTION_ENV_PATH"].string_value = options.execution_env
+
+    native = _base_config(name, spec, metadata, inputs, outputs, options)
+    native.platform = "onnxruntime_onnx"
+    native.default_model_filename = "model.onnx"
+    native.instance_group.add(count=options.instances, kind=mc.ModelInstanceGroup.KIND_GPU)
+    return {
+        "config.pbtxt": text_format.MessageToString(local),
+        f"configs/{NATIVE_CONFIG_NAME}.pbtxt": text_format.MessageToString(native),
+    }

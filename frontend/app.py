@@ -1,0 +1,78 @@
+"""The FastAPI application: `create_app(settings)` and its lifespan (Triton channel, catalog)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from http import HTTPStatus
+from collections.abc import AsyncIterator
+
+import orjson
+from anyio import CapacityLimiter
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from frontend.catalog import Catalog
+from frontend.errors import InvalidRequest, ServingError
+from frontend.routes import router
+from frontend.triton import Triton
+from trident import __version__
+from trident.settings import Settings
+
+log = logging.getLogger("trident.frontend")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        triton = Triton(settings.triton_grpc_url, settings.triton_timeout_s)
+        catalog = Catalog(triton, settings.model_refresh_s)
+        app.state.triton, app.state.catalog = triton, catalog
+        refresher = asyncio.create_task(catalog.run())
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await triton.close()
+
+    app = FastAPI(
+        title="Trident",
+        version=__version__,
+        description="Ultralytics YOLO models on Triton, behind the Ultralytics Platform inference API.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.cpu_limiter = CapacityLimiter(settings.cpu_threads)
+    app.include_router(router)
+
+    @app.exception_handler(ServingError)
+    async def serving_error(_: Request, exc: ServingError) -> Response:
+        return exc.to_response()
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return InvalidRequest(f"{where}: {first.get('msg', 'invalid')}").to_response()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:
+        phrase = HTTPStatus(exc.status_code).phrase
+        body = {"success": False, "error": {"code": phrase.lower().replace(" ", "_"), "message": phrase,
+                                            "detail": str(exc.detail)}}
+        return Response(orjson.dumps(body), status_code=exc.status_code, media_type="application/json")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")  # the trace goes to the log, never to the client
+        return ServingError("unexpected error; the request was not processed").to_response()
+
+    return app

@@ -1,0 +1,106 @@
+"""The models the frontend can serve, discovered from Triton (its repository index and configs).
+
+There is no second registry: a model is servable when Triton says it is READY and its config
+carries Trident's `ModelSpec`. The catalog is reread every few seconds and on a miss, so a newly
+exported model becomes callable without restarting anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from frontend.errors import ModelNotFound, ServingError
+from frontend.triton import Triton
+from trident.modelspec import SPEC_PARAMETER, ModelSpec
+from trident.slug import InvalidSlugError, Slug
+
+log = logging.getLogger(__name__)
+MISS_REFRESH_S = 0.5  # at most one extra index read per this interval on unknown slugs
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    slug: Slug
+    triton_name: str
+    version: str
+    spec: ModelSpec
+    input_name: str
+    output_names: tuple[str, ...]
+
+
+def served_model_from_config(slug: Slug, version: str, config: dict[str, object]) -> ServedModel | None:
+    """Build from a Triton config (JSON form); None when it is not a Trident model."""
+    params = config.get("parameters")
+    if not isinstance(params, dict) or SPEC_PARAMETER not in params:
+        return None
+    spec = ModelSpec.from_json(params[SPEC_PARAMETER]["string_value"])
+    inputs = config.get("input") or []
+    outputs = config.get("output") or []
+    assert isinstance(inputs, list)
+    assert isinstance(outputs, list)
+    return ServedModel(
+        slug=slug,
+        triton_name=slug.triton_name,
+        version=version,
+        spec=spec,
+        input_name=inputs[0]["name"],
+        output_names=tuple(sorted(o["name"] for o in outputs)),
+    )
+
+
+class Catalog:
+    def __init__(self, triton: Triton, refresh_s: float) -> None:
+        self._triton = triton
+        self._refresh_s = refresh_s
+        self._models: dict[Slug, ServedModel] = {}
+        self._lock = asyncio.Lock()
+        self._last_refresh = 0.0
+
+    @property
+    def models(self) -> list[ServedModel]:
+        return sorted(self._models.values(), key=lambda m: m.slug)
+
+    async def refresh(self) -> None:
+        """Reread Triton's index; configs are fetched only for new models or versions."""
+        async with self._lock:
+            ready = await self._triton.ready_models()
+            models: dict[Slug, ServedModel] = {}
+            for name, version in ready.items():
+                try:
+                    slug = Slug.from_triton_name(name)
+                except InvalidSlugError:
+                    continue  # another tool's model in the same repository
+                known = self._models.get(slug)
+                if known is not None and known.version == version:
+                    models[slug] = known
+                    continue
+                try:
+                    served = served_model_from_config(slug, version, await self._triton.model_config(name))
+                except (ServingError, KeyError, ValueError, TypeError) as exc:
+                    log.warning("skipping model %s: unreadable config (%s)", name, exc)
+                    continue
+                if served is not None:
+                    models[slug] = served
+            self._models = models
+            self._last_refresh = time.monotonic()
+
+    async def get(self, slug: Slug) -> ServedModel:
+        model = self._models.get(slug)
+        if model is None and time.monotonic() - self._last_refresh > MISS_REFRESH_S:
+            await self.refresh()
+            model = self._models.get(slug)
+        if model is None:
+            raise ModelNotFound(f"no model {slug}")
+        return model
+
+    async def run(self) -> None:
+        """Refresh forever; a failed refresh keeps the last known models."""
+        while True:
+            try:
+                await self.refresh()
+            except ServingError as exc:
+                log.debug("model refresh failed: %s", exc.detail)
+            await asyncio.sleep(self._refresh_s)

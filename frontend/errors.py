@@ -1,0 +1,83 @@
+"""Every error the API can answer, rendered in the Platform's envelope.
+
+    ServingError (500 Server error)
+    ├── InvalidRequest (400 Invalid request)   a parameter out of range or missing
+    ├── InvalidImage (400 Invalid image)       not an image we accept, or undecodable
+    ├── Unauthorized (401 Unauthorized)
+    ├── ModelNotFound (404 Model not found)
+    ├── PayloadTooLarge (413 Payload too large)
+    ├── ServiceUnavailable (503 Service unavailable, Retry-After)
+    └── InferenceTimeout (504 Inference timeout)
+
+The body is `{"success": false, "error": {"code", "message", "detail"}}`: `message` is the
+Platform's words, `detail` says what exactly was wrong. Never a stack trace.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+from starlette.responses import Response
+
+
+class ServingError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "server_error"
+    message: ClassVar[str] = "Server error"
+
+    def __init__(self, detail: str = "", retry_after: int | None = None) -> None:
+        super().__init__(detail or self.message)
+        self.detail = detail or self.message
+        self.retry_after = retry_after
+
+    def to_response(self) -> Response:
+        body = {"success": False, "error": {"code": self.code, "message": self.message, "detail": self.detail}}
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
+        return Response(orjson.dumps(body), status_code=self.status_code, headers=headers,
+                        media_type="application/json")
+
+
+class InvalidRequest(ServingError):
+    status_code = 400
+    code = "invalid_request"
+    message = "Invalid request"
+
+
+class InvalidImage(ServingError):
+    status_code = 400
+    code = "invalid_image"
+    message = "Invalid image"
+
+
+class Unauthorized(ServingError):
+    status_code = 401
+    code = "unauthorized"
+    message = "Unauthorized"
+
+
+class ModelNotFound(ServingError):
+    status_code = 404
+    code = "model_not_found"
+    message = "Model not found"
+
+
+class PayloadTooLarge(ServingError):
+    status_code = 413
+    code = "payload_too_large"
+    message = "Payload too large"
+
+
+class ServiceUnavailable(ServingError):
+    status_code = 503
+    code = "service_unavailable"
+    message = "Service unavailable"
+
+    def __init__(self, detail: str = "", retry_after: int | None = 1) -> None:
+        super().__init__(detail, retry_after)
+
+
+class InferenceTimeout(ServingError):
+    status_code = 504
+    code = "inference_timeout"
+    message = "Inference timeout"

@@ -1,0 +1,119 @@
+"""HTTP routes: the Platform's predict endpoint, the model list, and health."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from frontend.auth import authenticate
+from frontend.catalog import Catalog
+from frontend.errors import ModelNotFound, ServiceUnavailable
+from frontend.form import read_predict_form
+from frontend.imaging import decode_image
+from frontend.inference import decoder_for, prepare
+from frontend.schemas import PREDICT_BODY, ErrorResponse, PredictResponse
+from frontend.triton import Triton
+from trident.settings import Settings
+from trident.slug import InvalidSlugError, Slug
+
+T = TypeVar("T")
+router = APIRouter()
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 500, 503, 504)
+}
+
+
+def json_response(body: object, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+async def run_cpu(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """CPU-bound work off the event loop, on a bounded pool."""
+    return await anyio.to_thread.run_sync(fn, *args, limiter=request.app.state.cpu_limiter)
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)
+
+
+@router.post(
+    "/api/models/{owner}/{project}/{model}/predict",
+    response_model=PredictResponse,
+    responses=ERRORS,
+    openapi_extra=PREDICT_BODY,
+    summary="Run a model on one image",
+)
+async def predict(owner: str, project: str, model: str, request: Request) -> Response:
+    """The Ultralytics Platform predict call: multipart `file` plus `conf`, `iou`, `imgsz`."""
+    settings: Settings = request.app.state.settings
+    catalog: Catalog = request.app.state.catalog
+    triton: Triton = request.app.state.triton
+    authenticate(request, settings.api_key_set)
+    try:
+        slug = Slug.from_parts(owner, project, model)
+    except InvalidSlugError:
+        raise ModelNotFound(f"no model {owner}/{project}/{model}") from None
+    served = await catalog.get(slug)
+    decode = decoder_for(served)
+    data, params = await read_predict_form(request, settings.max_upload_bytes)
+
+    start = time.perf_counter()
+    image = await run_cpu(request, decode_image, data, settings.max_image_pixels)
+    prep = await run_cpu(request, prepare, image, served.spec, params.imgsz)
+    pre_ms = _ms(start)
+
+    start = time.perf_counter()
+    outputs = await triton.infer(served.triton_name, {served.input_name: prep.tensor}, list(served.output_names))
+    infer_ms = _ms(start)
+
+    start = time.perf_counter()
+    predictions = await run_cpu(request, decode, outputs, served.spec, params, prep)
+    post_ms = _ms(start)
+    h0, w0 = prep.orig_hw
+    return json_response({
+        "success": True,
+        "predictions": predictions,
+        "image": {"width": w0, "height": h0},
+        "speed": {"preprocess": pre_ms, "inference": infer_ms, "postprocess": post_ms},
+    })
+
+
+@router.get("/api/models", summary="Models this service can run")
+async def list_models(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    authenticate(request, settings.api_key_set)
+    catalog: Catalog = request.app.state.catalog
+    return json_response({
+        "success": True,
+        "models": [
+            {
+                "slug": str(m.slug),
+                "task": m.spec.task,
+                "classes": len(m.spec.names),
+                "imgsz": list(m.spec.imgsz),
+                "dynamic": m.spec.dynamic,
+                "version": m.version,
+            }
+            for m in catalog.models
+        ],
+    })
+
+
+@router.get("/livez", summary="The process is alive")
+async def livez() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", summary="Triton is reachable and ready")
+async def readyz(request: Request) -> Response:
+    triton: Triton = request.app.state.triton
+    if await triton.is_ready():
+        return json_response({"status": "ready", "models": len(request.app.state.catalog.models)})
+    raise ServiceUnavailable("the inference server is not ready")

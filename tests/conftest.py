@@ -1,0 +1,67 @@
+"""Shared fixtures: the example images, generated odd-size images, and test models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ODD_SIZES = [(333, 517), (1001, 37), (12, 3000)]  # (width, height)
+
+
+def _assets() -> Path:
+    import ultralytics
+
+    return Path(ultralytics.__file__).parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def bus() -> Path:
+    return _assets() / "bus.jpg"
+
+
+@pytest.fixture(scope="session")
+def zidane() -> Path:
+    return _assets() / "zidane.jpg"
+
+
+@pytest.fixture(scope="session")
+def odd_images(tmp_path_factory: pytest.TempPathFactory, bus: Path) -> list[Path]:
+    """Three images of odd sizes: bus.jpg resized plus seeded noise, saved losslessly (PNG)."""
+    out = tmp_path_factory.mktemp("odd")
+    rng = np.random.default_rng(7)
+    source = cv2.imread(str(bus))
+    paths = []
+    for w, h in ODD_SIZES:
+        image = cv2.resize(source, (w, h), interpolation=cv2.INTER_AREA).astype(np.int16)
+        image = np.clip(image + rng.integers(-20, 21, image.shape), 0, 255).astype(np.uint8)
+        path = out / f"odd_{w}x{h}.png"
+        cv2.imwrite(str(path), image)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def all_images(bus: Path, zidane: Path, odd_images: list[Path]) -> list[Path]:
+    return [bus, zidane, *odd_images]
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def yolo11n_pt(model_dir: Path) -> Path:
+    from tests.helpers.models import build_busy_detector
+
+    return build_busy_detector("yolo11n.yaml", model_dir / "yolo11n.pt")
+
+
+@pytest.fixture(scope="session")
+def yolo26n_pt(model_dir: Path) -> Path:
+    from tests.helpers.models import build_busy_detector
+
+    return build_busy_detector("yolo26n.yaml", model_dir / "yolo26n.pt")

@@ -1,0 +1,110 @@
+"""The exporter writes a complete, versioned Triton model folder, or nothing at all."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from exporter import onnx_export
+from exporter.errors import ExportError
+from exporter.export import ExportRequest, export_model
+from exporter.triton_config import ServingOptions
+from trident.modelspec import ModelSpec
+from trident.slug import Slug
+
+SLUG = Slug.parse("acme/cars/yolo11n")
+
+
+def read_config(path: Path) -> mc.ModelConfig:
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, yolo11n_pt: Path) -> Path:
+    repo = tmp_path_factory.mktemp("repo") / "models"
+    options = ServingOptions(max_batch=4, instances=2, execution_env="/opt/runtime-env")
+    export_model(ExportRequest(yolo11n_pt, SLUG, repo, options=options, visibility="public"))
+    return repo
+
+
+def test_model_folder_layout(exported: Path) -> None:
+    folder = exported / SLUG.triton_name
+    assert sorted(p.name for p in folder.iterdir()) == ["1", "config.pbtxt", "configs"]
+    assert sorted(p.name for p in (folder / "1").iterdir()) == ["model.onnx", "model.py"]
+    assert not list(exported.parent.glob(".*staging*"))  # the staging folder is gone
+
+
+def test_local_config_runs_onnx_runtime_in_the_python_backend(exported: Path) -> None:
+    config = read_config(exported / SLUG.triton_name / "config.pbtxt")
+    assert config.name == SLUG.triton_name
+    assert config.backend == "python"
+    assert config.max_batch_size == 4
+    assert config.HasField("dynamic_batching")
+    assert config.instance_group[0].count == 2
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert config.parameters["EXECUTION_ENV_PATH"].string_value == "/opt/runtime-env"
+    assert [(i.name, list(i.dims), i.data_type) for i in config.input] == [("images", [3, 640, 640], mc.TYPE_FP32)]
+    assert [(o.name, list(o.dims)) for o in config.output] == [("output0", [84, -1])]
+
+
+def test_native_config_is_for_the_ngc_onnxruntime_backend(exported: Path) -> None:
+    config = read_config(exported / SLUG.triton_name / "configs" / "onnxruntime.pbtxt")
+    assert config.platform == "onnxruntime_onnx"
+    assert config.default_model_filename == "model.onnx"
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert "EXECUTION_ENV_PATH" not in config.parameters
+    local = read_config(exported / SLUG.triton_name / "config.pbtxt")
+    assert config.input == local.input and config.output == local.output
+
+
+def test_config_carries_the_spec_and_ultralytics_metadata(exported: Path, yolo11n_pt: Path) -> None:
+    config = read_config(exported / SLUG.triton_name / "config.pbtxt")
+    spec = ModelSpec.from_json(config.parameters["trident"].string_value)
+    assert spec.task == "detect"
+    assert spec.names[0] == "person" and len(spec.names) == 80
+    assert spec.imgsz == (640, 640) and spec.stride == 32
+    assert spec.dynamic is False and spec.end2end is False
+    assert spec.owner == "acme" and spec.visibility == "public"
+    assert spec.provenance["source_name"] == yolo11n_pt.name
+    assert len(spec.provenance["source_sha256"]) == 64
+    metadata = ast.literal_eval(config.parameters["metadata"].string_value)  # as Ultralytics' client reads it
+    assert metadata["task"] == "detect"
+    assert metadata["names"][0] == "person"
+    assert metadata["args"]["dynamic"] is False
+
+
+def test_exporting_again_adds_a_version(exported: Path, yolo11n_pt: Path) -> None:
+    result = export_model(ExportRequest(yolo11n_pt, SLUG, exported))
+    assert result.version == 2
+    assert (exported / SLUG.triton_name / "2" / "model.onnx").is_file()
+    assert (exported / SLUG.triton_name / "1" / "model.onnx").is_file()
+
+
+def test_dynamic_export_declares_free_height_and_width(tmp_path: Path, yolo11n_pt: Path) -> None:
+    result = export_model(ExportRequest(yolo11n_pt, SLUG, tmp_path / "repo", dynamic=True))
+    config = read_config(result.path.parent / "config.pbtxt")
+    assert list(config.input[0].dims) == [3, -1, -1]
+    assert result.spec.dynamic is True
+
+
+def test_a_parity_mismatch_aborts_and_publishes_nothing(
+    tmp_path: Path, yolo11n_pt: Path, yolo26n_pt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the ONNX does not reproduce the checkpoint (here: another model's ONNX), nothing lands."""
+    from ultralytics import YOLO
+
+    real_export = onnx_export.export_onnx
+
+    def wrong_onnx(model: object, out_dir: Path, *, imgsz: int, dynamic: bool) -> Path:
+        return real_export(YOLO(str(yolo26n_pt)), out_dir, imgsz=imgsz, dynamic=dynamic)
+
+    monkeypatch.setattr("exporter.export.export_onnx", wrong_onnx)
+    repo = tmp_path / "repo"
+    with pytest.raises(ExportError, match="parity check failed"):
+        export_model(ExportRequest(yolo11n_pt, SLUG, repo))
+    assert not (repo / SLUG.triton_name).exists()
+    assert not list(tmp_path.glob(".*staging*"))

@@ -1,0 +1,100 @@
+"""Image intake: accepted formats decode to the pixels Ultralytics sees; anything else is refused."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from frontend.errors import InvalidImage
+from frontend.imaging import decode_image, sniff
+
+LIMIT = 40_000_000
+
+
+def encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_jpeg_decodes_exactly_like_ultralytics_imread(bus: Path) -> None:
+    from ultralytics.utils.patches import imread
+
+    assert np.array_equal(decode_image(bus.read_bytes(), LIMIT), imread(str(bus)))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_png_and_webp_decode_to_bgr(fmt: str) -> None:
+    rgb = np.zeros((4, 5, 3), dtype=np.uint8)
+    rgb[..., 0] = 200  # red
+    data = encode(Image.fromarray(rgb), fmt, lossless=True) if fmt == "WEBP" else encode(Image.fromarray(rgb), fmt)
+    bgr = decode_image(data, LIMIT)
+    assert bgr.shape == (4, 5, 3)
+    assert bgr[0, 0].tolist() == [0, 0, 200]
+
+
+def test_gif_first_frame_is_used() -> None:
+    frames = [Image.new("RGB", (6, 4), c) for c in ((255, 0, 0), (0, 255, 0))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    bgr = decode_image(buffer.getvalue(), LIMIT)
+    assert bgr.shape == (4, 6, 3)
+    assert bgr[0, 0].tolist() == [0, 0, 255]
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.new("RGB", (40, 20), (10, 20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    decoded = decode_image(encode(image, "JPEG", exif=exif), LIMIT)
+    assert decoded.shape[:2] == (40, 20)
+    assert np.array_equal(decoded, cv2.imdecode(np.frombuffer(encode(image, "JPEG", exif=exif), np.uint8), 1))
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        (b"", "empty"),
+        (b"%PDF-1.7 not an image", "unsupported file type"),
+        (b"BM" + b"\0" * 100, "unsupported file type"),  # BMP is not on the allowlist
+        (b"\xff\xd8\xff\xe0" + b"\0" * 50, "not a readable image"),  # JPEG magic, garbage after it
+    ],
+)
+def test_bad_files_are_invalid_images(data: bytes, detail: str) -> None:
+    with pytest.raises(InvalidImage, match=detail):
+        decode_image(data, LIMIT)
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding() -> None:
+    """A 20000x20000 PNG (400 M pixels, ~1 KB compressed) is refused at once, without decoding."""
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    header = (20000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 20001 * 50))
+    start = time.perf_counter()
+    with pytest.raises(InvalidImage, match="too large|limit"):
+        decode_image(bomb + chunk(b"IEND", b""), LIMIT)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_image_at_the_pixel_limit_is_accepted_and_one_more_is_not() -> None:
+    data = encode(Image.new("RGB", (100, 50)), "PNG")
+    assert decode_image(data, 5000).shape == (50, 100, 3)
+    with pytest.raises(InvalidImage, match="limit"):
+        decode_image(data, 4999)
+
+
+def test_sniff_names_only_allowed_formats() -> None:
+    assert sniff(b"\x89PNG\r\n\x1a\n....") == "png"
+    assert sniff(b"RIFF\0\0\0\0WEBPVP8 ") == "webp"
+    assert sniff(b"GIF89a") == "gif"
+    assert sniff(b"II*\0") is None  # TIFF

@@ -1,0 +1,117 @@
+"""The real stack for integration tests: a local Triton and the frontend, on free ports.
+
+Triton runs from the runtime `make setup` installs (`trident triton --install-only`); the frontend
+runs as its own process (`python -m trident serve`) exactly as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from exporter.export import ExportRequest, ExportResult, export_model
+from exporter.triton_config import ServingOptions
+from trident import runtime
+from trident.settings import Settings
+from trident.slug import Slug
+
+pytestmark = pytest.mark.integration
+API_KEY = "tri_test_" + "k" * 24
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    repository: Path
+    log: Path
+    triton: subprocess.Popen[bytes] | None = None
+    frontend: subprocess.Popen[bytes] | None = None
+    exported: dict[str, ExportResult] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    def start_triton(self) -> None:
+        self.triton = runtime.start_triton(self.settings, self.repository, self.log)
+        runtime.wait_ready(self.settings, self.triton)
+
+    def kill_triton(self) -> None:
+        assert self.triton is not None
+        self.triton.kill()
+        self.triton.wait()
+
+    def export(self, weights: Path, slug: str, **kwargs: object) -> ExportResult:
+        options = ServingOptions(execution_env=str(self.settings.runtime_dir))
+        result = export_model(ExportRequest(weights, Slug.parse(slug), self.repository, options=options,
+                                            **kwargs))  # type: ignore[arg-type]
+        self.exported[slug] = result
+        return result
+
+    def wait_model(self, slug: str, timeout_s: float = 60) -> float:
+        """Seconds until a predict on `slug` answers 200."""
+        start = time.monotonic()
+        image = (Path(__file__).parents[1] / "fixtures" / "tiny.png")
+        while time.monotonic() - start < timeout_s:
+            r = self.predict(slug, image)
+            if r.status_code == 200:
+                return time.monotonic() - start
+            time.sleep(0.2)
+        raise AssertionError(f"{slug} not callable after {timeout_s} s: {r.status_code} {r.text}")
+
+    def predict(self, slug: str, image: Path, key: str = API_KEY, **params: object) -> httpx.Response:
+        with image.open("rb") as f:
+            return httpx.post(
+                f"{self.base_url}/api/models/{slug}/predict",
+                headers={"Authorization": f"Bearer {key}"},
+                files={"file": (image.name, f)},
+                data={k: str(v) for k, v in params.items()},
+                timeout=60,
+            )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, yolo11n_pt: Path, yolo26n_pt: Path) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("stack")
+    settings = Settings(
+        port=free_port(), triton_grpc_port=free_port(), triton_http_port=free_port(),
+        triton_metrics_port=free_port(), data_dir=Path(".trident").resolve(),
+    )
+    stack = Stack(settings, root / "model_repository", root / "triton.log")
+    stack.export(yolo11n_pt, "test/coco/yolo11n")
+    stack.export(yolo26n_pt, "test/coco/yolo26n")
+    stack.start_triton()
+    env = {
+        **os.environ,
+        "TRIDENT_PORT": str(settings.port),
+        "TRIDENT_TRITON_GRPC_PORT": str(settings.triton_grpc_port),
+        "TRIDENT_TRITON_HTTP_PORT": str(settings.triton_http_port),
+        "TRIDENT_API_KEYS": API_KEY,
+        "TRIDENT_MODEL_REFRESH_S": "1",
+    }
+    stack.frontend = subprocess.Popen([sys.executable, "-m", "trident", "serve"], env=env,
+                                      stdout=(root / "frontend.log").open("wb"), stderr=subprocess.STDOUT)
+    try:
+        for slug in stack.exported:
+            stack.wait_model(slug)
+        yield stack
+    finally:
+        if stack.frontend:
+            runtime.stop(stack.frontend)
+        if stack.triton:
+            runtime.stop(stack.triton)

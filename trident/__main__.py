@@ -1,0 +1,3 @@
+from trident.cli import app
+
+app()

@@ -1,0 +1,198 @@
+"""The `trident` command: export models, run the local Triton, serve the API, or all of it at once."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+
+from trident.settings import Settings
+from trident.slug import InvalidSlugError, Slug
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def export(
+    weights: Annotated[Path, typer.Argument(help="Ultralytics .pt checkpoint")],
+    slug: Annotated[str, typer.Option(help="owner/project/model, as in the Platform's URL")],
+    repository: Annotated[Path | None, typer.Option(help="Triton model repository")] = None,
+    imgsz: Annotated[int, typer.Option(min=32, max=1280, help="export image size")] = 640,
+    dynamic: Annotated[bool, typer.Option("--dynamic/--static", help="dynamic H/W or fixed square input")] = False,
+    max_batch: Annotated[int, typer.Option(min=1, max=256, help="Triton max_batch_size")] = 8,
+    instances: Annotated[int, typer.Option(min=1, max=64, help="model instances in Triton")] = 1,
+    public: Annotated[bool, typer.Option("--public/--private", help="who may call it")] = False,
+) -> None:
+    """Export WEIGHTS into the Triton repository as a new, parity-checked version."""
+    settings = Settings()
+    try:
+        parsed = Slug.parse(slug)
+    except InvalidSlugError as exc:
+        raise _fail(str(exc)) from None
+    if not weights.is_file():
+        raise _fail(f"weights file not found: {weights}")
+    from exporter.errors import ExportError
+    from exporter.export import ExportRequest, export_model
+    from exporter.triton_config import ServingOptions
+
+    request = ExportRequest(
+        weights=weights,
+        slug=parsed,
+        repository=repository or settings.model_repository,
+        imgsz=imgsz,
+        dynamic=dynamic,
+        visibility="public" if public else "private",
+        options=ServingOptions(max_batch=max_batch, instances=instances,
+                               execution_env=str(settings.runtime_dir)),
+    )
+    try:
+        result = export_model(request, console)
+    except ExportError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"{parsed} -> {result.path}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes")] = None,
+) -> None:
+    """Serve the REST API (Triton must be running)."""
+    import uvicorn
+
+    settings = Settings()
+    uvicorn.run(
+        "frontend.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+        workers=workers or settings.workers, log_level="info", timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def triton(
+    install_only: Annotated[bool, typer.Option(help="install the runtime and exit")] = False,
+) -> None:
+    """Run the local Triton server (installs its runtime on first use) until Ctrl-C."""
+    from trident import runtime
+
+    settings = Settings()
+    try:
+        runtime.ensure_runtime(settings.runtime_dir)
+        if install_only:
+            console.print(f"Triton runtime ready in {settings.runtime_dir}")
+            return
+        process = runtime.start_triton(settings, settings.model_repository)
+        _stop_on_signals([process])
+        runtime.wait_ready(settings, process)
+    except runtime.TritonRuntimeError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"Triton ready: gRPC {settings.triton_grpc_url}, HTTP {settings.triton_http_url}")
+    raise typer.Exit(process.wait())
+
+
+@app.command()
+def demo() -> None:
+    """Build the untrained demo detector and export it (used by `trident run` on an empty repository)."""
+    from exporter.demo import DEMO_SLUG, build_demo_weights
+
+    settings = Settings()
+    weights = build_demo_weights(settings.data_dir / "demo" / "yolo11n-untrained.pt")
+    export(weights, slug=DEMO_SLUG, public=True)
+
+
+def _stop_on_signals(processes: list[subprocess.Popen[bytes]]) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        for p in reversed(processes):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _dev_key(settings: Settings) -> str:
+    if settings.api_key_set:
+        return sorted(settings.api_key_set)[0]
+    path = settings.data_dir / "dev-api-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("tri_" + secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _has_models(repository: Path) -> bool:
+    return repository.is_dir() and any((p / "config.pbtxt").is_file() for p in repository.iterdir())
+
+
+@app.command()
+def run() -> None:
+    """The whole local stack: Triton, a demo model if there is none, and the API on TRIDENT_PORT."""
+    from trident import runtime
+
+    settings = Settings()
+    key = _dev_key(settings)
+    me = [sys.executable, "-m", "trident"]
+    try:
+        runtime.ensure_runtime(settings.runtime_dir)
+        if not _has_models(settings.model_repository):
+            console.print("no models yet: exporting the demo detector")
+            subprocess.run([*me, "demo"], check=True)
+        triton_process = runtime.start_triton(settings, settings.model_repository)
+        processes = [triton_process]
+        _stop_on_signals(processes)
+        runtime.wait_ready(settings, triton_process)
+    except (runtime.TritonRuntimeError, subprocess.CalledProcessError) as exc:
+        raise _fail(str(exc)) from None
+    env = {**os.environ, "TRIDENT_API_KEYS": ",".join(sorted(settings.api_key_set)) or key}
+    processes.append(subprocess.Popen([*me, "serve"], env=env))
+    base = f"http://{settings.host}:{settings.port}"
+    if _wait_http(f"{base}/readyz", processes):
+        models = httpx.get(f"{base}/api/models", headers={"Authorization": f"Bearer {key}"}).json()["models"]
+        slug = models[0]["slug"] if models else "owner/project/model"
+        console.print(f"\n[bold green]Trident is up[/] on {base}  (docs: {base}/docs)")
+        console.print(f"API key: {key}")
+        typer.echo(f"curl -s -H 'Authorization: Bearer {key}' -F file=@{_example_image()} -F conf=0.25 "
+                   f"{base}/api/models/{slug}/predict")
+    code = 0
+    while all(p.poll() is None for p in processes):
+        time.sleep(0.5)
+    for p in reversed(processes):
+        code = code or runtime.stop(p)
+    raise typer.Exit(code)
+
+
+def _wait_http(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 120) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and all(p.poll() is None for p in processes):
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _example_image() -> str:
+    """Ultralytics' bus.jpg, located without importing ultralytics (and torch)."""
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or spec.origin is None:
+        return "bus.jpg"
+    return str(Path(spec.origin).parent / "assets" / "bus.jpg")

@@ -1,0 +1,43 @@
+"""What the frontend needs to serve a model, carried in the Triton config's `trident` parameter.
+
+The exporter writes it, the frontend reads it back from Triton: Triton's repository is the only
+registry, so there is nothing else to keep in sync.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Task = Literal["detect", "segment", "pose", "classify", "obb"]
+SPEC_PARAMETER = "trident"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    task: Task
+    names: dict[int, str]
+    imgsz: tuple[int, int]  # (h, w) the model was exported at
+    stride: int
+    dynamic: bool  # dynamic H/W: rectangular letterbox at the requested imgsz
+    end2end: bool  # rows are final (NMS-free head or NMS inside the graph)
+    input_dtype: str = "FP32"
+    kpt_shape: tuple[int, int] | None = None
+    owner: str = ""
+    visibility: Literal["private", "public"] = "private"
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = asdict(self)
+        data["names"] = {str(k): v for k, v in self.names.items()}
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        data = json.loads(text)
+        data["names"] = {int(k): str(v) for k, v in data["names"].items()}
+        data["imgsz"] = tuple(data["imgsz"])
+        if data.get("kpt_shape") is not None:
+            data["kpt_shape"] = tuple(data["kpt_shape"])
+        return cls(**data)

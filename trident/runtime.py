@@ -1,0 +1,112 @@
+"""The local Triton runtime: the real `tritonserver` from the `nvidia-pytriton` wheel, on the CPU.
+
+It lives in its own virtualenv because Triton's Python-backend stub embeds the system
+libpython3.11, ignores PYTHONPATH and needs numpy<2 (with numpy 2 it returns empty tensors).
+Models reach that env through their `EXECUTION_ENV_PATH` parameter. In production the same
+model folders are served by the NGC container instead (see `docker/`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+import httpx
+
+from trident.settings import Settings
+
+RUNTIME_REQUIREMENTS = ("nvidia-pytriton==0.7.0", "numpy<2", "onnxruntime==1.32.0")
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+class TritonRuntimeError(Exception):
+    """The local Triton runtime could not be installed or started."""
+
+
+def _tritonserver_root(env: Path) -> Path:
+    return env / "lib" / f"python{PY}" / "site-packages" / "pytriton" / "tritonserver"
+
+
+def ensure_runtime(env: Path, quiet: bool = False) -> Path:
+    """Install the runtime env once (idempotent); return the `tritonserver` folder inside it."""
+    marker = env / ".trident-runtime"
+    wanted = "\n".join(RUNTIME_REQUIREMENTS)
+    root = _tritonserver_root(env)
+    if not (marker.is_file() and marker.read_text() == wanted and (root / "bin" / "tritonserver").is_file()):
+        if not (env / "bin" / "python").exists():
+            venv.EnvBuilder(with_pip=True, clear=False).create(env)
+        cmd = [str(env / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+               *(["-q"] if quiet else []), *RUNTIME_REQUIREMENTS]
+        if subprocess.run(cmd, check=False).returncode != 0:
+            raise TritonRuntimeError("pip could not install the Triton runtime: " + " ".join(RUNTIME_REQUIREMENTS))
+        marker.write_text(wanted)
+    stub = root / "backends" / "python" / "triton_python_backend_stub"
+    if not stub.exists():
+        source = root / "python_backend_stubs" / PY / "triton_python_backend_stub"
+        if not source.exists():
+            raise TritonRuntimeError(f"nvidia-pytriton ships no Python-backend stub for Python {PY}")
+        shutil.copy2(source, stub)
+    return root
+
+
+def server_command(settings: Settings, root: Path, repository: Path) -> list[str]:
+    """`tritonserver` in poll mode: exported models and new versions load while it runs."""
+    return [
+        str(root / "bin" / "tritonserver"),
+        f"--model-repository={repository.resolve()}",
+        f"--backend-directory={root / 'backends'}",
+        "--model-control-mode=poll",
+        f"--repository-poll-secs={settings.triton_poll_s}",
+        "--strict-readiness=false",  # ready = serving; one broken model must not hide the others
+        "--exit-on-error=false",
+        f"--grpc-address={settings.triton_host}",
+        f"--grpc-port={settings.triton_grpc_port}",
+        f"--http-address={settings.triton_host}",
+        f"--http-port={settings.triton_http_port}",
+        f"--metrics-port={settings.triton_metrics_port}",
+        "--log-verbose=0",
+    ]
+
+
+def start_triton(settings: Settings, repository: Path, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `tritonserver` (not waiting for it); its output goes to `log_path` or ours."""
+    root = ensure_runtime(settings.runtime_dir, quiet=True)
+    repository.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # a __pycache__ in a model folder triggers a reload
+    out = log_path.open("ab") if log_path else None
+    return subprocess.Popen(server_command(settings, root, repository), env=env, stdout=out,
+                            stderr=subprocess.STDOUT if out else None, start_new_session=True)
+
+
+def wait_ready(settings: Settings, process: subprocess.Popen[bytes] | None = None, timeout_s: float = 120) -> None:
+    """Block until Triton's HTTP `/v2/health/ready` answers 200."""
+    deadline = time.monotonic() + timeout_s
+    url = f"{settings.triton_http_url}/v2/health/ready"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise TritonRuntimeError(f"tritonserver exited with code {process.returncode} before it was ready")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TritonRuntimeError(f"Triton was not ready after {timeout_s:.0f} s ({url})")
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 30) -> int:
+    """SIGTERM, then SIGKILL after `timeout_s`; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

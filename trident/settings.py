@@ -1,0 +1,53 @@
+"""All configuration, from environment variables prefixed `TRIDENT_` (see the README's table).
+
+The defaults serve the local stack: API on 127.0.0.1:8080, Triton gRPC 8001, HTTP 8000, metrics 8002.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIDENT_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+
+    triton_host: str = "127.0.0.1"
+    triton_grpc_port: int = 8001
+    triton_http_port: int = 8000
+    triton_metrics_port: int = 8002
+    triton_timeout_s: float = Field(10.0, gt=0, description="deadline of one inference call")
+    triton_poll_s: int = Field(1, ge=1, description="how often Triton rescans the model repository")
+
+    model_repository: Path = Path("model_repository")
+    data_dir: Path = Path(".trident")
+    model_refresh_s: float = Field(2.0, gt=0, description="how often the frontend rereads Triton's index")
+
+    api_keys: SecretStr = Field(SecretStr(""), description="comma-separated keys accepted as Bearer tokens")
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = Field(40_000_000, description="width x height above which an image is refused")
+    cpu_threads: int = Field(4, ge=1, description="threads for decode, letterbox and postprocessing")
+
+    @property
+    def triton_grpc_url(self) -> str:
+        return f"{self.triton_host}:{self.triton_grpc_port}"
+
+    @property
+    def triton_http_url(self) -> str:
+        return f"http://{self.triton_host}:{self.triton_http_port}"
+
+    @cached_property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+
+    @property
+    def runtime_dir(self) -> Path:
+        """The local Triton runtime's own virtualenv (nvidia-pytriton, numpy<2, onnxruntime)."""
+        return (self.data_dir / "triton-runtime").resolve()
