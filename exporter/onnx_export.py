@@ -13,28 +13,19 @@ from exporter.errors import ExportError
 
 
 def export_onnx(model: Any, out_dir: Path, *, imgsz: int, dynamic: bool) -> Path:
-    """Export `model` to `out_dir/model.onnx` with a free batch axis.
+    """Export `model` to `out_dir/model.onnx` (batch 1 when static, all axes free when dynamic).
 
-    Ultralytics has no batch-only dynamic option, so the graph is always exported with dynamic axes
-    (which also frees H and W) and Triton batches requests along the first axis. For a static model
-    the metadata is then rewritten to say `dynamic: False`: that is how the model is served (square
-    letterbox at the export size) and what `YOLO(model.onnx)` and Ultralytics' Triton client read.
+    A static export is a batch-1 graph: Ultralytics has no batch-only dynamic option, and its
+    dynamic graphs are not always right (YOLO26's dynamic export returns other boxes than the
+    checkpoint in 8.4.190; the parity check catches that). Triton still queues and groups
+    requests; the Python backend runs a fixed-batch graph once per request.
     """
     try:
-        produced = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, verbose=False))
+        produced = Path(model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, verbose=False))
     except Exception as exc:
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from None
     target = out_dir / "model.onnx"
     shutil.move(produced, target)
-    if not dynamic:
-        proto = onnx.load(str(target))
-        meta = {p.key: p.value for p in proto.metadata_props}
-        args = ast.literal_eval(meta["args"])
-        args["dynamic"] = False
-        for prop in proto.metadata_props:
-            if prop.key == "args":
-                prop.value = str(args)
-        onnx.save(proto, str(target))
     return target
 
 

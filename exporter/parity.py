@@ -22,6 +22,7 @@ from trident.modelspec import ModelSpec
 CHECK_CONF = 0.01  # low enough that even an untrained model yields boxes to compare
 CHECK_IOU = 0.45
 TOP_N = 50  # the highest-scored reference boxes that must all be reproduced
+BOX_TOL_PX = 0.1
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,16 @@ def check_parity(model: Any, onnx_path: Path, spec: ModelSpec, image_path: Path)
     if len(top) and len(ours):
         ious = _iou(ref_xyxy[top], ours.xyxy)
         for row, k in enumerate(top):
-            ok = (ious[row] >= 0.99) & (ours.cls == ref_cls[k]) & (np.abs(ours.conf - ref_conf[k]) <= 1e-3)
+            # a box clipped to zero area has no IoU: compare its corners instead
+            near = np.abs(ours.xyxy - ref_xyxy[k]).max(axis=1) <= BOX_TOL_PX
+            same = (ious[row] >= 0.99) | near
+            ok = same & (ours.cls == ref_cls[k]) & (np.abs(ours.conf - ref_conf[k]) <= 1e-3)
             matched += bool(ok.any())
     report = ParityReport(reference=len(ref_conf), ours=len(ours), matched=matched)
     if matched < len(top) or abs(report.ours - report.reference) > max(2, report.reference // 20):
         raise ExportError(
             f"parity check failed on {image_path.name}: Ultralytics found {report.reference} boxes, "
             f"the exported model {report.ours}; {matched} of the top {len(top)} reproduced "
-            "(IoU >= 0.99, same class, confidence within 1e-3)"
+            "(IoU >= 0.99 or corners within 0.1 px, same class, confidence within 1e-3)"
         )
     return report

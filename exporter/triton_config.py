@@ -39,17 +39,19 @@ def _base_config(
     metadata: dict[str, Any],
     inputs: list[tuple[str, list[int]]],
     outputs: list[tuple[str, list[int]]],
-    options: ServingOptions,
+    max_batch: int,
+    queue_delay_us: int,
 ) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=name, max_batch_size=options.max_batch)
+    """`max_batch == 0` declares the batch axis as part of the dims (a fixed-batch graph)."""
+    config = mc.ModelConfig(name=name, max_batch_size=max_batch)
     h, w = spec.imgsz
     for in_name, in_dims in inputs:
         dims = [in_dims[1], -1, -1] if spec.dynamic else [in_dims[1], h, w]
-        config.input.add(**_tensor(in_name, dims, spec.input_dtype))
+        config.input.add(**_tensor(in_name, dims if max_batch else [1, *dims], spec.input_dtype))
     for out_name, out_dims in outputs:
-        config.output.add(**_tensor(out_name, out_dims[1:], "FP32"))
-    if options.max_batch > 1:
-        config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
+        config.output.add(**_tensor(out_name, out_dims[1:] if max_batch else out_dims, "FP32"))
+    if max_batch > 1:
+        config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     config.parameters[SPEC_PARAMETER].string_value = spec.to_json()
     config.parameters["metadata"].string_value = str(metadata)
     return config
@@ -64,13 +66,16 @@ def render_configs(
     options: ServingOptions,
 ) -> dict[str, str]:
     """Relative path -> pbtxt text for both configs."""
-    local = _base_config(name, spec, metadata, inputs, outputs, options)
+    local = _base_config(name, spec, metadata, inputs, outputs, options.max_batch, options.queue_delay_us)
     local.backend = "python"
     local.instance_group.add(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
     if options.execution_env:
         local.parameters["EXECUTION_ENV_PATH"].string_value = options.execution_env
 
-    native = _base_config(name, spec, metadata, inputs, outputs, options)
+    # Triton's ONNX Runtime backend checks shapes against the graph: a batch-1 graph is not batchable
+    fixed_batch = any(dims[0] != -1 for _, dims in inputs)
+    native_batch = 0 if fixed_batch else options.max_batch
+    native = _base_config(name, spec, metadata, inputs, outputs, native_batch, options.queue_delay_us)
     native.platform = "onnxruntime_onnx"
     native.default_model_filename = "model.onnx"
     native.instance_group.add(count=options.instances, kind=mc.ModelInstanceGroup.KIND_GPU)

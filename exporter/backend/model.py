@@ -3,7 +3,8 @@
 Copied next to `model.onnx` in every version folder by the exporter. It runs inside Triton's
 Python stub (its own environment: numpy<2, onnxruntime), so it imports nothing from Trident.
 Requests that Triton's dynamic batcher hands over together are stacked by input shape and run as
-one ONNX Runtime call.
+one ONNX Runtime call; a graph with a fixed batch size (a static export is batch 1) is run in
+chunks of that size.
 """
 
 import json
@@ -26,6 +27,22 @@ class TritonPythonModel:
         )
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        batch = self.session.get_inputs()[0].shape[0]
+        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
+
+    def run(self, batch):
+        """Outputs for `batch`, honouring a fixed graph batch size (zero-padded last chunk)."""
+        if self.fixed_batch is None:
+            return self.session.run(self.output_names, {self.input_name: batch})
+        n, size = batch.shape[0], self.fixed_batch
+        chunks = []
+        for start in range(0, n, size):
+            part = batch[start : start + size]
+            if part.shape[0] < size:
+                pad = np.zeros((size - part.shape[0], *part.shape[1:]), dtype=part.dtype)
+                part = np.concatenate([part, pad])
+            chunks.append(self.session.run(self.output_names, {self.input_name: part}))
+        return [np.concatenate([c[k] for c in chunks])[:n] for k in range(len(self.output_names))]
 
     def execute(self, requests):
         inputs = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
@@ -36,7 +53,7 @@ class TritonPythonModel:
         for indices in by_shape.values():
             batch = np.concatenate([inputs[i] for i in indices], axis=0)
             try:
-                outputs = self.session.run(self.output_names, {self.input_name: batch})
+                outputs = self.run(batch)
             except Exception as exc:  # one bad batch must not take the model down
                 error = pb_utils.TritonError(f"onnxruntime failed: {exc}")
                 for i in indices:

@@ -48,7 +48,7 @@ def test_local_config_runs_onnx_runtime_in_the_python_backend(exported: Path) ->
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert config.parameters["EXECUTION_ENV_PATH"].string_value == "/opt/runtime-env"
     assert [(i.name, list(i.dims), i.data_type) for i in config.input] == [("images", [3, 640, 640], mc.TYPE_FP32)]
-    assert [(o.name, list(o.dims)) for o in config.output] == [("output0", [84, -1])]
+    assert [(o.name, list(o.dims)) for o in config.output] == [("output0", [84, 8400])]
 
 
 def test_native_config_is_for_the_ngc_onnxruntime_backend(exported: Path) -> None:
@@ -57,8 +57,10 @@ def test_native_config_is_for_the_ngc_onnxruntime_backend(exported: Path) -> Non
     assert config.default_model_filename == "model.onnx"
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     assert "EXECUTION_ENV_PATH" not in config.parameters
-    local = read_config(exported / SLUG.triton_name / "config.pbtxt")
-    assert config.input == local.input and config.output == local.output
+    # a static export is a batch-1 graph: the native backend sees the batch axis in the dims
+    assert config.max_batch_size == 0
+    assert [list(i.dims) for i in config.input] == [[1, 3, 640, 640]]
+    assert [list(o.dims) for o in config.output] == [[1, 84, 8400]]
 
 
 def test_config_carries_the_spec_and_ultralytics_metadata(exported: Path, yolo11n_pt: Path) -> None:
@@ -89,6 +91,8 @@ def test_dynamic_export_declares_free_height_and_width(tmp_path: Path, yolo11n_p
     config = read_config(result.path.parent / "config.pbtxt")
     assert list(config.input[0].dims) == [3, -1, -1]
     assert result.spec.dynamic is True
+    native = read_config(result.path.parent / "configs" / "onnxruntime.pbtxt")
+    assert native.max_batch_size == 8 and native.HasField("dynamic_batching")
 
 
 def test_a_parity_mismatch_aborts_and_publishes_nothing(

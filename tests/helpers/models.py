@@ -3,7 +3,9 @@
 An untrained YOLO finds nothing (its activations vanish and the class bias is about -9), which
 would make every parity test pass vacuously. So: random weights (seeded), BatchNorm statistics
 set from one forward pass over real images (activations stay at a sane scale), COCO names, and
-class biases at -4 so scores spread over 1e-3..1. The result is deterministic.
+class biases at -4 so scores spread over 1e-3..1, and (for heads that regress distances directly,
+YOLO26) box biases that keep boxes a few strides wide instead of sub-pixel slivers, whose IoU
+would hinge on float rounding. The result is deterministic.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def _calibrate(model: torch.nn.Module) -> None:
     model.eval()
 
 
-def build_busy_detector(yaml_name: str, path: Path, seed: int = 0, cls_bias: float = -4.0) -> Path:
+def build_busy_detector(yaml_name: str, path: Path, seed: int = 0, cls_bias: float = -4.0,
+                        box_bias: float = 6.0) -> Path:
     """Save a deterministic, many-box detector built from `yaml_name` to `path`."""
     torch.manual_seed(seed)
     model = YOLO(yaml_name)
@@ -40,6 +43,9 @@ def build_busy_detector(yaml_name: str, path: Path, seed: int = 0, cls_bias: flo
     head = model.model.model[-1]
     for branch in [*head.cv3, *getattr(head, "one2one_cv3", [])]:
         branch[-1].bias.data.fill_(cls_bias)
+    if head.reg_max == 1:
+        for branch in [*head.cv2, *getattr(head, "one2one_cv2", [])]:
+            branch[-1].bias.data.fill_(box_bias)
     model.model.names = dict(COCO_NAMES)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(path))

@@ -67,12 +67,18 @@ class Stack:
         """Seconds until a predict on `slug` answers 200."""
         start = time.monotonic()
         image = (Path(__file__).parents[1] / "fixtures" / "tiny.png")
+        last = "no answer"
         while time.monotonic() - start < timeout_s:
-            r = self.predict(slug, image)
-            if r.status_code == 200:
-                return time.monotonic() - start
-            time.sleep(0.2)
-        raise AssertionError(f"{slug} not callable after {timeout_s} s: {r.status_code} {r.text}")
+            try:
+                r = self.predict(slug, image)
+            except httpx.TransportError as exc:
+                last = repr(exc)
+            else:
+                if r.status_code == 200:
+                    return time.monotonic() - start
+                last = f"{r.status_code} {r.text}"
+            time.sleep(0.1)
+        raise AssertionError(f"{slug} not callable after {timeout_s} s: {last}")
 
     def predict(self, slug: str, image: Path, key: str = API_KEY, **params: object) -> httpx.Response:
         with image.open("rb") as f:
