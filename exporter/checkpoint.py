@@ -17,12 +17,14 @@ def load_checkpoint(weights: Path) -> Any:
         raise ExportError(f"weights file not found: {weights}")
     if weights.suffix != ".pt" or not zipfile.is_zipfile(weights):
         raise ExportError(f"{weights} is not an Ultralytics checkpoint (expected a .pt file saved by torch)")
-    from ultralytics import YOLO  # heavy import, only when exporting
+    from ultralytics import YOLO  # type: ignore[attr-defined]  # heavy: only when exporting
 
     try:
         model = YOLO(str(weights))
     except Exception as exc:  # ultralytics raises many types for a foreign file
-        raise ExportError(f"{weights} is not an Ultralytics checkpoint: {type(exc).__name__}: {exc}") from None
+        raise ExportError(
+            f"{weights} is not an Ultralytics checkpoint: {type(exc).__name__}: {exc}"
+        ) from None
     task = getattr(model, "task", None)
     if task not in SUPPORTED_TASKS:
         raise ExportError(f"task {task!r} is not supported yet (supported: {', '.join(SUPPORTED_TASKS)})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +32,7 @@ class ExportRequest:
     dynamic: bool = False
     visibility: Literal["private", "public"] = "private"
     sample_image: Path | None = None  # defaults to Ultralytics' bus.jpg
-    options: ServingOptions = ServingOptions()
+    options: ServingOptions = field(default_factory=ServingOptions)
 
 
 @dataclass(frozen=True)
@@ -90,11 +90,14 @@ def export_model(request: ExportRequest, console: Console | None = None) -> Expo
             onnx_path = export_onnx(model, version_dir, imgsz=request.imgsz, dynamic=request.dynamic)
             meta = read_metadata(onnx_path)
             spec = spec_from_metadata(meta, request, _sha256(request.weights))
-            console.log(f"exported ONNX at {spec.imgsz[1]}x{spec.imgsz[0]} ({'dynamic' if spec.dynamic else 'static'})")
+            shape = "dynamic" if spec.dynamic else "static"
+            console.log(f"exported ONNX at {spec.imgsz[1]}x{spec.imgsz[0]} ({shape})")
             status.update("checking parity with YOLO(weights).predict()")
             sample = request.sample_image or _default_sample()
             parity = check_parity(model, onnx_path, spec, sample)
-            console.log(f"parity ok: {parity.matched} top boxes reproduced, {parity.ours} vs {parity.reference} in all")
+            console.log(
+                f"parity ok: top {parity.matched} boxes reproduced ({parity.ours} vs {parity.reference})"
+            )
             shutil.copy(BACKEND_MODEL, version_dir / "model.py")
             inputs, outputs = io_shapes(onnx_path)
             for rel, text in render_configs(name, spec, meta, inputs, outputs, request.options).items():

@@ -21,7 +21,9 @@ def export_onnx(model: Any, out_dir: Path, *, imgsz: int, dynamic: bool) -> Path
     requests; the Python backend runs a fixed-batch graph once per request.
     """
     try:
-        produced = Path(model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, verbose=False))
+        produced = Path(
+            model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, verbose=False)
+        )
     except Exception as exc:
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from None
     target = out_dir / "model.onnx"

@@ -13,10 +13,11 @@ from typing import Any
 import cv2
 import numpy as np
 import onnxruntime as ort
+from numpy.typing import NDArray
 
 from exporter.errors import ExportError
 from postprocess.detect import Detections, decode_detections
-from postprocess.letterbox import apply_letterbox, letterbox_geometry, round_to_stride, to_model_input
+from postprocess.letterbox import model_input
 from trident.modelspec import ModelSpec
 
 CHECK_CONF = 0.01  # low enough that even an untrained model yields boxes to compare
@@ -32,36 +33,54 @@ class ParityReport:
     matched: int
 
 
-def run_pipeline(session: ort.InferenceSession, spec: ModelSpec, image: np.ndarray, conf: float,
-                 iou: float) -> Detections:
+def run_pipeline(
+    session: ort.InferenceSession, spec: ModelSpec, image: NDArray[np.uint8], conf: float, iou: float
+) -> Detections:
     """What the frontend does for one image, with ONNX Runtime standing in for Triton."""
-    if spec.dynamic:
-        size = round_to_stride(spec.imgsz[0], spec.stride)
-        box = letterbox_geometry(*image.shape[:2], (size, size), spec.stride, auto=True)
-    else:
-        box = letterbox_geometry(*image.shape[:2], spec.imgsz, spec.stride, auto=False)
-    x = to_model_input(apply_letterbox(image, box))[None]
+    x, box = model_input(
+        image, export_hw=spec.imgsz, stride=spec.stride, dynamic=spec.dynamic, imgsz=spec.imgsz[0]
+    )
     output0 = session.run(None, {session.get_inputs()[0].name: x})[0][0]
-    return decode_detections(output0, nc=len(spec.names), end2end=spec.end2end, conf=conf, iou=iou,
-                             input_hw=(box.height, box.width), orig_hw=image.shape[:2])
+    return decode_detections(
+        output0,
+        nc=len(spec.names),
+        end2end=spec.end2end,
+        conf=conf,
+        iou=iou,
+        input_hw=(box.height, box.width),
+        orig_hw=(image.shape[0], image.shape[1]),
+    )
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _iou(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float64]:
     lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return np.asarray(inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9))
+    area_a, area_b = np.prod(a[:, 2:] - a[:, :2], axis=1), np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9))
 
 
 def check_parity(model: Any, onnx_path: Path, spec: ModelSpec, image_path: Path) -> ParityReport:
     """Compare on one image; raise `ExportError` naming the first difference."""
-    image = cv2.imread(str(image_path))
-    ref = model.predict(str(image_path), conf=CHECK_CONF, iou=CHECK_IOU, imgsz=list(spec.imgsz),
-                        rect=spec.dynamic, verbose=False)[0].boxes
+    image: NDArray[np.uint8] | None = cv2.imread(str(image_path))  # type: ignore[assignment]
+    if image is None:
+        raise ExportError(f"cannot read the parity sample image {image_path}")
+    ref = model.predict(
+        str(image_path),
+        conf=CHECK_CONF,
+        iou=CHECK_IOU,
+        imgsz=list(spec.imgsz),
+        rect=spec.dynamic,
+        verbose=False,
+    )[0].boxes
     ref_xyxy, ref_conf = ref.xyxy.numpy(), ref.conf.numpy()
     ref_cls = ref.cls.numpy().astype(np.int64)
-    ours = run_pipeline(ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]),
-                        spec, image, CHECK_CONF, CHECK_IOU)
+    ours = run_pipeline(
+        ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]),
+        spec,
+        image,
+        CHECK_CONF,
+        CHECK_IOU,
+    )
     top = np.argsort(-ref_conf, kind="stable")[:TOP_N]
     matched = 0
     if len(top) and len(ours):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from http import HTTPStatus
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 
 import orjson
 from anyio import CapacityLimiter
@@ -66,8 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> Response:
         phrase = HTTPStatus(exc.status_code).phrase
-        body = {"success": False, "error": {"code": phrase.lower().replace(" ", "_"), "message": phrase,
-                                            "detail": str(exc.detail)}}
+        body = {
+            "success": False,
+            "error": {"code": phrase.lower().replace(" ", "_"), "message": phrase, "detail": str(exc.detail)},
+        }
         return Response(orjson.dumps(body), status_code=exc.status_code, media_type="application/json")
 
     @app.exception_handler(Exception)

@@ -32,10 +32,14 @@ class ServingError(Exception):
         self.retry_after = retry_after
 
     def to_response(self) -> Response:
-        body = {"success": False, "error": {"code": self.code, "message": self.message, "detail": self.detail}}
+        body = {
+            "success": False,
+            "error": {"code": self.code, "message": self.message, "detail": self.detail},
+        }
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
-        return Response(orjson.dumps(body), status_code=self.status_code, headers=headers,
-                        media_type="application/json")
+        return Response(
+            orjson.dumps(body), status_code=self.status_code, headers=headers, media_type="application/json"
+        )
 
 
 class InvalidRequest(ServingError):

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from frontend.catalog import ServedModel
 from frontend.errors import InvalidRequest, ServingError
 from postprocess.detect import decode_detections
-from postprocess.letterbox import apply_letterbox, letterbox_geometry, round_to_stride, to_model_input
+from postprocess.letterbox import model_input
 from trident.modelspec import ModelSpec
 
 DECIMALS = 5  # as Ultralytics' Results.summary()
@@ -37,17 +37,10 @@ class Prepared:
 
 
 def prepare(image: NDArray[np.uint8], spec: ModelSpec, imgsz: int) -> Prepared:
-    """Letterbox as Ultralytics does for this model: a static model always takes its export size
-    (a requested imgsz is ignored, like `YOLO(export).predict()`); a dynamic one gets the minimum
-    rectangle at the requested size."""
-    h0, w0 = image.shape[:2]
-    if spec.dynamic:
-        size = round_to_stride(imgsz, spec.stride)
-        box = letterbox_geometry(h0, w0, (size, size), spec.stride, auto=True)
-    else:
-        box = letterbox_geometry(h0, w0, spec.imgsz, spec.stride, auto=False)
-    tensor = to_model_input(apply_letterbox(image, box))[None]
-    return Prepared(tensor, (box.height, box.width), (h0, w0))
+    tensor, box = model_input(
+        image, export_hw=spec.imgsz, stride=spec.stride, dynamic=spec.dynamic, imgsz=imgsz
+    )
+    return Prepared(tensor, (box.height, box.width), (image.shape[0], image.shape[1]))
 
 
 def _r(value: float) -> float:
@@ -61,8 +54,13 @@ def decode_detect(
     if output0.ndim != 3 or output0.shape[0] != 1:
         raise ServingError(f"unexpected output0 shape {output0.shape}")
     det = decode_detections(
-        output0[0].astype(np.float32, copy=False), nc=len(spec.names), end2end=spec.end2end,
-        conf=params.conf, iou=params.iou, input_hw=prep.input_hw, orig_hw=prep.orig_hw,
+        output0[0].astype(np.float32, copy=False),
+        nc=len(spec.names),
+        end2end=spec.end2end,
+        conf=params.conf,
+        iou=params.iou,
+        input_hw=prep.input_hw,
+        orig_hw=prep.orig_hw,
     )
     return [
         {

@@ -70,19 +70,23 @@ async def predict(owner: str, project: str, model: str, request: Request) -> Res
     pre_ms = _ms(start)
 
     start = time.perf_counter()
-    outputs = await triton.infer(served.triton_name, {served.input_name: prep.tensor}, list(served.output_names))
+    outputs = await triton.infer(
+        served.triton_name, {served.input_name: prep.tensor}, list(served.output_names)
+    )
     infer_ms = _ms(start)
 
     start = time.perf_counter()
     predictions = await run_cpu(request, decode, outputs, served.spec, params, prep)
     post_ms = _ms(start)
     h0, w0 = prep.orig_hw
-    return json_response({
-        "success": True,
-        "predictions": predictions,
-        "image": {"width": w0, "height": h0},
-        "speed": {"preprocess": pre_ms, "inference": infer_ms, "postprocess": post_ms},
-    })
+    return json_response(
+        {
+            "success": True,
+            "predictions": predictions,
+            "image": {"width": w0, "height": h0},
+            "speed": {"preprocess": pre_ms, "inference": infer_ms, "postprocess": post_ms},
+        }
+    )
 
 
 @router.get("/api/models", summary="Models this service can run")
@@ -90,20 +94,22 @@ async def list_models(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     authenticate(request, settings.api_key_set)
     catalog: Catalog = request.app.state.catalog
-    return json_response({
-        "success": True,
-        "models": [
-            {
-                "slug": str(m.slug),
-                "task": m.spec.task,
-                "classes": len(m.spec.names),
-                "imgsz": list(m.spec.imgsz),
-                "dynamic": m.spec.dynamic,
-                "version": m.version,
-            }
-            for m in catalog.models
-        ],
-    })
+    return json_response(
+        {
+            "success": True,
+            "models": [
+                {
+                    "slug": str(m.slug),
+                    "task": m.spec.task,
+                    "classes": len(m.spec.names),
+                    "imgsz": list(m.spec.imgsz),
+                    "dynamic": m.spec.dynamic,
+                    "version": m.version,
+                }
+                for m in catalog.models
+            ],
+        }
+    )
 
 
 @router.get("/livez", summary="The process is alive")

@@ -57,7 +57,11 @@ PREDICT_BODY = {
                     "type": "object",
                     "required": ["file"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP or GIF"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "JPEG, PNG, WebP or GIF",
+                        },
                         "conf": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.25},
                         "iou": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.45},
                         "imgsz": {"type": "integer", "minimum": 32, "maximum": 1280, "default": 640},

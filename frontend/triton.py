@@ -30,7 +30,9 @@ CONTROL_TIMEOUT_S = 1.0  # health, index and config calls
 def _map_error(exc: InferenceServerException, model: str = "") -> ServingError:
     status = exc.status() or ""
     if "DEADLINE_EXCEEDED" in status:
-        return InferenceTimeout(f"inference did not finish within the deadline{f' ({model})' if model else ''}")
+        return InferenceTimeout(
+            f"inference did not finish within the deadline{f' ({model})' if model else ''}"
+        )
     if "UNAVAILABLE" in status or "CANCELLED" in status:
         return ServiceUnavailable("the inference server is unreachable")
     if "NOT_FOUND" in status or "not found" in (exc.message() or "") or "not ready" in (exc.message() or ""):
@@ -55,7 +57,9 @@ class Triton:
     async def ready_models(self) -> dict[str, str]:
         """Name -> version of every model Triton reports READY."""
         try:
-            index = await self._client.get_model_repository_index(as_json=True, client_timeout=CONTROL_TIMEOUT_S)
+            index = await self._client.get_model_repository_index(
+                as_json=True, client_timeout=CONTROL_TIMEOUT_S
+            )
         except InferenceServerException as exc:
             raise _map_error(exc) from None
         return {m["name"]: m.get("version", "") for m in index.get("models", []) if m.get("state") == "READY"}

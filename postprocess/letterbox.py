@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -53,10 +54,11 @@ def letterbox_geometry(h0: int, w0: int, target: tuple[int, int], stride: int, a
 def apply_letterbox(image: NDArray[np.uint8], box: Letterbox) -> NDArray[np.uint8]:
     """Resize (bilinear, skipped when the size is unchanged) and pad a BGR image."""
     h0, w0 = image.shape[:2]
+    resized: NDArray[np.integer[Any] | np.floating[Any]] = image
     if (w0, h0) != (box.new_w, box.new_h):
-        image = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
     out = cv2.copyMakeBorder(
-        image, box.top, box.bottom, box.left, box.right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
+        resized, box.top, box.bottom, box.left, box.right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
     )
     return np.asarray(out, dtype=np.uint8)
 
@@ -65,3 +67,20 @@ def to_model_input(image: NDArray[np.uint8]) -> NDArray[np.float32]:
     """BGR HWC uint8 -> RGB CHW float32 in [0, 1], the tensor YOLO models take."""
     chw = image[..., ::-1].transpose(2, 0, 1)
     return np.ascontiguousarray(chw, dtype=np.float32) / np.float32(255)
+
+
+def model_input(
+    image: NDArray[np.uint8], *, export_hw: tuple[int, int], stride: int, dynamic: bool, imgsz: int
+) -> tuple[NDArray[np.float32], Letterbox]:
+    """The `(1, 3, H, W)` tensor `YOLO(export).predict(imgsz=imgsz)` feeds this model.
+
+    A static model always takes its export size (the requested imgsz is ignored, as Ultralytics
+    does); a dynamic one gets the minimum rectangle at the requested size.
+    """
+    h0, w0 = image.shape[:2]
+    if dynamic:
+        size = round_to_stride(imgsz, stride)
+        box = letterbox_geometry(h0, w0, (size, size), stride, auto=True)
+    else:
+        box = letterbox_geometry(h0, w0, export_hw, stride, auto=False)
+    return to_model_input(apply_letterbox(image, box))[None], box

@@ -15,7 +15,9 @@ MAX_WH = 7680  # per-class coordinate offset that keeps classes apart in one NMS
 MAX_NMS = 30000  # candidates kept (by score) before NMS
 
 
-def nms(boxes: NDArray[np.float32], scores: NDArray[np.float32], iou: float, max_det: int) -> NDArray[np.intp]:
+def nms(
+    boxes: NDArray[np.float32], scores: NDArray[np.float32], iou: float, max_det: int
+) -> NDArray[np.intp]:
     """Greedy NMS (torchvision semantics): indices kept, in descending score order.
 
     A box is suppressed when its IoU with a kept, higher-scored box is strictly above `iou`.
@@ -49,8 +51,11 @@ def raw_candidates(pred: NDArray[np.float32], nc: int, conf: float) -> NDArray[n
     cls_scores = x[:, 4 : 4 + nc]
     best = cls_scores.argmax(axis=1)
     best_score = cls_scores[np.arange(len(x)), best]
-    rows = np.concatenate([x[:, :4], best_score[:, None], best[:, None].astype(np.float32), x[:, 4 + nc :]], 1)
-    return rows[best_score > conf]
+    rows = np.concatenate(
+        [x[:, :4], best_score[:, None], best[:, None].astype(np.float32), x[:, 4 + nc :]], 1
+    )
+    kept: NDArray[np.float32] = rows[best_score > conf]
+    return kept
 
 
 def class_aware_nms(rows: NDArray[np.float32], iou: float, max_det: int) -> NDArray[np.float32]:
@@ -63,4 +68,5 @@ def class_aware_nms(rows: NDArray[np.float32], iou: float, max_det: int) -> NDAr
 
 def end2end_rows(pred: NDArray[np.float32], conf: float, max_det: int) -> NDArray[np.float32]:
     """Rows of an NMS-free / NMS-inside output `(max_det, 6 + extra)`: keep score > conf, in order."""
-    return pred[pred[:, 4] > conf][:max_det].astype(np.float32)
+    rows: NDArray[np.float32] = pred[pred[:, 4] > conf][:max_det].astype(np.float32)
+    return rows

@@ -34,7 +34,9 @@ def export(
     slug: Annotated[str, typer.Option(help="owner/project/model, as in the Platform's URL")],
     repository: Annotated[Path | None, typer.Option(help="Triton model repository")] = None,
     imgsz: Annotated[int, typer.Option(min=32, max=1280, help="export image size")] = 640,
-    dynamic: Annotated[bool, typer.Option("--dynamic/--static", help="dynamic H/W or fixed square input")] = False,
+    dynamic: Annotated[
+        bool, typer.Option("--dynamic/--static", help="dynamic H/W or fixed square input")
+    ] = False,
     max_batch: Annotated[int, typer.Option(min=1, max=256, help="Triton max_batch_size")] = 8,
     instances: Annotated[int, typer.Option(min=1, max=64, help="model instances in Triton")] = 1,
     public: Annotated[bool, typer.Option("--public/--private", help="who may call it")] = False,
@@ -58,8 +60,9 @@ def export(
         imgsz=imgsz,
         dynamic=dynamic,
         visibility="public" if public else "private",
-        options=ServingOptions(max_batch=max_batch, instances=instances,
-                               execution_env=str(settings.runtime_dir)),
+        options=ServingOptions(
+            max_batch=max_batch, instances=instances, execution_env=str(settings.runtime_dir)
+        ),
     )
     try:
         result = export_model(request, console)
@@ -79,8 +82,13 @@ def serve(
 
     settings = Settings()
     uvicorn.run(
-        "frontend.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
-        workers=workers or settings.workers, log_level="info", timeout_graceful_shutdown=30,
+        "frontend.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        log_level="info",
+        timeout_graceful_shutdown=30,
     )
 
 
@@ -168,8 +176,10 @@ def run() -> None:
         slug = models[0]["slug"] if models else "owner/project/model"
         console.print(f"\n[bold green]Trident is up[/] on {base}  (docs: {base}/docs)")
         console.print(f"API key: {key}")
-        typer.echo(f"curl -s -H 'Authorization: Bearer {key}' -F file=@{_example_image()} -F conf=0.25 "
-                   f"{base}/api/models/{slug}/predict")
+        typer.echo(
+            f"curl -s -H 'Authorization: Bearer {key}' -F file=@{_example_image()} -F conf=0.25 "
+            f"{base}/api/models/{slug}/predict"
+        )
     code = 0
     while all(p.poll() is None for p in processes):
         time.sleep(0.5)

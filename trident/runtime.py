@@ -41,10 +41,19 @@ def ensure_runtime(env: Path, quiet: bool = False) -> Path:
     if not (marker.is_file() and marker.read_text() == wanted and (root / "bin" / "tritonserver").is_file()):
         if not (env / "bin" / "python").exists():
             venv.EnvBuilder(with_pip=True, clear=False).create(env)
-        cmd = [str(env / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-               *(["-q"] if quiet else []), *RUNTIME_REQUIREMENTS]
+        cmd = [
+            str(env / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            *(["-q"] if quiet else []),
+            *RUNTIME_REQUIREMENTS,
+        ]
         if subprocess.run(cmd, check=False).returncode != 0:
-            raise TritonRuntimeError("pip could not install the Triton runtime: " + " ".join(RUNTIME_REQUIREMENTS))
+            raise TritonRuntimeError(
+                "pip could not install the Triton runtime: " + " ".join(RUNTIME_REQUIREMENTS)
+            )
         marker.write_text(wanted)
     stub = root / "backends" / "python" / "triton_python_backend_stub"
     if not stub.exists():
@@ -74,23 +83,34 @@ def server_command(settings: Settings, root: Path, repository: Path) -> list[str
     ]
 
 
-def start_triton(settings: Settings, repository: Path, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+def start_triton(
+    settings: Settings, repository: Path, log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start `tritonserver` (not waiting for it); its output goes to `log_path` or ours."""
     root = ensure_runtime(settings.runtime_dir, quiet=True)
     repository.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # a __pycache__ in a model folder triggers a reload
     out = log_path.open("ab") if log_path else None
-    return subprocess.Popen(server_command(settings, root, repository), env=env, stdout=out,
-                            stderr=subprocess.STDOUT if out else None, start_new_session=True)
+    return subprocess.Popen(
+        server_command(settings, root, repository),
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
+        start_new_session=True,
+    )
 
 
-def wait_ready(settings: Settings, process: subprocess.Popen[bytes] | None = None, timeout_s: float = 120) -> None:
+def wait_ready(
+    settings: Settings, process: subprocess.Popen[bytes] | None = None, timeout_s: float = 120
+) -> None:
     """Block until Triton's HTTP `/v2/health/ready` answers 200."""
     deadline = time.monotonic() + timeout_s
     url = f"{settings.triton_http_url}/v2/health/ready"
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise TritonRuntimeError(f"tritonserver exited with code {process.returncode} before it was ready")
+            raise TritonRuntimeError(
+                f"tritonserver exited with code {process.returncode} before it was ready"
+            )
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return

@@ -64,7 +64,7 @@ class TritonPythonModel:
                 n = inputs[i].shape[0]
                 tensors = [
                     pb_utils.Tensor(name, np.ascontiguousarray(out[start : start + n]))
-                    for name, out in zip(self.output_names, outputs)
+                    for name, out in zip(self.output_names, outputs, strict=True)
                 ]
                 responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
                 start += n

@@ -33,7 +33,11 @@ def test_jpeg_decodes_exactly_like_ultralytics_imread(bus: Path) -> None:
 def test_png_and_webp_decode_to_bgr(fmt: str) -> None:
     rgb = np.zeros((4, 5, 3), dtype=np.uint8)
     rgb[..., 0] = 200  # red
-    data = encode(Image.fromarray(rgb), fmt, lossless=True) if fmt == "WEBP" else encode(Image.fromarray(rgb), fmt)
+    data = (
+        encode(Image.fromarray(rgb), fmt, lossless=True)
+        if fmt == "WEBP"
+        else encode(Image.fromarray(rgb), fmt)
+    )
     bgr = decode_image(data, LIMIT)
     assert bgr.shape == (4, 5, 3)
     assert bgr[0, 0].tolist() == [0, 0, 200]
@@ -81,7 +85,7 @@ def test_pixel_limit_is_checked_from_the_header_before_decoding() -> None:
     header = (20000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
     bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 20001 * 50))
     start = time.perf_counter()
-    with pytest.raises(InvalidImage, match="too large|limit"):
+    with pytest.raises(InvalidImage, match=r"too large|limit"):
         decode_image(bomb + chunk(b"IEND", b""), LIMIT)
     assert time.perf_counter() - start < 0.5
 

@@ -23,7 +23,9 @@ COCO_NAMES = yaml.safe_load((ROOT / "cfg" / "datasets" / "coco.yaml").read_text(
 
 
 def _calibrate(model: torch.nn.Module) -> None:
-    images = [cv2.resize(cv2.imread(str(ASSETS / f)), (640, 640))[..., ::-1] for f in ("bus.jpg", "zidane.jpg")]
+    images = [
+        cv2.resize(cv2.imread(str(ASSETS / f)), (640, 640))[..., ::-1] for f in ("bus.jpg", "zidane.jpg")
+    ]
     x = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy()).float() / 255
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -34,8 +36,9 @@ def _calibrate(model: torch.nn.Module) -> None:
     model.eval()
 
 
-def build_busy_detector(yaml_name: str, path: Path, seed: int = 0, cls_bias: float = -4.0,
-                        box_bias: float = 6.0) -> Path:
+def build_busy_detector(
+    yaml_name: str, path: Path, seed: int = 0, cls_bias: float = -4.0, box_bias: float = 6.0
+) -> Path:
     """Save a deterministic, many-box detector built from `yaml_name` to `path`."""
     torch.manual_seed(seed)
     model = YOLO(yaml_name)

@@ -58,15 +58,16 @@ class Stack:
 
     def export(self, weights: Path, slug: str, **kwargs: object) -> ExportResult:
         options = ServingOptions(execution_env=str(self.settings.runtime_dir))
-        result = export_model(ExportRequest(weights, Slug.parse(slug), self.repository, options=options,
-                                            **kwargs))  # type: ignore[arg-type]
+        result = export_model(
+            ExportRequest(weights, Slug.parse(slug), self.repository, options=options, **kwargs)
+        )  # type: ignore[arg-type]
         self.exported[slug] = result
         return result
 
     def wait_model(self, slug: str, timeout_s: float = 60) -> float:
         """Seconds until a predict on `slug` answers 200."""
         start = time.monotonic()
-        image = (Path(__file__).parents[1] / "fixtures" / "tiny.png")
+        image = Path(__file__).parents[1] / "fixtures" / "tiny.png"
         last = "no answer"
         while time.monotonic() - start < timeout_s:
             try:
@@ -95,8 +96,11 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory, yolo11n_pt: Path, yolo26n_pt: Path) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     settings = Settings(
-        port=free_port(), triton_grpc_port=free_port(), triton_http_port=free_port(),
-        triton_metrics_port=free_port(), data_dir=Path(".trident").resolve(),
+        port=free_port(),
+        triton_grpc_port=free_port(),
+        triton_http_port=free_port(),
+        triton_metrics_port=free_port(),
+        data_dir=Path(".trident").resolve(),
     )
     stack = Stack(settings, root / "model_repository", root / "triton.log")
     stack.export(yolo11n_pt, "test/coco/yolo11n")
@@ -110,8 +114,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, yolo11n_pt: Path, yolo26n_pt
         "TRIDENT_API_KEYS": API_KEY,
         "TRIDENT_MODEL_REFRESH_S": "1",
     }
-    stack.frontend = subprocess.Popen([sys.executable, "-m", "trident", "serve"], env=env,
-                                      stdout=(root / "frontend.log").open("wb"), stderr=subprocess.STDOUT)
+    stack.frontend = subprocess.Popen(
+        [sys.executable, "-m", "trident", "serve"],
+        env=env,
+        stdout=(root / "frontend.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         for slug in stack.exported:
             stack.wait_model(slug)

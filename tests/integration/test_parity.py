@@ -45,7 +45,9 @@ def test_api_matches_the_exported_onnx_exactly(stack: Stack, slug: str, all_imag
         ref = onnx_model.predict(str(image), conf=CONF, iou=IOU, verbose=False)[0]
         assert body["image"] == {"width": ref.orig_shape[1], "height": ref.orig_shape[0]}
         assert len(conf) == len(ref.boxes), image.name
-        assert len(conf) >= 100 or image.name.startswith("odd_12x"), f"too few boxes to mean much on {image.name}"
+        assert len(conf) >= 100 or image.name.startswith("odd_12x"), (
+            f"too few boxes to mean much on {image.name}"
+        )
         np.testing.assert_allclose(boxes, ref.boxes.xyxy.numpy(), atol=0.01, rtol=0, err_msg=image.name)
         np.testing.assert_allclose(conf, ref.boxes.conf.numpy(), atol=1e-4, rtol=0, err_msg=image.name)
         assert names == [ref.names[int(c)] for c in ref.boxes.cls.tolist()], image.name

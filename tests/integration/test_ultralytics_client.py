@@ -15,7 +15,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("slug", ["test/coco/yolo11n", "test/coco/yolo26n"])
-def test_ultralytics_grpc_client_gets_the_same_boxes(stack: Stack, slug: str, bus: Path, zidane: Path) -> None:
+def test_ultralytics_grpc_client_gets_the_same_boxes(
+    stack: Stack, slug: str, bus: Path, zidane: Path
+) -> None:
     name = stack.exported[slug].triton_name
     client = YOLO(f"grpc://127.0.0.1:{stack.settings.triton_grpc_port}/{name}", task="detect")
     for image in (bus, zidane):

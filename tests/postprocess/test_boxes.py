@@ -11,8 +11,10 @@ from ultralytics.utils.ops import xywh2xyxy
 from postprocess.boxes import scale_boxes, xywh_to_xyxy
 
 
-@pytest.mark.parametrize(("input_hw", "orig_hw"), [((640, 640), (1080, 810)), ((384, 640), (720, 1280)),
-                                                   ((640, 640), (3000, 12)), ((32, 640), (37, 1001))])
+@pytest.mark.parametrize(
+    ("input_hw", "orig_hw"),
+    [((640, 640), (1080, 810)), ((384, 640), (720, 1280)), ((640, 640), (3000, 12)), ((32, 640), (37, 1001))],
+)
 def test_scale_boxes_matches_ultralytics(input_hw: tuple[int, int], orig_hw: tuple[int, int]) -> None:
     rng = np.random.default_rng(0)
     xy = rng.uniform(-20, 600, (200, 2))

@@ -12,8 +12,9 @@ SHAPES = [(1080, 810), (720, 1280), (517, 333), (37, 1001), (3000, 12), (640, 64
 
 
 @pytest.mark.parametrize(("h", "w"), SHAPES)
-@pytest.mark.parametrize(("target", "auto"), [((640, 640), False), ((640, 640), True), ((384, 640), False),
-                                              ((320, 320), True)])
+@pytest.mark.parametrize(
+    ("target", "auto"), [((640, 640), False), ((640, 640), True), ((384, 640), False), ((320, 320), True)]
+)
 def test_letterbox_matches_ultralytics(h: int, w: int, target: tuple[int, int], auto: bool) -> None:
     rng = np.random.default_rng(h * 7 + w)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)

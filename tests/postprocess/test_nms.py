@@ -67,7 +67,8 @@ def test_decoded_boxes_are_in_original_pixels_and_clipped() -> None:
     pred = np.zeros((84, 1), dtype=np.float32)
     pred[:4, 0] = [320, 320, 640, 640]
     pred[4 + 5, 0] = 0.9
-    det = decode_detections(pred, nc=80, end2end=False, conf=0.25, iou=0.45, input_hw=(640, 640),
-                            orig_hw=(1080, 810))
+    det = decode_detections(
+        pred, nc=80, end2end=False, conf=0.25, iou=0.45, input_hw=(640, 640), orig_hw=(1080, 810)
+    )
     np.testing.assert_allclose(det.xyxy, [[0, 0, 810, 1080]])
     assert det.cls.tolist() == [5]

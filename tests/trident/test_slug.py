@@ -7,7 +7,9 @@ import pytest
 from trident.slug import InvalidSlugError, Slug
 
 
-@pytest.mark.parametrize("text", ["demo/shapes/detect", "a/b/c", "user_1/proj.v2/yolo-11n", "x" * 64 + "/p/m"])
+@pytest.mark.parametrize(
+    "text", ["demo/shapes/detect", "a/b/c", "user_1/proj.v2/yolo-11n", "x" * 64 + "/p/m"]
+)
 def test_valid_slugs_round_trip_through_the_triton_name(text: str) -> None:
     slug = Slug.parse(text)
     assert str(slug) == text
@@ -16,7 +18,8 @@ def test_valid_slugs_round_trip_through_the_triton_name(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["a/b", "a/b/c/d", "A/b/c", "a/../c", "a/./c", "a//c", "a/b c/d", "x" * 65 + "/p/m", "a/b/c~d", "a/b/"]
+    "text",
+    ["a/b", "a/b/c/d", "A/b/c", "a/../c", "a/./c", "a//c", "a/b c/d", "x" * 65 + "/p/m", "a/b/c~d", "a/b/"],
 )
 def test_invalid_slugs_are_refused(text: str) -> None:
     with pytest.raises(InvalidSlugError):

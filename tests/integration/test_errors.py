@@ -1,0 +1,150 @@
+"""Every documented error, in the Platform's envelope, against the real stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import API_KEY, Stack
+
+pytestmark = pytest.mark.integration
+SLUG = "test/coco/yolo11n"
+
+
+def assert_error(response: httpx.Response, status: int, message: str, detail: str = "") -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is False
+    assert body["error"]["message"] == message
+    assert detail.lower() in body["error"]["detail"].lower()
+    assert "Traceback" not in response.text
+
+
+def post(stack: Stack, path: str, headers: dict[str, str] | None = None, **kwargs: object) -> httpx.Response:
+    return httpx.post(f"{stack.base_url}{path}", headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def test_missing_key_is_401(stack: Stack, bus: Path) -> None:
+    r = post(stack, f"/api/models/{SLUG}/predict", files={"file": bus.read_bytes()})
+    assert_error(r, 401, "Unauthorized", "Bearer")
+
+
+@pytest.mark.parametrize("header", ["Bearer wrong-key", "Basic " + API_KEY, "Bearer", API_KEY])
+def test_wrong_key_is_401(stack: Stack, bus: Path, header: str) -> None:
+    r = post(
+        stack,
+        f"/api/models/{SLUG}/predict",
+        headers={"Authorization": header},
+        files={"file": bus.read_bytes()},
+    )
+    assert_error(r, 401, "Unauthorized")
+
+
+def test_unknown_model_is_404(stack: Stack, bus: Path) -> None:
+    r = stack.predict("test/coco/no-such-model", bus)
+    assert_error(r, 404, "Model not found", "test/coco/no-such-model")
+
+
+def test_invalid_slug_is_404_like_a_missing_model(stack: Stack, bus: Path) -> None:
+    r = stack.predict("Test/COCO/yolo11n", bus)
+    assert_error(r, 404, "Model not found")
+
+
+def test_auth_is_checked_before_the_model_exists(stack: Stack, bus: Path) -> None:
+    """A caller without a key learns nothing about which models exist."""
+    r = post(stack, "/api/models/test/coco/no-such-model/predict", files={"file": bus.read_bytes()})
+    assert_error(r, 401, "Unauthorized")
+
+
+def test_not_an_image_is_400(stack: Stack, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("hello, I am not a JPEG")
+    assert_error(stack.predict(SLUG, fake), 400, "Invalid image", "unsupported file type")
+
+
+def test_truncated_jpeg_is_400(stack: Stack, bus: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(bus.read_bytes()[:300])
+    assert_error(stack.predict(SLUG, cut), 400, "Invalid image")
+
+
+def test_missing_file_is_400(stack: Stack) -> None:
+    r = post(
+        stack,
+        f"/api/models/{SLUG}/predict",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        data={"conf": "0.5"},
+        files={"other": b"x"},
+    )
+    assert_error(r, 400, "Invalid image", "'file'")
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        ({"conf": "1.01"}, "conf"),
+        ({"conf": "-0.1"}, "conf"),
+        ({"conf": "nan"}, "conf"),
+        ({"iou": "2"}, "iou"),
+        ({"iou": "high"}, "iou"),
+        ({"imgsz": "31"}, "imgsz"),
+        ({"imgsz": "1281"}, "imgsz"),
+        ({"imgsz": "640.5"}, "imgsz"),
+    ],
+)
+def test_out_of_range_parameters_are_400(
+    stack: Stack, bus: Path, params: dict[str, str], detail: str
+) -> None:
+    assert_error(stack.predict(SLUG, bus, **params), 400, "Invalid request", detail)
+
+
+@pytest.mark.parametrize(
+    "params", [{"conf": "0"}, {"conf": "1"}, {"iou": "0"}, {"iou": "1"}, {"imgsz": "32"}, {"imgsz": "1280"}]
+)
+def test_parameters_at_their_limits_are_accepted(stack: Stack, bus: Path, params: dict[str, str]) -> None:
+    assert stack.predict(SLUG, bus, **params).status_code == 200
+
+
+def test_upload_over_10_mb_is_413_and_at_10_mb_is_read(stack: Stack, tmp_path: Path) -> None:
+    limit = 10 * 1024 * 1024
+    too_big = tmp_path / "big.jpg"
+    too_big.write_bytes(b"\xff\xd8\xff" + b"\0" * (limit - 2))
+    assert_error(stack.predict(SLUG, too_big), 413, "Payload too large", "10 MB")
+    at_limit = tmp_path / "limit.jpg"
+    at_limit.write_bytes(b"\xff\xd8\xff" + b"\0" * (limit - 3))
+    assert_error(stack.predict(SLUG, at_limit), 400, "Invalid image")  # read, then refused as garbage
+
+
+def test_not_multipart_is_400(stack: Stack) -> None:
+    r = post(
+        stack,
+        f"/api/models/{SLUG}/predict",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"file": "x"},
+    )
+    assert_error(r, 400, "Invalid request", "multipart")
+
+
+def test_health_endpoints(stack: Stack) -> None:
+    assert httpx.get(f"{stack.base_url}/livez").json() == {"status": "ok"}
+    ready = httpx.get(f"{stack.base_url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+
+
+def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
+    assert httpx.get(f"{stack.base_url}/docs").status_code == 200
+    spec = httpx.get(f"{stack.base_url}/openapi.json").json()
+    op = spec["paths"]["/api/models/{owner}/{project}/{model}/predict"]["post"]
+    form = op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert set(form) == {"file", "conf", "iou", "imgsz"}
+    assert {"200", "400", "401", "404", "413", "503"} <= set(op["responses"])
+
+
+def test_model_list_shows_exported_models(stack: Stack) -> None:
+    r = httpx.get(f"{stack.base_url}/api/models", headers={"Authorization": f"Bearer {API_KEY}"})
+    slugs = {m["slug"]: m for m in r.json()["models"]}
+    assert {"test/coco/yolo11n", "test/coco/yolo26n"} <= set(slugs)
+    assert slugs["test/coco/yolo11n"]["task"] == "detect"
