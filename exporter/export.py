@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import py_compile
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,6 +100,8 @@ def export_model(request: ExportRequest, console: Console | None = None) -> Expo
                 f"parity ok: top {parity.matched} boxes reproduced ({parity.ours} vs {parity.reference})"
             )
             shutil.copy(BACKEND_MODEL, version_dir / "model.py")
+            # compiled now: a __pycache__ appearing later would look like a change to Triton's poller
+            py_compile.compile(str(version_dir / "model.py"), doraise=True)
             inputs, outputs = io_shapes(onnx_path)
             for rel, text in render_configs(name, spec, meta, inputs, outputs, request.options).items():
                 (stage / name / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,8 @@ class Catalog:
         self._refresh_s = refresh_s
         self._models: dict[Slug, ServedModel] = {}
         self._lock = asyncio.Lock()
-        self._last_refresh = 0.0
+        self._last_refresh = 0.0  # when the last successful refresh started
+        self._stale_at = 0.0  # when Triton last failed us
 
     @property
     def models(self) -> list[ServedModel]:
@@ -66,6 +67,7 @@ class Catalog:
     async def refresh(self) -> None:
         """Reread Triton's index; configs are fetched only for new models or versions."""
         async with self._lock:
+            started = time.monotonic()
             ready = await self._triton.ready_models()
             models: dict[Slug, ServedModel] = {}
             for name, version in ready.items():
@@ -85,11 +87,16 @@ class Catalog:
                 if served is not None:
                     models[slug] = served
             self._models = models
-            self._last_refresh = time.monotonic()
+            self._last_refresh = started
+
+    def mark_stale(self) -> None:
+        """Triton failed us: the next miss rereads the index instead of trusting an older read."""
+        self._stale_at = time.monotonic()
 
     async def get(self, slug: Slug) -> ServedModel:
         model = self._models.get(slug)
-        if model is None and time.monotonic() - self._last_refresh > MISS_REFRESH_S:
+        fresh = self._last_refresh > self._stale_at and time.monotonic() - self._last_refresh < MISS_REFRESH_S
+        if model is None and not fresh:
             await self.refresh()
             model = self._models.get(slug)
         if model is None:
@@ -102,5 +109,6 @@ class Catalog:
             try:
                 await self.refresh()
             except ServingError as exc:
+                self.mark_stale()
                 log.debug("model refresh failed: %s", exc.detail)
             await asyncio.sleep(self._refresh_s)

@@ -8,6 +8,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -124,14 +125,19 @@ def demo() -> None:
     export(weights, slug=DEMO_SLUG, public=True)
 
 
-def _stop_on_signals(processes: list[subprocess.Popen[bytes]]) -> None:
+def _stop_on_signals(processes: list[subprocess.Popen[bytes]]) -> threading.Event:
+    """On SIGINT/SIGTERM, ask the children to stop; the returned event says it was asked for."""
+    asked = threading.Event()
+
     def handler(signum: int, _frame: object) -> None:
+        asked.set()
         for p in reversed(processes):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    return asked
 
 
 def _dev_key(settings: Settings) -> str:
@@ -164,7 +170,7 @@ def run() -> None:
             subprocess.run([*me, "demo"], check=True)
         triton_process = runtime.start_triton(settings, settings.model_repository)
         processes = [triton_process]
-        _stop_on_signals(processes)
+        asked_to_stop = _stop_on_signals(processes)
         runtime.wait_ready(settings, triton_process)
     except (runtime.TritonRuntimeError, subprocess.CalledProcessError) as exc:
         raise _fail(str(exc)) from None
@@ -180,12 +186,15 @@ def run() -> None:
             f"curl -s -H 'Authorization: Bearer {key}' -F file=@{_example_image()} -F conf=0.25 "
             f"{base}/api/models/{slug}/predict"
         )
-    code = 0
-    while all(p.poll() is None for p in processes):
-        time.sleep(0.5)
+    while all(p.poll() is None for p in processes) and not asked_to_stop.is_set():
+        time.sleep(0.3)
+    died = [p for p in processes if p.poll() is not None and not asked_to_stop.is_set()]
     for p in reversed(processes):
-        code = code or runtime.stop(p)
-    raise typer.Exit(code)
+        runtime.stop(p)
+    if died:
+        which = "tritonserver" if died[0] is triton_process else "the frontend"
+        raise _fail(f"{which} exited unexpectedly (code {died[0].returncode})")
+    console.print("stopped")
 
 
 def _wait_http(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 120) -> bool:

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
 
     model_repository: Path = Path("model_repository")
     data_dir: Path = Path(".trident")
+    triton_runtime_dir: Path | None = Field(None, description="default: <data_dir>/triton-runtime")
     model_refresh_s: float = Field(2.0, gt=0, description="how often the frontend rereads Triton's index")
 
     api_keys: SecretStr = Field(SecretStr(""), description="comma-separated keys accepted as Bearer tokens")
@@ -50,4 +51,4 @@ class Settings(BaseSettings):
     @property
     def runtime_dir(self) -> Path:
         """The local Triton runtime's own virtualenv (nvidia-pytriton, numpy<2, onnxruntime)."""
-        return (self.data_dir / "triton-runtime").resolve()
+        return (self.triton_runtime_dir or self.data_dir / "triton-runtime").resolve()

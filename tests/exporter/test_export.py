@@ -34,7 +34,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, yolo11n_pt: Path) -> Path
 def test_model_folder_layout(exported: Path) -> None:
     folder = exported / SLUG.triton_name
     assert sorted(p.name for p in folder.iterdir()) == ["1", "config.pbtxt", "configs"]
-    assert sorted(p.name for p in (folder / "1").iterdir()) == ["model.onnx", "model.py"]
+    assert sorted(p.name for p in (folder / "1").iterdir()) == ["__pycache__", "model.onnx", "model.py"]
     assert not list(exported.parent.glob(".*staging*"))  # the staging folder is gone
 
 

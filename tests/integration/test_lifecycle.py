@@ -90,7 +90,7 @@ def test_triton_down_gives_503_fast_and_recovers_without_restart(stack: Stack, b
             assert r.headers["Retry-After"].isdigit()
             assert r.json()["error"]["message"] == "Service unavailable"
         ready = stack.predict("test/coco/no-such-model", bus)
-        assert ready.status_code == 503  # cannot tell "missing" from "down" while Triton is away
+        assert ready.status_code == 503, ready.text  # cannot tell "missing" from "down" while Triton is away
     finally:
         stack.start_triton()
     assert stack.wait_model(slug, timeout_s=30) < 30
