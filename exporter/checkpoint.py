@@ -8,7 +8,7 @@ from typing import Any
 
 from exporter.errors import ExportError
 
-SUPPORTED_TASKS = ("detect",)
+SUPPORTED_TASKS = ("detect", "segment", "pose", "classify", "obb")
 
 
 def load_checkpoint(weights: Path) -> Any:

@@ -31,6 +31,7 @@ class ExportRequest:
     repository: Path
     imgsz: int = 640
     dynamic: bool = False
+    nms: bool | None = None  # Ultralytics' export flag: None raw head, False NMS-free head, True NMS in graph
     visibility: Literal["private", "public"] = "private"
     sample_image: Path | None = None  # defaults to Ultralytics' bus.jpg
     options: ServingOptions = field(default_factory=ServingOptions)
@@ -88,14 +89,16 @@ def export_model(request: ExportRequest, console: Console | None = None) -> Expo
             version_dir = stage / name / str(version)
             version_dir.mkdir(parents=True)
             status.update("exporting ONNX")
-            onnx_path = export_onnx(model, version_dir, imgsz=request.imgsz, dynamic=request.dynamic)
+            onnx_path = export_onnx(
+                model, version_dir, imgsz=request.imgsz, dynamic=request.dynamic, nms=request.nms
+            )
             meta = read_metadata(onnx_path)
             spec = spec_from_metadata(meta, request, _sha256(request.weights))
             shape = "dynamic" if spec.dynamic else "static"
             console.log(f"exported ONNX at {spec.imgsz[1]}x{spec.imgsz[0]} ({shape})")
             status.update("checking parity with YOLO(weights).predict()")
             sample = request.sample_image or _default_sample()
-            parity = check_parity(model, onnx_path, spec, sample)
+            parity = check_parity(request.weights, onnx_path, spec, sample, request.nms)
             console.log(
                 f"parity ok: top {parity.matched} boxes reproduced ({parity.ours} vs {parity.reference})"
             )

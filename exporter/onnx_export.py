@@ -12,7 +12,7 @@ import onnx
 from exporter.errors import ExportError
 
 
-def export_onnx(model: Any, out_dir: Path, *, imgsz: int, dynamic: bool) -> Path:
+def export_onnx(model: Any, out_dir: Path, *, imgsz: int, dynamic: bool, nms: bool | None = None) -> Path:
     """Export `model` to `out_dir/model.onnx` (batch 1 when static, all axes free when dynamic).
 
     A static export is a batch-1 graph: Ultralytics has no batch-only dynamic option, and its
@@ -20,9 +20,10 @@ def export_onnx(model: Any, out_dir: Path, *, imgsz: int, dynamic: bool) -> Path
     checkpoint in 8.4.190; the parity check catches that). Triton still queues and groups
     requests; the Python backend runs a fixed-batch graph once per request.
     """
+    extra = {} if nms is None or model.task == "classify" else {"nms": nms}
     try:
         produced = Path(
-            model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, verbose=False)
+            model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, verbose=False, **extra)
         )
     except Exception as exc:
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from None

@@ -14,9 +14,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from frontend.catalog import ServedModel
-from frontend.errors import InvalidRequest, ServingError
-from postprocess.detect import decode_detections
-from postprocess.letterbox import model_input
+from frontend.errors import ServingError
+from postprocess.classify import classify_input, top_classes
+from postprocess.detect import select_rows, to_detections
+from postprocess.letterbox import model_input, round_to_stride
+from postprocess.masks import decode_masks
+from postprocess.obb import select_obb_rows, to_oriented
+from postprocess.pose import decode_keypoints
 from trident.modelspec import ModelSpec
 
 DECIMALS = 5  # as Ultralytics' Results.summary()
@@ -37,48 +41,118 @@ class Prepared:
 
 
 def prepare(image: NDArray[np.uint8], spec: ModelSpec, imgsz: int) -> Prepared:
+    """The model input Ultralytics builds for this model: a letterbox, or for classification a
+    Pillow resize and centre crop (static models use their export size, dynamic ones `imgsz`)."""
+    orig_hw = (image.shape[0], image.shape[1])
+    if spec.task == "classify":
+        size = spec.imgsz if not spec.dynamic else (round_to_stride(imgsz, spec.stride),) * 2
+        tensor = classify_input(image, size)
+        return Prepared(tensor, (size[0], size[1]), orig_hw)
     tensor, box = model_input(
         image, export_hw=spec.imgsz, stride=spec.stride, dynamic=spec.dynamic, imgsz=imgsz
     )
-    return Prepared(tensor, (box.height, box.width), (image.shape[0], image.shape[1]))
+    return Prepared(tensor, (box.height, box.width), orig_hw)
 
 
 def _r(value: float) -> float:
     return round(float(value), DECIMALS)
 
 
+def _single(outputs: dict[str, NDArray[Any]], name: str, ndim: int) -> NDArray[np.float32]:
+    """One image's tensor (batch axis dropped), checked: a malformed output is a server error."""
+    array = outputs.get(name)
+    if array is None or array.ndim != ndim or array.shape[0] != 1:
+        shape = None if array is None else array.shape
+        raise ServingError(f"the model returned a malformed {name!r} tensor (shape {shape})")
+    return np.asarray(array[0], dtype=np.float32)
+
+
+def _base(spec: ModelSpec, cls: int, conf: float) -> dict[str, Any]:
+    return {"class": spec.names.get(cls, str(cls)), "class_id": cls, "confidence": _r(conf)}
+
+
+def _box(xyxy: NDArray[np.float32]) -> dict[str, float]:
+    return {"x1": _r(xyxy[0]), "y1": _r(xyxy[1]), "x2": _r(xyxy[2]), "y2": _r(xyxy[3])}
+
+
+def _rows(outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params) -> NDArray[np.float32]:
+    output0 = _single(outputs, "output0", 3)
+    return select_rows(output0, nc=len(spec.names), end2end=spec.end2end, conf=params.conf, iou=params.iou)
+
+
 def decode_detect(
     outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params, prep: Prepared
 ) -> list[dict[str, Any]]:
-    output0 = outputs["output0"]
-    if output0.ndim != 3 or output0.shape[0] != 1:
-        raise ServingError(f"unexpected output0 shape {output0.shape}")
-    det = decode_detections(
-        output0[0].astype(np.float32, copy=False),
-        nc=len(spec.names),
-        end2end=spec.end2end,
-        conf=params.conf,
-        iou=params.iou,
-        input_hw=prep.input_hw,
-        orig_hw=prep.orig_hw,
-    )
+    det = to_detections(_rows(outputs, spec, params), prep.input_hw, prep.orig_hw)
     return [
-        {
-            "class": spec.names.get(int(c), str(int(c))),
-            "class_id": int(c),
-            "confidence": _r(s),
-            "box": {"x1": _r(b[0]), "y1": _r(b[1]), "x2": _r(b[2]), "y2": _r(b[3])},
-        }
+        {**_base(spec, int(c), s), "box": _box(b)}
         for b, s, c in zip(det.xyxy, det.conf, det.cls, strict=True)
     ]
 
 
+def decode_segment(
+    outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params, prep: Prepared
+) -> list[dict[str, Any]]:
+    rows = _rows(outputs, spec, params)
+    keep, polygons = decode_masks(rows, _single(outputs, "output1", 4), prep.input_hw, prep.orig_hw)
+    det = to_detections(rows[keep], prep.input_hw, prep.orig_hw)
+    return [
+        {**_base(spec, int(c), s), "box": _box(b), "segments": [[_r(x), _r(y)] for x, y in poly]}
+        for b, s, c, poly in zip(det.xyxy, det.conf, det.cls, polygons, strict=True)
+    ]
+
+
+def decode_pose(
+    outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params, prep: Prepared
+) -> list[dict[str, Any]]:
+    if spec.kpt_shape is None:
+        raise ServingError("the pose model has no kpt_shape in its metadata")
+    det, kpts = decode_keypoints(_rows(outputs, spec, params), spec.kpt_shape, prep.input_hw, prep.orig_hw)
+
+    def point(k: NDArray[np.float32]) -> dict[str, float]:
+        return {"x": _r(k[0]), "y": _r(k[1]), **({"conf": _r(k[2])} if len(k) > 2 else {})}
+
+    return [
+        {**_base(spec, int(c), s), "box": _box(b), "keypoints": [point(k) for k in person]}
+        for b, s, c, person in zip(det.xyxy, det.conf, det.cls, kpts, strict=True)
+    ]
+
+
+def decode_obb(
+    outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params, prep: Prepared
+) -> list[dict[str, Any]]:
+    output0 = _single(outputs, "output0", 3)
+    rows = select_obb_rows(
+        output0, nc=len(spec.names), end2end=spec.end2end, conf=params.conf, iou=params.iou
+    )
+    obb = to_oriented(rows, prep.input_hw, prep.orig_hw)
+    predictions = []
+    for xywhr, corners, s, c in zip(obb.xywhr, obb.corners(), obb.conf, obb.cls, strict=True):
+        box = {f"{axis}{i + 1}": _r(corners[i][j]) for i in range(4) for j, axis in enumerate("xy")}
+        rotated = dict(zip(("cx", "cy", "w", "h", "angle"), (_r(v) for v in xywhr), strict=True))
+        predictions.append({**_base(spec, int(c), s), "box": box, "obb": rotated})
+    return predictions
+
+
+def decode_classify(
+    outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params, prep: Prepared
+) -> list[dict[str, Any]]:
+    indices, probs = top_classes(_single(outputs, "output0", 2))
+    return [_base(spec, int(i), p) for i, p in zip(indices, probs, strict=True)]
+
+
 Decoder = Callable[[dict[str, NDArray[Any]], ModelSpec, Params, Prepared], list[dict[str, Any]]]
-DECODERS: dict[str, Decoder] = {"detect": decode_detect}
+DECODERS: dict[str, Decoder] = {
+    "detect": decode_detect,
+    "segment": decode_segment,
+    "pose": decode_pose,
+    "obb": decode_obb,
+    "classify": decode_classify,
+}
 
 
 def decoder_for(model: ServedModel) -> Decoder:
     decoder = DECODERS.get(model.spec.task)
     if decoder is None:
-        raise InvalidRequest(f"task {model.spec.task!r} is not served yet")
+        raise ServingError(f"task {model.spec.task!r} is not served")
     return decoder

@@ -70,9 +70,13 @@ async def predict(owner: str, project: str, model: str, request: Request) -> Res
     pre_ms = _ms(start)
 
     start = time.perf_counter()
-    outputs = await triton.infer(
-        served.triton_name, {served.input_name: prep.tensor}, list(served.output_names)
-    )
+    try:
+        outputs = await triton.infer(
+            served.triton_name, {served.input_name: prep.tensor}, list(served.output_names)
+        )
+    except ServiceUnavailable:
+        catalog.mark_stale()  # an unknown slug now rereads the index instead of answering 404
+        raise
     infer_ms = _ms(start)
 
     start = time.perf_counter()

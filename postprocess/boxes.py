@@ -42,3 +42,28 @@ def scale_boxes(boxes: Float32Array, input_hw: tuple[int, int], orig_hw: tuple[i
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, w0)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, h0)
     return out
+
+
+def scale_coords(points: Float32Array, input_hw: tuple[int, int], orig_hw: tuple[int, int]) -> Float32Array:
+    """Map `(..., 2)` x/y points from the letterboxed input to the image, clipped (`scale_coords`)."""
+    gain_y, gain_x, pad_x, pad_y = _gain_and_pad(input_hw, orig_hw)
+    out = points.astype(np.float32, copy=True)
+    out[..., 0] -= pad_x
+    out[..., 1] -= pad_y
+    out[..., 0] /= np.float32(gain_x)
+    out[..., 1] /= np.float32(gain_y)
+    h0, w0 = orig_hw
+    out[..., 0] = out[..., 0].clip(0, w0)
+    out[..., 1] = out[..., 1].clip(0, h0)
+    return out
+
+
+def scale_xywh(boxes: Float32Array, input_hw: tuple[int, int], orig_hw: tuple[int, int]) -> Float32Array:
+    """Map centre/size boxes (OBB) to the image: centre un-padded, all divided by the gains, no clipping."""
+    gain_y, gain_x, pad_x, pad_y = _gain_and_pad(input_hw, orig_hw)
+    out = boxes.astype(np.float32, copy=True)
+    out[:, 0] -= pad_x
+    out[:, 1] -= pad_y
+    out[:, [0, 2]] /= np.float32(gain_x)
+    out[:, [1, 3]] /= np.float32(gain_y)
+    return out

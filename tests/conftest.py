@@ -55,13 +55,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def yolo11n_pt(model_dir: Path) -> Path:
-    from tests.helpers.models import build_busy_detector
+    from tests.helpers.models import build_busy_model
 
-    return build_busy_detector("yolo11n.yaml", model_dir / "yolo11n.pt")
+    return build_busy_model("yolo11n.yaml", model_dir / "yolo11n.pt")
 
 
 @pytest.fixture(scope="session")
 def yolo26n_pt(model_dir: Path) -> Path:
-    from tests.helpers.models import build_busy_detector
+    from tests.helpers.models import build_busy_model
 
-    return build_busy_detector("yolo26n.yaml", model_dir / "yolo26n.pt")
+    return build_busy_model("yolo26n.yaml", model_dir / "yolo26n.pt")

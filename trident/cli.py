@@ -38,6 +38,14 @@ def export(
     dynamic: Annotated[
         bool, typer.Option("--dynamic/--static", help="dynamic H/W or fixed square input")
     ] = False,
+    nms: Annotated[
+        bool | None,
+        typer.Option(
+            "--nms/--no-nms",
+            help="Ultralytics' nms flag: --nms puts NMS in the graph, --no-nms uses an NMS-free head "
+            "(YOLO26, YOLOv10); unset exports the raw head and NMS runs in Trident",
+        ),
+    ] = None,
     max_batch: Annotated[int, typer.Option(min=1, max=256, help="Triton max_batch_size")] = 8,
     instances: Annotated[int, typer.Option(min=1, max=64, help="model instances in Triton")] = 1,
     public: Annotated[bool, typer.Option("--public/--private", help="who may call it")] = False,
@@ -60,6 +68,7 @@ def export(
         repository=repository or settings.model_repository,
         imgsz=imgsz,
         dynamic=dynamic,
+        nms=nms,
         visibility="public" if public else "private",
         options=ServingOptions(
             max_batch=max_batch, instances=instances, execution_env=str(settings.runtime_dir)

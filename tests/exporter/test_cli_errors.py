@@ -64,9 +64,9 @@ def test_invalid_slug(tmp_path: Path, repository: Path, slug: str) -> None:
 def test_task_not_yet_supported(tmp_path: Path, repository: Path) -> None:
     from ultralytics import YOLO
 
-    weights = tmp_path / "cls.pt"
-    YOLO("yolo11n-cls.yaml").save(str(weights))
+    weights = tmp_path / "sem.pt"
+    YOLO("yolo26n-sem.yaml").save(str(weights))  # YOLO26 semantic segmentation
     code, out = run_export(str(weights), "--slug", "a/b/c", "--repository", str(repository))
     assert code == 1
-    assert "task 'classify' is not supported yet" in error_line(out)
+    assert "task 'semantic' is not supported yet" in error_line(out)
     assert not repository.exists() or not any(repository.iterdir())

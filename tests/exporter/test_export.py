@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.protobuf import text_format
@@ -105,8 +106,8 @@ def test_a_parity_mismatch_aborts_and_publishes_nothing(
 
     real_export = onnx_export.export_onnx
 
-    def wrong_onnx(model: object, out_dir: Path, *, imgsz: int, dynamic: bool) -> Path:
-        return real_export(YOLO(str(yolo26n_pt)), out_dir, imgsz=imgsz, dynamic=dynamic)
+    def wrong_onnx(model: object, out_dir: Path, **kwargs: Any) -> Path:
+        return real_export(YOLO(str(yolo26n_pt)), out_dir, **kwargs)
 
     monkeypatch.setattr("exporter.export.export_onnx", wrong_onnx)
     repo = tmp_path / "repo"

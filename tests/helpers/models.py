@@ -36,20 +36,27 @@ def _calibrate(model: torch.nn.Module) -> None:
     model.eval()
 
 
-def build_busy_detector(
+def build_busy_model(
     yaml_name: str, path: Path, seed: int = 0, cls_bias: float = -4.0, box_bias: float = 6.0
 ) -> Path:
-    """Save a deterministic, many-box detector built from `yaml_name` to `path`."""
+    """Save a deterministic model built from `yaml_name` (any task) that finds many instances."""
     torch.manual_seed(seed)
     model = YOLO(yaml_name)
     _calibrate(model.model)
     head = model.model.model[-1]
+    if not hasattr(head, "cv3"):  # classification head: random logits are already spread
+        return _save(model, path)
     for branch in [*head.cv3, *getattr(head, "one2one_cv3", [])]:
         branch[-1].bias.data.fill_(cls_bias)
     if head.reg_max == 1:
         for branch in [*head.cv2, *getattr(head, "one2one_cv2", [])]:
             branch[-1].bias.data.fill_(box_bias)
-    model.model.names = dict(COCO_NAMES)
+    return _save(model, path)
+
+
+def _save(model: YOLO, path: Path) -> Path:
+    if len(model.model.names) == len(COCO_NAMES):
+        model.model.names = dict(COCO_NAMES)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(path))
     return path
