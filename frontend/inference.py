@@ -67,6 +67,12 @@ def _single(outputs: dict[str, NDArray[Any]], name: str, ndim: int) -> NDArray[n
     return np.asarray(array[0], dtype=np.float32)
 
 
+def _points(points: NDArray[np.float32]) -> list[list[float]]:
+    """An `(n, 2)` array as `[[x, y], ...]`, rounded in one vectorised step (polygons are long)."""
+    rounded: list[list[float]] = np.round(points.astype(np.float64), DECIMALS).tolist()
+    return rounded
+
+
 def _base(spec: ModelSpec, cls: int, conf: float) -> dict[str, Any]:
     return {"class": spec.names.get(cls, str(cls)), "class_id": cls, "confidence": _r(conf)}
 
@@ -97,7 +103,7 @@ def decode_segment(
     keep, polygons = decode_masks(rows, _single(outputs, "output1", 4), prep.input_hw, prep.orig_hw)
     det = to_detections(rows[keep], prep.input_hw, prep.orig_hw)
     return [
-        {**_base(spec, int(c), s), "box": _box(b), "segments": [[_r(x), _r(y)] for x, y in poly]}
+        {**_base(spec, int(c), s), "box": _box(b), "segments": _points(poly)}
         for b, s, c, poly in zip(det.xyxy, det.conf, det.cls, polygons, strict=True)
     ]
 

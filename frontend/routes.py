@@ -61,6 +61,7 @@ async def predict(owner: str, project: str, model: str, request: Request) -> Res
     except InvalidSlugError:
         raise ModelNotFound(f"no model {owner}/{project}/{model}") from None
     served = await catalog.get(slug)
+    request.state.model, request.state.task = str(slug), served.spec.task  # for metrics
     decode = decoder_for(served)
     data, params = await read_predict_form(request, settings.max_upload_bytes)
 
@@ -83,14 +84,12 @@ async def predict(owner: str, project: str, model: str, request: Request) -> Res
     predictions = await run_cpu(request, decode, outputs, served.spec, params, prep)
     post_ms = _ms(start)
     h0, w0 = prep.orig_hw
-    return json_response(
-        {
-            "success": True,
-            "predictions": predictions,
-            "image": {"width": w0, "height": h0},
-            "speed": {"preprocess": pre_ms, "inference": infer_ms, "postprocess": post_ms},
-        }
-    )
+    speed = {"preprocess": pre_ms, "inference": infer_ms, "postprocess": post_ms}
+    request.state.timings = speed  # for metrics
+    body = {"success": True, "predictions": predictions, "image": {"width": w0, "height": h0}, "speed": speed}
+    response = json_response(body)
+    response.headers["Server-Timing"] = ", ".join(f"{stage};dur={ms}" for stage, ms in speed.items())
+    return response
 
 
 @router.get("/api/models", summary="Models this service can run")

@@ -89,10 +89,13 @@ def test_default_parameters_are_the_platform_defaults(stack: Stack, bus: Path) -
 
 
 def test_response_has_the_documented_shape(stack: Stack, bus: Path) -> None:
-    body = stack.predict(MODELS[0], bus, conf=0.5).json()
+    response = stack.predict(MODELS[0], bus, conf=0.5)
+    body = response.json()
     assert body["success"] is True
     assert body["image"] == {"width": 810, "height": 1080}
     assert set(body["speed"]) == {"preprocess", "inference", "postprocess"}
+    timing = response.headers["Server-Timing"]
+    assert timing.startswith("preprocess;dur=") and "inference;dur=" in timing
     assert body["predictions"], "the busy test model finds boxes on bus.jpg"
     for p in body["predictions"]:
         assert set(p) >= {"class", "confidence", "box"}
