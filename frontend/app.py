@@ -18,9 +18,12 @@ from starlette.responses import Response
 
 from frontend.catalog import Catalog
 from frontend.errors import InvalidRequest, ServingError
+from frontend.ratelimit import MemoryCounter, RateLimiter, RedisCounter
 from frontend.routes import router
+from frontend.shedding import InFlight
 from frontend.triton import Triton
 from trident import __version__
+from trident.keys import KeyStore
 from trident.settings import Settings
 
 log = logging.getLogger("trident.frontend")
@@ -33,7 +36,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         triton = Triton(settings.triton_grpc_url, settings.triton_timeout_s)
         catalog = Catalog(triton, settings.model_refresh_s)
+        counter = (
+            RedisCounter(settings.redis_url, settings.redis_timeout_s)
+            if settings.redis_url
+            else MemoryCounter()
+        )
         app.state.triton, app.state.catalog = triton, catalog
+        app.state.keys = KeyStore(settings.key_store_url)
+        app.state.limiter = RateLimiter(counter)
+        app.state.in_flight = InFlight(settings.max_in_flight)
         refresher = asyncio.create_task(catalog.run())
         try:
             yield
@@ -42,6 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
             await triton.close()
+            if isinstance(counter, RedisCounter):
+                await counter.close()
+            app.state.keys.engine.dispose()
 
     app = FastAPI(
         title="Trident",

@@ -1,12 +1,17 @@
-"""Bearer API keys. For now the accepted keys come from settings (`TRIDENT_API_KEYS`)."""
+"""Who is calling: the Bearer key, checked against the key store, and what that caller may see.
+
+A malformed key or one with a bad checksum is refused before any lookup. Unknown and revoked
+keys get the same answer, in the same time. Keys are never logged: only their public key id.
+"""
 
 from __future__ import annotations
 
-import hmac
-
+import anyio.to_thread
 from starlette.requests import Request
 
-from frontend.errors import Unauthorized
+from frontend.errors import ModelNotFound, Unauthorized
+from trident.keys import KeyStore, Principal, parse_key
+from trident.modelspec import ModelSpec
 
 
 def bearer_token(request: Request) -> str:
@@ -16,11 +21,18 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate(request: Request, keys: frozenset[str]) -> None:
-    """Raise `Unauthorized` unless the Bearer token is one of `keys` (constant-time compare)."""
-    token = bearer_token(request).encode()
-    matched = False
-    for key in keys:  # no early exit: timing does not tell which key nearly matched
-        matched |= hmac.compare_digest(token, key.encode())
-    if not matched:
-        raise Unauthorized("the API key is not valid")
+async def authenticate(request: Request, store: KeyStore) -> Principal:
+    """The caller, or `Unauthorized` (query-string keys are ignored on purpose: they leak into logs)."""
+    token = bearer_token(request)
+    if parse_key(token) is None:
+        raise Unauthorized("the API key is not valid", token_presented=True)
+    principal = await anyio.to_thread.run_sync(store.verify, token)
+    if principal is None:
+        raise Unauthorized("the API key is not valid", token_presented=True)
+    return principal
+
+
+def ensure_visible(spec: ModelSpec, principal: Principal, slug: str) -> None:
+    """A key sees its own models and public ones; anything else is indistinguishable from missing."""
+    if spec.visibility != "public" and spec.owner != principal.user:
+        raise ModelNotFound(f"no model {slug}")

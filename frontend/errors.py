@@ -3,9 +3,10 @@
     ServingError (500 Server error)
     ├── InvalidRequest (400 Invalid request)   a parameter out of range or missing
     ├── InvalidImage (400 Invalid image)       not an image we accept, or undecodable
-    ├── Unauthorized (401 Unauthorized)
-    ├── ModelNotFound (404 Model not found)
+    ├── Unauthorized (401 Unauthorized, WWW-Authenticate)
+    ├── ModelNotFound (404 Model not found)    also a model the key may not see
     ├── PayloadTooLarge (413 Payload too large)
+    ├── RateLimited (429 Rate limited, Retry-After)
     ├── ServiceUnavailable (503 Service unavailable, Retry-After)
     └── InferenceTimeout (504 Inference timeout)
 
@@ -26,17 +27,22 @@ class ServingError(Exception):
     code: ClassVar[str] = "server_error"
     message: ClassVar[str] = "Server error"
 
-    def __init__(self, detail: str = "", retry_after: int | None = None) -> None:
+    def __init__(
+        self, detail: str = "", retry_after: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail or self.message)
         self.detail = detail or self.message
         self.retry_after = retry_after
+        self.headers = dict(headers or {})
 
     def to_response(self) -> Response:
         body = {
             "success": False,
             "error": {"code": self.code, "message": self.message, "detail": self.detail},
         }
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
+        headers = dict(self.headers)
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
         return Response(
             orjson.dumps(body), status_code=self.status_code, headers=headers, media_type="application/json"
         )
@@ -59,6 +65,10 @@ class Unauthorized(ServingError):
     code = "unauthorized"
     message = "Unauthorized"
 
+    def __init__(self, detail: str = "", token_presented: bool = False) -> None:
+        challenge = 'Bearer error="invalid_token"' if token_presented else "Bearer"
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
 
 class ModelNotFound(ServingError):
     status_code = 404
@@ -72,13 +82,19 @@ class PayloadTooLarge(ServingError):
     message = "Payload too large"
 
 
+class RateLimited(ServingError):
+    status_code = 429
+    code = "rate_limited"
+    message = "Rate limited"
+
+
 class ServiceUnavailable(ServingError):
     status_code = 503
     code = "service_unavailable"
     message = "Service unavailable"
 
     def __init__(self, detail: str = "", retry_after: int | None = 1) -> None:
-        super().__init__(detail, retry_after)
+        super().__init__(detail, retry_after=retry_after)
 
 
 class InferenceTimeout(ServingError):

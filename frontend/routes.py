@@ -12,14 +12,16 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from frontend.auth import authenticate
-from frontend.catalog import Catalog
-from frontend.errors import ModelNotFound, ServiceUnavailable
+from frontend.auth import authenticate, ensure_visible
+from frontend.catalog import Catalog, ServedModel
+from frontend.errors import ModelNotFound, RateLimited, ServiceUnavailable, ServingError
 from frontend.form import read_predict_form
 from frontend.imaging import decode_image
-from frontend.inference import decoder_for, prepare
+from frontend.inference import Decoder, Params, decoder_for, prepare
+from frontend.ratelimit import Plan
 from frontend.schemas import PREDICT_BODY, ErrorResponse, PredictResponse
 from frontend.triton import Triton
+from trident.keys import Principal
 from trident.settings import Settings
 from trident.slug import InvalidSlugError, Slug
 
@@ -51,20 +53,56 @@ def _ms(start: float) -> float:
     summary="Run a model on one image",
 )
 async def predict(owner: str, project: str, model: str, request: Request) -> Response:
-    """The Ultralytics Platform predict call: multipart `file` plus `conf`, `iou`, `imgsz`."""
+    """The Ultralytics Platform predict call: multipart `file` plus `conf`, `iou`, `imgsz`.
+
+    Order matters: the key first (a failed auth spends no quota and learns nothing about models),
+    then the quota, then the model (one the key may not see is "not found"), then the body.
+    """
+    state = request.app.state
+    principal = await authenticate(request, state.keys)
+    request.state.plan = principal.plan  # for metrics
+    plan = state.settings.plans.get(principal.plan)
+    if plan is None:
+        raise ServingError(f"the plan {principal.plan!r} of this key is not configured")
+    decision = await state.limiter.check(principal.key_id, Plan(*plan))
+    limit_headers = decision.headers()
+    try:
+        if not decision.allowed:
+            raise RateLimited(
+                f"the {principal.plan} plan allows {plan[0]} requests per minute and {plan[1]} per day; "
+                f"retry in {decision.retry_after_s} s",
+                retry_after=decision.retry_after_s,
+            )
+        response = await _predict(request, principal, owner, project, model)
+    except ServingError as exc:
+        exc.headers.update(limit_headers)
+        raise
+    response.headers.update(limit_headers)
+    return response
+
+
+async def _predict(request: Request, principal: Principal, owner: str, project: str, model: str) -> Response:
     settings: Settings = request.app.state.settings
     catalog: Catalog = request.app.state.catalog
-    triton: Triton = request.app.state.triton
-    authenticate(request, settings.api_key_set)
     try:
         slug = Slug.from_parts(owner, project, model)
     except InvalidSlugError:
         raise ModelNotFound(f"no model {owner}/{project}/{model}") from None
     served = await catalog.get(slug)
+    ensure_visible(served.spec, principal, str(slug))
     request.state.model, request.state.task = str(slug), served.spec.task  # for metrics
     decode = decoder_for(served)
     data, params = await read_predict_form(request, settings.max_upload_bytes)
+    with request.app.state.in_flight.slot():
+        return await _infer(request, served, decode, data, params)
 
+
+async def _infer(
+    request: Request, served: ServedModel, decode: Decoder, data: bytes, params: Params
+) -> Response:
+    settings: Settings = request.app.state.settings
+    catalog: Catalog = request.app.state.catalog
+    triton: Triton = request.app.state.triton
     start = time.perf_counter()
     image = await run_cpu(request, decode_image, data, settings.max_image_pixels)
     prep = await run_cpu(request, prepare, image, served.spec, params.imgsz)
@@ -94,9 +132,9 @@ async def predict(owner: str, project: str, model: str, request: Request) -> Res
 
 @router.get("/api/models", summary="Models this service can run")
 async def list_models(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    authenticate(request, settings.api_key_set)
+    principal = await authenticate(request, request.app.state.keys)
     catalog: Catalog = request.app.state.catalog
+    visible = [m for m in catalog.models if m.spec.visibility == "public" or m.spec.owner == principal.user]
     return json_response(
         {
             "success": True,
@@ -109,7 +147,7 @@ async def list_models(request: Request) -> Response:
                     "dynamic": m.spec.dynamic,
                     "version": m.version,
                 }
-                for m in catalog.models
+                for m in visible
             ],
         }
     )

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
 from rich.console import Console
 
 from trident.settings import Settings
+
+if TYPE_CHECKING:
+    from trident.keys import KeyStore
 from trident.slug import InvalidSlugError, Slug
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -134,6 +135,62 @@ def demo() -> None:
     export(weights, slug=DEMO_SLUG, public=True)
 
 
+keys_app = typer.Typer(help="API keys: create, list, revoke (the key is shown once, never stored).")
+users_app = typer.Typer(help="Users and their plans.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+
+
+def _store() -> KeyStore:
+    from trident.keys import KeyStore
+
+    return KeyStore(Settings().key_store_url)
+
+
+def _check_plan(plan: str) -> None:
+    plans = Settings().plans
+    if plan not in plans:
+        raise _fail(f"unknown plan {plan!r}; configured plans: {', '.join(sorted(plans))}")
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="who the key belongs to (owner part of their model slugs)")],
+    plan: Annotated[
+        str, typer.Option(help="plan for a new user (free, pro, or one from TRIDENT_PLANS)")
+    ] = "free",
+) -> None:
+    """Create a key; it is printed once, on the last line, and only its hash is kept."""
+    _check_plan(plan)
+    key, key_id = _store().create_key(user, plan)
+    console.print(f"created key {key_id} for {user}; store it now, it cannot be shown again:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Key ids, users, plans and status (never the keys)."""
+    for k in _store().list_keys():
+        status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        typer.echo(f"{k.key_id}  {k.user}  {k.plan}  created {k.created_at:%Y-%m-%d %H:%M}  {status}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id shown by `keys list`")]) -> None:
+    """Revoke a key at once (the next request with it gets 401)."""
+    if not _store().revoke(key_id):
+        raise _fail(f"no active key {key_id}")
+    typer.echo(f"revoked {key_id}")
+
+
+@users_app.command("set-plan")
+def users_set_plan(name: str, plan: str) -> None:
+    """Create a user or move it to another plan."""
+    _check_plan(plan)
+    _store().add_user(name, plan)
+    typer.echo(f"{name}: {plan}")
+
+
 def _stop_on_signals(processes: list[subprocess.Popen[bytes]]) -> threading.Event:
     """On SIGINT/SIGTERM, ask the children to stop; the returned event says it was asked for."""
     asked = threading.Event()
@@ -150,14 +207,18 @@ def _stop_on_signals(processes: list[subprocess.Popen[bytes]]) -> threading.Even
 
 
 def _dev_key(settings: Settings) -> str:
-    if settings.api_key_set:
-        return sorted(settings.api_key_set)[0]
+    """The local stack's key (user `dev`, plan `pro`), kept in the data folder for the next run."""
+    from trident.keys import KeyStore
+
     path = settings.data_dir / "dev-api-key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("tri_" + secrets.token_urlsafe(24))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    store = KeyStore(settings.key_store_url)
+    if path.exists() and store.verify(path.read_text().strip()) is not None:
+        return path.read_text().strip()
+    key, _ = store.create_key("dev", "pro")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
 
 
 def _has_models(repository: Path) -> bool:
@@ -183,8 +244,7 @@ def run() -> None:
         runtime.wait_ready(settings, triton_process)
     except (runtime.TritonRuntimeError, subprocess.CalledProcessError) as exc:
         raise _fail(str(exc)) from None
-    env = {**os.environ, "TRIDENT_API_KEYS": ",".join(sorted(settings.api_key_set)) or key}
-    processes.append(subprocess.Popen([*me, "serve"], env=env))
+    processes.append(subprocess.Popen([*me, "serve"]))
     base = f"http://{settings.host}:{settings.port}"
     if _wait_http(f"{base}/readyz", processes):
         models = httpx.get(f"{base}/api/models", headers={"Authorization": f"Bearer {key}"}).json()["models"]

@@ -5,10 +5,9 @@ The defaults serve the local stack: API on 127.0.0.1:8080, Triton gRPC 8001, HTT
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,7 +30,15 @@ class Settings(BaseSettings):
     triton_runtime_dir: Path | None = Field(None, description="default: <data_dir>/triton-runtime")
     model_refresh_s: float = Field(2.0, gt=0, description="how often the frontend rereads Triton's index")
 
-    api_keys: SecretStr = Field(SecretStr(""), description="comma-separated keys accepted as Bearer tokens")
+    database_url: str = Field("", description="key store; default: SQLite file <data_dir>/trident.db")
+    redis_url: str = Field("", description="shared rate-limit counters; empty: in memory (one process)")
+    redis_timeout_s: float = Field(
+        0.5, gt=0, description="Redis socket timeout; past it the limiter fails closed"
+    )
+    plans: dict[str, tuple[int, int]] = Field(
+        {"free": (10, 100), "pro": (60, 10_000)}, description="plan -> (requests per minute, per day)"
+    )
+    max_in_flight: int = Field(32, ge=1, description="inferences per worker at once; past it 503 at once")
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = Field(40_000_000, description="width x height above which an image is refused")
     cpu_threads: int = Field(4, ge=1, description="threads for decode, letterbox and postprocessing")
@@ -44,9 +51,9 @@ class Settings(BaseSettings):
     def triton_http_url(self) -> str:
         return f"http://{self.triton_host}:{self.triton_http_port}"
 
-    @cached_property
-    def api_key_set(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+    @property
+    def key_store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'trident.db').resolve()}"
 
     @property
     def runtime_dir(self) -> Path:

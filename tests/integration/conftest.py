@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,11 +22,12 @@ import pytest
 from exporter.export import ExportRequest, ExportResult, export_model
 from exporter.triton_config import ServingOptions
 from trident import runtime
+from trident.keys import KeyStore
 from trident.settings import Settings
 from trident.slug import Slug
 
 pytestmark = pytest.mark.integration
-API_KEY = "tri_test_" + "k" * 24
+TEST_PLANS = '{"free": [10, 100], "pro": [60, 10000], "test": [1000000, 1000000]}'
 
 
 def free_port() -> int:
@@ -42,6 +44,23 @@ class Stack:
     triton: subprocess.Popen[bytes] | None = None
     frontend: subprocess.Popen[bytes] | None = None
     exported: dict[str, ExportResult] = field(default_factory=dict)
+    api_key: str = ""  # user "test" on an unmetered plan; see `TEST_PLANS`
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The frontend's environment: this stack's ports, key store and plans."""
+        return {
+            **os.environ,
+            "TRIDENT_PORT": str(self.settings.port),
+            "TRIDENT_TRITON_GRPC_PORT": str(self.settings.triton_grpc_port),
+            "TRIDENT_TRITON_HTTP_PORT": str(self.settings.triton_http_port),
+            "TRIDENT_DATABASE_URL": self.settings.key_store_url,
+            "TRIDENT_PLANS": TEST_PLANS,
+            "TRIDENT_MODEL_REFRESH_S": "1",
+        }
+
+    def create_key(self, user: str, plan: str) -> str:
+        return KeyStore(self.settings.key_store_url).create_key(user, plan)[0]
 
     @property
     def base_url(self) -> str:
@@ -56,22 +75,24 @@ class Stack:
         self.triton.kill()
         self.triton.wait()
 
-    def export(self, weights: Path, slug: str, **kwargs: object) -> ExportResult:
+    def export(self, weights: Path, slug: str, **kwargs: Any) -> ExportResult:
+        """Export into the running stack (public unless `visibility` says otherwise)."""
         options = ServingOptions(execution_env=str(self.settings.runtime_dir))
+        kwargs.setdefault("visibility", "public")
         result = export_model(
             ExportRequest(weights, Slug.parse(slug), self.repository, options=options, **kwargs)
-        )  # type: ignore[arg-type]
+        )
         self.exported[slug] = result
         return result
 
-    def wait_model(self, slug: str, timeout_s: float = 60) -> float:
+    def wait_model(self, slug: str, timeout_s: float = 60, key: str | None = None) -> float:
         """Seconds until a predict on `slug` answers 200."""
         start = time.monotonic()
         image = Path(__file__).parents[1] / "fixtures" / "tiny.png"
         last = "no answer"
         while time.monotonic() - start < timeout_s:
             try:
-                r = self.predict(slug, image)
+                r = self.predict(slug, image, key=key)
             except httpx.TransportError as exc:
                 last = repr(exc)
             else:
@@ -81,11 +102,11 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"{slug} not callable after {timeout_s} s: {last}")
 
-    def predict(self, slug: str, image: Path, key: str = API_KEY, **params: object) -> httpx.Response:
+    def predict(self, slug: str, image: Path, key: str | None = None, **params: object) -> httpx.Response:
         with image.open("rb") as f:
             return httpx.post(
                 f"{self.base_url}/api/models/{slug}/predict",
-                headers={"Authorization": f"Bearer {key}"},
+                headers={"Authorization": f"Bearer {key or self.api_key}"},
                 files={"file": (image.name, f)},
                 data={k: str(v) for k, v in params.items()},
                 timeout=60,
@@ -101,22 +122,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, yolo11n_pt: Path, yolo26n_pt
         triton_http_port=free_port(),
         triton_metrics_port=free_port(),
         data_dir=Path(".trident").resolve(),
+        database_url=f"sqlite:///{root / 'keys.db'}",
     )
     stack = Stack(settings, root / "model_repository", root / "triton.log")
+    stack.api_key = stack.create_key("test", "test")
     stack.export(yolo11n_pt, "test/coco/yolo11n")
     stack.export(yolo26n_pt, "test/coco/yolo26n")
     stack.start_triton()
-    env = {
-        **os.environ,
-        "TRIDENT_PORT": str(settings.port),
-        "TRIDENT_TRITON_GRPC_PORT": str(settings.triton_grpc_port),
-        "TRIDENT_TRITON_HTTP_PORT": str(settings.triton_http_port),
-        "TRIDENT_API_KEYS": API_KEY,
-        "TRIDENT_MODEL_REFRESH_S": "1",
-    }
     stack.frontend = subprocess.Popen(
         [sys.executable, "-m", "trident", "serve"],
-        env=env,
+        env=stack.env,
         stdout=(root / "frontend.log").open("wb"),
         stderr=subprocess.STDOUT,
     )

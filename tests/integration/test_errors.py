@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import API_KEY, Stack
+from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 SLUG = "test/coco/yolo11n"
@@ -31,12 +31,12 @@ def test_missing_key_is_401(stack: Stack, bus: Path) -> None:
     assert_error(r, 401, "Unauthorized", "Bearer")
 
 
-@pytest.mark.parametrize("header", ["Bearer wrong-key", "Basic " + API_KEY, "Bearer", API_KEY])
+@pytest.mark.parametrize("header", ["Bearer wrong-key", "Basic {key}", "Bearer", "{key}"])
 def test_wrong_key_is_401(stack: Stack, bus: Path, header: str) -> None:
     r = post(
         stack,
         f"/api/models/{SLUG}/predict",
-        headers={"Authorization": header},
+        headers={"Authorization": header.format(key=stack.api_key)},
         files={"file": bus.read_bytes()},
     )
     assert_error(r, 401, "Unauthorized")
@@ -74,7 +74,7 @@ def test_missing_file_is_400(stack: Stack) -> None:
     r = post(
         stack,
         f"/api/models/{SLUG}/predict",
-        headers={"Authorization": f"Bearer {API_KEY}"},
+        headers={"Authorization": f"Bearer {stack.api_key}"},
         data={"conf": "0.5"},
         files={"other": b"x"},
     )
@@ -121,7 +121,7 @@ def test_not_multipart_is_400(stack: Stack) -> None:
     r = post(
         stack,
         f"/api/models/{SLUG}/predict",
-        headers={"Authorization": f"Bearer {API_KEY}"},
+        headers={"Authorization": f"Bearer {stack.api_key}"},
         json={"file": "x"},
     )
     assert_error(r, 400, "Invalid request", "multipart")
@@ -144,7 +144,7 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
 
 
 def test_model_list_shows_exported_models(stack: Stack) -> None:
-    r = httpx.get(f"{stack.base_url}/api/models", headers={"Authorization": f"Bearer {API_KEY}"})
+    r = httpx.get(f"{stack.base_url}/api/models", headers={"Authorization": f"Bearer {stack.api_key}"})
     slugs = {m["slug"]: m for m in r.json()["models"]}
     assert {"test/coco/yolo11n", "test/coco/yolo26n"} <= set(slugs)
     assert slugs["test/coco/yolo11n"]["task"] == "detect"

@@ -30,7 +30,6 @@ def test_run_serves_the_demo_model_and_its_printed_curl_works(tmp_path: Path) ->
         "TRIDENT_DATA_DIR": str(tmp_path / "data"),
         "TRIDENT_TRITON_RUNTIME_DIR": str(Settings().runtime_dir),  # reuse the installed runtime
     }
-    env.pop("TRIDENT_API_KEYS", None)
     run = subprocess.Popen(
         [sys.executable, "-m", "trident", "run"],
         env=env,

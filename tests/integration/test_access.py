@@ -1,0 +1,188 @@
+"""Who may call what, and how often: keys, visibility and plan limits through the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Stack, free_port
+from trident import runtime
+
+pytestmark = pytest.mark.integration
+TINY = Path(__file__).parents[1] / "fixtures" / "tiny.png"
+SLUG = "test/coco/yolo11n"
+
+
+def test_private_models_are_visible_to_their_owner_only(stack: Stack, yolo11n_pt: Path, bus: Path) -> None:
+    stack.export(yolo11n_pt, "alice/secret/det", visibility="private")
+    alice = stack.create_key("alice", "test")
+    stack.wait_model("alice/secret/det", key=alice)
+    assert stack.predict("alice/secret/det", bus, key=alice).status_code == 200
+    bob = stack.create_key("bob", "test")
+    hidden = stack.predict("alice/secret/det", bus, key=bob)
+    missing = stack.predict("alice/secret/nothing", bus, key=bob)
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["error"]["message"] == missing.json()["error"]["message"] == "Model not found"
+    listed = httpx.get(f"{stack.base_url}/api/models", headers={"Authorization": f"Bearer {bob}"}).json()
+    assert "alice/secret/det" not in {m["slug"] for m in listed["models"]}
+    assert SLUG in {m["slug"] for m in listed["models"]}  # public models are listed for everyone
+
+
+def test_a_revoked_key_is_refused_at_once_and_like_an_unknown_one(stack: Stack) -> None:
+    from trident.keys import KeyStore, new_key
+
+    key = stack.create_key("carol", "test")
+    assert stack.predict(SLUG, TINY, key=key).status_code == 200
+    KeyStore(stack.settings.key_store_url).revoke(key[4:12])
+    revoked = stack.predict(SLUG, TINY, key=key)
+    unknown = stack.predict(SLUG, TINY, key=new_key()[0])
+    assert revoked.status_code == unknown.status_code == 401
+    assert revoked.content == unknown.content
+    assert revoked.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_every_response_carries_the_limit_state_and_429_says_when(stack: Stack) -> None:
+    key = stack.create_key("dave", "free")
+    seen = [stack.predict(SLUG, TINY, key=key) for _ in range(11)]
+    assert [r.status_code for r in seen] == [200] * 10 + [429] or time.gmtime().tm_sec < 3  # a minute edge
+    first, last = seen[0], seen[-1]
+    assert first.headers["X-RateLimit-Limit"] == "10"
+    assert first.headers["X-RateLimit-Remaining"] == "9"
+    assert first.headers["RateLimit-Policy"] == '"60s";q=10;w=60'
+    if last.status_code == 429:
+        body = last.json()
+        assert body["error"]["message"] == "Rate limited"
+        assert int(last.headers["Retry-After"]) >= 1
+        assert last.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_failed_auth_spends_no_quota(stack: Stack) -> None:
+    key = stack.create_key("erin", "free")
+    for _ in range(20):
+        bad = key[:-1] + ("A" if key[-1] != "A" else "B")
+        assert stack.predict(SLUG, TINY, key=bad).status_code == 401
+    assert stack.predict(SLUG, TINY, key=key).headers["X-RateLimit-Remaining"] == "9"
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (.ci/run installs it)")
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while (
+        subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False).stdout
+        != b"PONG\n"
+    ):
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait()
+
+
+def two_workers(stack: Stack, redis: str | None, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**stack.env, "TRIDENT_PORT": str(port), "TRIDENT_WORKERS": "2", "TRIDENT_REDIS_URL": redis or ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trident", "serve"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    return process, base
+
+
+def burst(base: str, key: str, n: int = 100) -> list[int]:
+    """`n` requests at once, on separate connections, after waiting out a minute edge."""
+    if time.time() % 60 > 45:
+        time.sleep(61 - time.time() % 60)
+
+    async def run() -> list[int]:
+        async def one() -> int:
+            async with httpx.AsyncClient(timeout=60) as client:
+                r = await client.post(
+                    f"{base}/api/models/{SLUG}/predict",
+                    headers={"Authorization": f"Bearer {key}"},
+                    files={"file": ("tiny.png", TINY.read_bytes())},
+                )
+                return r.status_code
+
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+    return asyncio.run(run())
+
+
+def test_two_workers_sharing_redis_admit_exactly_the_plan(
+    stack: Stack, redis_url: str, tmp_path: Path
+) -> None:
+    process, base = two_workers(stack, redis_url, tmp_path / "redis.log")
+    try:
+        statuses = burst(base, stack.create_key("frank", "free"))
+    finally:
+        runtime.stop(process)
+    assert (statuses.count(200), statuses.count(429)) == (10, 90), sorted(set(statuses))
+
+
+def test_negative_control_in_memory_counters_over_admit_across_workers(stack: Stack, tmp_path: Path) -> None:
+    """Without Redis each worker counts alone: the same burst gets more than the plan allows."""
+    process, base = two_workers(stack, None, tmp_path / "memory.log")
+    try:
+        statuses = burst(base, stack.create_key("grace", "free"))
+    finally:
+        runtime.stop(process)
+    assert statuses.count(200) > 10
+    assert statuses.count(200) + statuses.count(429) == 100
+
+
+def test_redis_down_fails_closed_with_503_then_recovers(stack: Stack, tmp_path: Path) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    process, base = two_workers(stack, url, tmp_path / "down.log")
+    key = stack.create_key("heidi", "free")
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        start = time.monotonic()
+        r = httpx.post(
+            f"{base}/api/models/{SLUG}/predict", headers=headers, files={"file": TINY.read_bytes()}
+        )
+        assert r.status_code == 503 and time.monotonic() - start < 1.0
+        assert r.json()["error"]["message"] == "Service unavailable" and "Retry-After" in r.headers
+        server = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 5
+            while True:
+                r = httpx.post(
+                    f"{base}/api/models/{SLUG}/predict", headers=headers, files={"file": TINY.read_bytes()}
+                )
+                if r.status_code == 200:
+                    break
+                assert time.monotonic() < deadline, f"limits did not recover: {r.status_code}"
+                time.sleep(0.1)
+        finally:
+            server.terminate()
+            server.wait()
+    finally:
+        runtime.stop(process)
