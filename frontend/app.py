@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from frontend.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
 from frontend.catalog import Catalog
 from frontend.errors import InvalidRequest, ServingError
 from frontend.ratelimit import MemoryCounter, RateLimiter, RedisCounter
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.cpu_limiter = CapacityLimiter(settings.cpu_threads)
     app.include_router(router)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
 
     @app.exception_handler(ServingError)
     async def serving_error(_: Request, exc: ServingError) -> Response:

@@ -7,10 +7,9 @@ import math
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from frontend.body_limit import BodyTooLarge
 from frontend.errors import InvalidImage, InvalidRequest, PayloadTooLarge
 from frontend.inference import Params
-
-FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small fields
 
 
 def _number(raw: object, name: str, low: float, high: float, default: float) -> float:
@@ -38,15 +37,14 @@ def _integer(raw: object, name: str, low: int, high: int, default: int) -> int:
 
 
 async def read_predict_form(request: Request, max_upload_bytes: int) -> tuple[bytes, Params]:
-    """The uploaded bytes and validated parameters; 413 before reading an announced oversize body."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > max_upload_bytes + FORM_OVERHEAD_BYTES:
-        raise PayloadTooLarge(f"the upload is larger than {max_upload_bytes // (1024 * 1024)} MB")
+    """The uploaded bytes and validated parameters (the body's size is capped by `BodyLimit`)."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("send the image as multipart/form-data with a 'file' field")
     try:
         form = await request.form(max_files=1, max_fields=16)
+    except BodyTooLarge:
+        raise
     except Exception:
         raise InvalidRequest("the multipart body could not be parsed") from None
     try:

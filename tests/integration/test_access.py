@@ -186,3 +186,19 @@ def test_redis_down_fails_closed_with_503_then_recovers(stack: Stack, tmp_path: 
             server.wait()
     finally:
         runtime.stop(process)
+
+
+def test_raw_keys_never_reach_logs_the_database_or_responses(stack: Stack, tmp_path: Path) -> None:
+    key = stack.create_key("ivan", "test")
+    wrong = key[:-1] + ("A" if key[-1] != "A" else "B")
+    bodies = [stack.predict(SLUG, TINY, key=k) for k in (key, wrong)]
+    bodies.append(httpx.get(f"{stack.base_url}/api/models", headers={"Authorization": f"Bearer {key}"}))
+    bodies.append(stack.predict("ivan/none/none", TINY, key=key))
+    secret = key[12:44]
+    for response in bodies:
+        assert secret not in response.text and secret not in str(response.headers)
+    database = Path(stack.settings.key_store_url.removeprefix("sqlite:///")).read_bytes()
+    frontend_log = (stack.log.parent / "frontend.log").read_bytes()
+    for blob in (database, frontend_log):
+        assert secret.encode() not in blob and wrong[12:44].encode() not in blob
+    assert key[4:12].encode() in database  # the public key id is what identifies a key

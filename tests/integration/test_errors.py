@@ -148,3 +148,49 @@ def test_model_list_shows_exported_models(stack: Stack) -> None:
     slugs = {m["slug"]: m for m in r.json()["models"]}
     assert {"test/coco/yolo11n", "test/coco/yolo26n"} <= set(slugs)
     assert slugs["test/coco/yolo11n"]["task"] == "detect"
+
+
+def _raw_post(
+    stack: Stack, headers: list[str], body_parts: list[bytes], pause_s: float = 0.0
+) -> tuple[str, float]:
+    """Send a request by hand on a socket; return the status line and seconds to the first byte."""
+    import socket
+    import time
+
+    host, port = "127.0.0.1", stack.settings.port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        head = [
+            f"POST /api/models/{SLUG}/predict HTTP/1.1",
+            f"Host: {host}:{port}",
+            f"Authorization: Bearer {stack.api_key}",
+            *headers,
+            "",
+            "",
+        ]
+        sock.sendall("\r\n".join(head).encode())
+        start = time.monotonic()
+        try:
+            for part in body_parts:
+                sock.sendall(part)
+                time.sleep(pause_s)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed: what we want
+        reply = sock.recv(65536).decode(errors="replace")
+        return reply.split("\r\n", 1)[0], time.monotonic() - start
+
+
+def test_an_announced_12_mb_body_gets_413_before_it_is_sent(stack: Stack) -> None:
+    status, elapsed = _raw_post(
+        stack, ["Content-Type: multipart/form-data; boundary=x", "Content-Length: 12582912"], [b"--x\r\n"]
+    )
+    assert status == "HTTP/1.1 413 Payload Too Large"
+    assert elapsed < 1.0
+
+
+def test_a_chunked_body_is_cut_once_it_passes_the_limit(stack: Stack) -> None:
+    chunk = b"\0" * (1024 * 1024)
+    parts = [f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(12)] + [b"0\r\n\r\n"]
+    status, _ = _raw_post(
+        stack, ["Content-Type: multipart/form-data; boundary=x", "Transfer-Encoding: chunked"], parts
+    )
+    assert status == "HTTP/1.1 413 Payload Too Large"

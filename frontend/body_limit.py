@@ -1,0 +1,58 @@
+"""A pure-ASGI guard that stops an upload at the limit while it streams in.
+
+Starlette reads whatever a client sends. This middleware answers 413 before reading a body whose
+`Content-Length` is over the limit, and cuts a chunked (or lying) body as soon as the bytes
+received pass it, so an oversized upload never sits in memory or on disk.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from frontend.errors import PayloadTooLarge
+
+FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form fields
+
+
+class BodyTooLarge(Exception):
+    """Raised inside `receive` once the stream passes the limit."""
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        megabytes = (limit - FORM_OVERHEAD_BYTES) // (1024 * 1024)
+        too_large = PayloadTooLarge(f"the upload is larger than {megabytes} MB")
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await too_large.to_response()(scope, receive, send)
+                return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await too_large.to_response()(scope, receive, send)
