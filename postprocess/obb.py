@@ -48,15 +48,17 @@ def _covariance(boxes: NDArray[np.float32]) -> tuple[NDArray[np.float32], ...]:
     )
 
 
-def probiou(boxes: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Pairwise ProbIoU `(n, n)` of `xywhr` boxes (`metrics.batch_probiou`)."""
+def probiou(boxes: NDArray[np.float32], others: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+    """Pairwise ProbIoU `(n, m)` of `xywhr` boxes (`metrics.batch_probiou`)."""
+    others = boxes if others is None else others
     x, y = boxes[:, 0:1], boxes[:, 1:2]
+    x2, y2 = others[:, 0:1].T, others[:, 1:2].T
     a1, b1, c1 = (v[:, None] for v in _covariance(boxes))
-    a2, b2, c2 = (v[None, :] for v in _covariance(boxes))
+    a2, b2, c2 = (v[None, :] for v in _covariance(others))
     eps = np.float32(EPS)
     denom = (a1 + a2) * (b1 + b2) - (c1 + c2) ** 2
-    t1 = ((a1 + a2) * (y - y.T) ** 2 + (b1 + b2) * (x - x.T) ** 2) / (denom + eps) * np.float32(0.25)
-    t2 = ((c1 + c2) * (x.T - x) * (y - y.T)) / (denom + eps) * np.float32(0.5)
+    t1 = ((a1 + a2) * (y - y2) ** 2 + (b1 + b2) * (x - x2) ** 2) / (denom + eps) * np.float32(0.25)
+    t2 = ((c1 + c2) * (x2 - x) * (y - y2)) / (denom + eps) * np.float32(0.5)
     det = np.clip(a1 * b1 - c1**2, 0, None) * np.clip(a2 * b2 - c2**2, 0, None)
     t3 = np.log(denom / (4 * np.sqrt(det) + eps) + eps) * np.float32(0.5)
     bd = np.clip(t1 + t2 + t3, eps, np.float32(100.0))
@@ -64,11 +66,26 @@ def probiou(boxes: NDArray[np.float32]) -> NDArray[np.float32]:
     return np.asarray(1 - hd, dtype=np.float32)
 
 
-def fast_nms(boxes: NDArray[np.float32], scores: NDArray[np.float32], iou: float) -> NDArray[np.intp]:
-    """Indices kept by Fast-NMS, in descending score order."""
+def fast_nms(
+    boxes: NDArray[np.float32], scores: NDArray[np.float32], iou: float, block: int = 256
+) -> NDArray[np.intp]:
+    """Indices kept by Fast-NMS, in descending score order.
+
+    Box j is dropped when any higher-scored box overlaps it by more than `iou`. The pairwise
+    matrix is computed `block` rows at a time: at conf 0.001 an OBB head yields thousands of
+    candidates, and the whole n x n matrix with its temporaries would take gigabytes.
+    """
     order = np.argsort(-scores, kind="stable")
-    ious = np.triu(probiou(boxes[order]), k=1)
-    return order[~(ious > iou).any(axis=0)]
+    ranked = boxes[order]
+    n = len(ranked)
+    suppressed = np.zeros(n, dtype=bool)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        overlap = probiou(ranked[start:stop], ranked[start:]) > iou
+        rows = np.arange(start, stop)[:, None]
+        cols = np.arange(start, n)[None, :]
+        suppressed[start:] |= (overlap & (rows < cols)).any(axis=0)
+    return order[~suppressed]
 
 
 def select_obb_rows(

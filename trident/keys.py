@@ -19,6 +19,7 @@ import string
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -100,6 +101,9 @@ class KeyInfo:
 
 class KeyStore:
     def __init__(self, url: str) -> None:
+        database = sa.engine.make_url(url).database
+        if url.startswith("sqlite") and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         metadata.create_all(self.engine)
 

@@ -62,7 +62,8 @@ def test_run_serves_the_demo_model_and_its_printed_curl_works(tmp_path: Path) ->
         assert response["image"] == {"width": 810, "height": 1080}
         assert isinstance(response["predictions"], list)
     finally:
-        os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in the terminal
         assert run.wait(60) == 0
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False)
     assert leftovers.stdout == "", "Triton or the frontend outlived `trident run`"
