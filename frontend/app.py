@@ -20,6 +20,7 @@ from frontend.catalog import Catalog
 from frontend.errors import InvalidRequest, ServingError
 from frontend.routes import router
 from frontend.triton import Triton
+from frontend.web import router as web_router
 from trident import __version__
 from trident.settings import Settings
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.cpu_limiter = CapacityLimiter(settings.cpu_threads)
     app.include_router(router)
+    app.include_router(web_router)
 
     @app.exception_handler(ServingError)
     async def serving_error(_: Request, exc: ServingError) -> Response:
