@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Request, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Request, Route, sync_playwright
 
 from tests.helpers.models import build_busy_model
 from tests.integration.conftest import API_KEY, Stack, stack  # noqa: F401
@@ -71,18 +71,35 @@ class TestTab:
         self.base_url = base_url
         self.errors: list[str] = []
         self.allowed_statuses: set[int] = set()
-        self.predicts: list[Request] = []
+        self.predicts: list[bytes] = []  # the multipart bodies of the predict calls, in order
+        self.held: list[Route] | None = None  # a list: predict calls are held here until release()
         self.in_flight = 0
         self.max_in_flight = 0
         page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        page.route("**/predict", self._record)  # read the body, then send it on unchanged
         page.on("request", self._started)
         page.on("requestfinished", self._ended)
         page.on("requestfailed", self._ended)
 
+    def _record(self, route: Route) -> None:
+        self.predicts.append(route.request.post_data_buffer or b"")
+        if self.held is not None:
+            self.held.append(route)
+        else:
+            route.continue_()
+
+    def hold(self) -> None:
+        """Keep predict calls waiting (a slow server) until `release()`."""
+        self.held = []
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        for route in held:
+            route.continue_()
+
     def _started(self, request: Request) -> None:
         if request.url.endswith("/predict"):
-            self.predicts.append(request)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
@@ -105,6 +122,11 @@ class TestTab:
         self.page.goto(f"{self.base_url}/models/{slug}")
         self.page.wait_for_selector("#examples button")
         return self
+
+    def sent(self, index: int = -1) -> dict[str, str]:
+        """The form fields (all but the file) of a predict call the page made."""
+        fields = re.findall(rb'name="(\w+)"\r\n\r\n([^\r]*)\r\n', self.predicts[index])
+        return {k.decode(): v.decode() for k, v in fields}
 
     @property
     def stage(self) -> dict[str, str]:
