@@ -76,7 +76,7 @@ function label(ctx, text, x, y, classId, lw) {
   const pad = Math.ceil(size * 0.25);
   const w = ctx.measureText(text).width + 2 * pad;
   const h = size + 2 * pad;
-  const top = y - h >= 0 ? y - h : y; // above the box when it fits, inside otherwise
+  const top = y - h >= 0 ? y - h : Math.max(y, 0); // above the box when it fits, inside otherwise
   const left = Math.min(Math.max(x - lw / 2, 0), Math.max(ctx.canvas.width - w, 0));
   ctx.fillStyle = classColor(classId);
   ctx.fillRect(left, top, w, h);

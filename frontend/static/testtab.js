@@ -210,6 +210,7 @@ function renderDetails(result, roundTrip) {
   $("json").textContent = JSON.stringify(result, null, 2);
   const task = taskOf(result, state.task);
   rows.replaceChildren(...result.predictions.map((p, i) => predictionRow(p, i)));
+  $("predictions").classList.toggle("no-box", task === "classify");
   bars.hidden = task !== "classify";
   bars.replaceChildren(
     ...(task === "classify" ? result.predictions : []).map((p) => {

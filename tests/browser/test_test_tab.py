@@ -66,6 +66,9 @@ def test_upload_by_file_input_draws_every_prediction(tab: TestTab, bus: Path) ->
     tab.page.click("[data-tab=json]")
     assert tab.page.text_content("#json").strip().startswith('{\n  "success": true')
     tab.page.click("[data-tab=list]")
+    tab.screenshot("test-tab-detect-bus-conf0.25.png")
+    confident = tab.predict_and_draw(lambda: tab.page.fill("#conf", "0.9"))  # fewer boxes, easier to check
+    assert 0 < drawn_matches(tab, confident) < len(body["predictions"])
     tab.screenshot("test-tab-detect-bus.png")
 
 
@@ -173,6 +176,8 @@ def test_segmentation_draws_a_mask_per_prediction(tab: TestTab, task_models: dic
     assert count > 0
     with_polygon = sum(len(p["segments"]) >= 3 for p in body["predictions"])
     assert int(tab.stage["masks"]) == with_polygon > 0
+    confident = tab.predict_and_draw(lambda: tab.page.fill("#conf", "0.9"))  # fewer masks, easier to check
+    assert int(tab.stage["masks"]) == sum(len(p["segments"]) >= 3 for p in confident["predictions"]) > 0
     tab.screenshot("test-tab-segment-bus.png")
 
 
