@@ -212,7 +212,10 @@ def test_classification_ranks_the_top_classes(tab: TestTab, task_models: dict[st
 def test_a_bad_key_is_explained_and_can_be_replaced(tab: TestTab) -> None:
     tab.allowed_statuses = {401}
     tab.open(DETECT, key="tri_not_a_real_key")
-    tab.page.click("[data-example='bus.jpg']")
+    with tab.page.expect_response(lambda r: r.url.endswith("/predict")) as answer:
+        tab.page.click("[data-example='bus.jpg']")
+    assert answer.value.status == 401
+    expect(tab.page.locator("#stage")).to_have_attribute("data-status", "401")
     expect(tab.page.locator("#message")).to_have_text(
         "Your API key was not accepted. Enter a valid key to continue."
     )
