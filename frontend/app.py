@@ -23,6 +23,7 @@ from frontend.ratelimit import MemoryCounter, RateLimiter, RedisCounter
 from frontend.routes import router
 from frontend.shedding import InFlight
 from frontend.triton import Triton
+from frontend.web import router as web_router
 from trident import __version__
 from trident.keys import KeyStore
 from trident.settings import Settings
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cpu_limiter = CapacityLimiter(settings.cpu_threads)
     app.include_router(router)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.include_router(web_router)
 
     @app.exception_handler(ServingError)
     async def serving_error(_: Request, exc: ServingError) -> Response:

@@ -1,0 +1,172 @@
+// Drawing predictions over an image on a canvas, the way Ultralytics' plotter does:
+// class colours from its palette, labels "class 0.87", translucent masks, the COCO pose skeleton.
+// Pure functions of (canvas, image, result): the same drawing is shown and downloaded.
+
+export const PALETTE = [
+  "042AFF", "0BDBEB", "F3F3F3", "00DFB7", "111F68", "FF6FDD", "FF444F", "CCED00", "00F344", "BD00FF",
+  "00B4FF", "DD00BA", "00FFFF", "26C000", "01FFB3", "7D24FF", "7B0068", "FF1B6C", "FC6D2F", "A2FF0B",
+];
+// Ultralytics writes dark text (#111F68) on these light colours, white on the others.
+const DARK_TEXT = new Set(["0BDBEB", "F3F3F3", "00DFB7", "FF6FDD", "CCED00", "00F344", "00FFFF", "01FFB3", "A2FF0B"]);
+const POSE_PALETTE = [
+  [255, 128, 0], [255, 153, 51], [255, 178, 102], [230, 230, 0], [255, 153, 255], [153, 204, 255],
+  [255, 102, 255], [255, 51, 255], [102, 178, 255], [51, 153, 255], [255, 153, 153], [255, 102, 102],
+  [255, 51, 51], [153, 255, 153], [102, 255, 102], [51, 255, 51], [0, 255, 0], [0, 0, 255], [255, 0, 0],
+  [255, 255, 255],
+];
+// COCO keypoints, 1-based pairs as in Ultralytics' Annotator.
+const SKELETON = [
+  [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9],
+  [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
+];
+const LIMB_COLOR = [9, 9, 9, 9, 7, 7, 7, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16].map(rgb);
+const KPT_COLOR = [16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 9, 9].map(rgb);
+export const KPT_CONF = 0.5; // keypoints below this confidence are not drawn (as in Ultralytics)
+
+function rgb(i) {
+  const [r, g, b] = POSE_PALETTE[i];
+  return `rgb(${r}, ${g}, ${b})`;
+}
+
+const hexOf = (classId) => PALETTE[((classId % PALETTE.length) + PALETTE.length) % PALETTE.length];
+export const classColor = (classId) => `#${hexOf(classId)}`;
+export const textColor = (classId) => (DARK_TEXT.has(hexOf(classId)) ? "#111F68" : "#FFFFFF");
+
+/** The task a result comes from, read from its shape (falls back when there is nothing to read). */
+export function taskOf(result, fallback = "detect") {
+  const first = result.predictions[0];
+  if (!first) return fallback;
+  if (!first.box) return "classify";
+  if (first.keypoints) return "pose";
+  if (first.segments) return "segment";
+  if ("x4" in first.box) return "obb";
+  return "detect";
+}
+
+/** Corners of a prediction's box, clockwise: four points for both axis-aligned and oriented boxes. */
+export function corners(box) {
+  if ("x4" in box) return [1, 2, 3, 4].map((i) => [box[`x${i}`], box[`y${i}`]]);
+  return [[box.x1, box.y1], [box.x2, box.y1], [box.x2, box.y2], [box.x1, box.y2]];
+}
+
+/** Index of the smallest box containing (x, y), or -1: what the pointer is over. */
+export function hitTest(predictions, x, y) {
+  let best = -1;
+  let bestArea = Infinity;
+  predictions.forEach((p, i) => {
+    if (!p.box) return;
+    const xs = corners(p.box).map((c) => c[0]);
+    const ys = corners(p.box).map((c) => c[1]);
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const area = (x1 - x0) * (y1 - y0);
+    if (x >= x0 && x <= x1 && y >= y0 && y <= y1 && area < bestArea) [best, bestArea] = [i, area];
+  });
+  return best;
+}
+
+function polygon(ctx, points) {
+  ctx.beginPath();
+  points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+  ctx.closePath();
+}
+
+function label(ctx, text, x, y, classId, lw) {
+  const size = Math.max(Math.round(lw * 5), 12);
+  ctx.font = `${size}px system-ui, sans-serif`;
+  const pad = Math.ceil(size * 0.25);
+  const w = ctx.measureText(text).width + 2 * pad;
+  const h = size + 2 * pad;
+  const top = y - h >= 0 ? y - h : Math.max(y, 0); // above the box when it fits, inside otherwise
+  const left = Math.min(Math.max(x - lw / 2, 0), Math.max(ctx.canvas.width - w, 0));
+  ctx.fillStyle = classColor(classId);
+  ctx.fillRect(left, top, w, h);
+  ctx.fillStyle = textColor(classId);
+  ctx.textBaseline = "top";
+  ctx.fillText(text, left + pad, top + pad);
+}
+
+/**
+ * Draw `image` and `result` on `canvas` (sized to the image's natural size).
+ * Returns what was drawn: {boxes, masks, obb, keypoints, limbs, labels}.
+ * `highlight` is the index of a prediction to emphasise (the others fade), or -1.
+ */
+export function draw(canvas, image, result, highlight = -1) {
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  ctx.clearRect(0, 0, width, height);
+  ctx.drawImage(image, 0, 0, width, height);
+  const drawn = { boxes: 0, masks: 0, obb: 0, keypoints: 0, limbs: 0, labels: 0 };
+  if (!result) return drawn;
+  const preds = result.predictions;
+  const lw = Math.max(Math.round(((width + height) / 2) * 0.003), 2);
+  if (preds.length && !preds[0].box) {
+    drawTopClasses(ctx, preds, lw);
+    drawn.labels = preds.length;
+    return drawn;
+  }
+  const alpha = (i) => (highlight < 0 || highlight === i ? 1 : 0.3);
+  preds.forEach((p, i) => {
+    if (!p.segments || p.segments.length < 3) return;
+    ctx.globalAlpha = alpha(i) * (highlight === i ? 0.6 : 0.4);
+    ctx.fillStyle = classColor(p.class_id);
+    polygon(ctx, p.segments);
+    ctx.fill();
+    drawn.masks += 1;
+  });
+  preds.forEach((p, i) => {
+    ctx.globalAlpha = alpha(i);
+    ctx.strokeStyle = classColor(p.class_id);
+    ctx.lineWidth = highlight === i ? lw * 2 : lw;
+    ctx.lineJoin = "miter";
+    polygon(ctx, corners(p.box));
+    ctx.stroke();
+    if ("x4" in p.box) drawn.obb += 1;
+    else drawn.boxes += 1;
+    label(ctx, `${p.class} ${p.confidence.toFixed(2)}`, p.box.x1, p.box.y1, p.class_id, lw);
+    drawn.labels += 1;
+  });
+  preds.forEach((p, i) => {
+    if (!p.keypoints) return;
+    ctx.globalAlpha = alpha(i);
+    const kpts = p.keypoints;
+    const coco = kpts.length === 17;
+    const seen = (k) => k.conf === undefined || k.conf >= KPT_CONF;
+    if (coco) {
+      ctx.lineWidth = Math.ceil(lw / 2);
+      SKELETON.forEach(([a, b], j) => {
+        const [ka, kb] = [kpts[a - 1], kpts[b - 1]];
+        if (!seen(ka) || !seen(kb)) return;
+        ctx.strokeStyle = LIMB_COLOR[j];
+        ctx.beginPath();
+        ctx.moveTo(ka.x, ka.y);
+        ctx.lineTo(kb.x, kb.y);
+        ctx.stroke();
+        drawn.limbs += 1;
+      });
+    }
+    kpts.forEach((k, j) => {
+      if (!seen(k)) return;
+      ctx.fillStyle = coco ? KPT_COLOR[j] : classColor(j);
+      ctx.beginPath();
+      ctx.arc(k.x, k.y, lw + 1, 0, 2 * Math.PI);
+      ctx.fill();
+      drawn.keypoints += 1;
+    });
+  });
+  ctx.globalAlpha = 1;
+  return drawn;
+}
+
+function drawTopClasses(ctx, preds, lw) {
+  const size = Math.max(Math.round(lw * 6), 14);
+  ctx.font = `${size}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  preds.forEach((p, i) => {
+    const text = `${p.class} ${p.confidence.toFixed(2)}`;
+    const y = lw * 4 + i * size * 1.4;
+    ctx.fillStyle = "rgba(0, 0, 0, 0.55)";
+    ctx.fillRect(lw * 4 - 4, y - 2, ctx.measureText(text).width + 8, size + 4);
+    ctx.fillStyle = "#FFFFFF";
+    ctx.fillText(text, lw * 4, y);
+  });
+}

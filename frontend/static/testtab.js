@@ -1,0 +1,396 @@
+// The Test tab: run one model on an uploaded or example image, draw what it found.
+//
+// Requests are serial and "latest wins": a slider burst becomes one request after a 500 ms pause,
+// and a change while a request is in flight waits for it, then sends only the newest state.
+import { api, describeError, getKey, keyForm } from "/static/common.js";
+import { classColor, draw, hitTest, taskOf } from "/static/draw.js";
+
+const MAX_BYTES = 10 * 1024 * 1024;
+const TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+const EXTENSIONS = /\.(jpe?g|png|webp|gif)$/i;
+const DEBOUNCE_MS = 500;
+
+const $ = (id) => document.getElementById(id);
+const slug = decodeURIComponent(location.pathname.replace(/^\/models\//, "").replace(/\/+$/, ""));
+const endpoint = `/api/models/${slug}/predict`;
+const stage = $("stage");
+const canvas = $("canvas");
+const controls = { conf: $("conf"), iou: $("iou"), imgsz: $("imgsz") };
+
+const state = {
+  input: null, // {blob, name, image}: what the next request sends
+  shown: null, // {input, result}: what the canvas shows
+  task: null, // from the model list; results also say it by their shape
+  highlight: -1,
+};
+let inFlight = false;
+let again = false;
+let debounce = 0;
+
+const askKey = keyForm(() => {
+  loadModels();
+  if (state.input) run();
+});
+
+// --- messages and status -------------------------------------------------------------------
+
+function say(text, kind = "error") {
+  const message = $("message");
+  message.textContent = text;
+  message.className = `message ${kind}`;
+  message.hidden = !text;
+}
+
+function params() {
+  return { conf: Number(controls.conf.value), iou: Number(controls.iou.value), imgsz: Number(controls.imgsz.value) };
+}
+
+// --- input: files, drops, examples ---------------------------------------------------------
+
+/** Why a file cannot be sent, or "" when it can (the server checks again). */
+function rejectReason(blob, name) {
+  if (!TYPES.includes(blob.type) && !EXTENSIONS.test(name)) {
+    return `"${name}" is not a supported image. Use a JPG, PNG, WebP or GIF file.`;
+  }
+  if (blob.size > MAX_BYTES) {
+    return `"${name}" is ${(blob.size / 1024 / 1024).toFixed(1)} MB; images must be 10 MB or smaller.`;
+  }
+  return "";
+}
+
+async function useImage(blob, name) {
+  const reason = rejectReason(blob, name);
+  if (reason) return say(reason);
+  const image = new Image();
+  image.src = URL.createObjectURL(blob);
+  try {
+    await image.decode();
+  } catch {
+    return say(`"${name}" could not be read as an image.`);
+  }
+  say("");
+  state.input = { blob, name, image };
+  state.shown = { input: state.input, result: null };
+  render();
+  clearTimeout(debounce);
+  run();
+}
+
+$("file").addEventListener("change", (event) => {
+  const [file] = event.target.files;
+  if (file) useImage(file, file.name);
+  event.target.value = ""; // choosing the same file again still triggers a run
+});
+
+const drop = $("drop");
+drop.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" || event.key === " ") $("file").click();
+});
+drop.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  drop.classList.add("over");
+});
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  const file = event.dataTransfer && event.dataTransfer.files[0];
+  if (file) useImage(file, file.name);
+});
+
+async function loadExamples() {
+  const response = await fetch("/examples");
+  const names = response.ok ? await response.json() : [];
+  $("examples").replaceChildren(
+    ...names.map((name) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "example";
+      button.dataset.example = name;
+      button.title = `Run on ${name}`;
+      const thumb = document.createElement("img");
+      thumb.src = `/examples/${name}`;
+      thumb.alt = name;
+      button.append(thumb, name);
+      button.addEventListener("click", async () => {
+        const image = await fetch(`/examples/${name}`);
+        useImage(await image.blob(), name);
+      });
+      return button;
+    }),
+  );
+}
+
+// --- controls --------------------------------------------------------------------------------
+
+for (const [name, input] of Object.entries(controls)) {
+  input.addEventListener("input", () => {
+    $(`${name}-value`).textContent = input.value;
+    updateCode();
+    clearTimeout(debounce);
+    debounce = setTimeout(run, DEBOUNCE_MS);
+  });
+}
+
+// --- requests ----------------------------------------------------------------------------------
+
+async function run() {
+  if (!state.input) return;
+  if (!getKey()) return askKey("Enter your API key to run the model. It is kept in this browser only.");
+  if (inFlight) {
+    again = true; // the running request finishes first; then the newest state goes out once
+    return;
+  }
+  inFlight = true;
+  try {
+    do {
+      again = false;
+      await predictOnce();
+    } while (again && state.input);
+  } finally {
+    inFlight = false;
+  }
+}
+
+async function predictOnce() {
+  const input = state.input;
+  const sent = params();
+  const form = new FormData();
+  form.append("file", input.blob, input.name);
+  for (const [name, value] of Object.entries(sent)) form.append(name, String(value));
+  stage.dataset.state = "loading";
+  const started = performance.now();
+  const response = await api(endpoint, { method: "POST", body: form });
+  const roundTrip = performance.now() - started;
+  if (!response.ok) {
+    stage.dataset.state = "error";
+    stage.dataset.status = String(response.status);
+    say(describeError(response));
+    if (response.status === 401) askKey("That key was not accepted. Paste a valid API key.");
+    return;
+  }
+  say("");
+  stage.dataset.status = "200";
+  state.shown = { input, result: response.body, roundTrip };
+  state.highlight = -1;
+  render();
+  stage.dataset.state = "done";
+  stage.dataset.run = String(Number(stage.dataset.run) + 1);
+}
+
+// --- output --------------------------------------------------------------------------------
+
+function render() {
+  const shown = state.shown;
+  if (!shown) return;
+  const { image } = shown.input;
+  const result = shown.result;
+  canvas.width = image.naturalWidth;
+  canvas.height = image.naturalHeight;
+  canvas.hidden = false;
+  stage.querySelector(".placeholder").hidden = true;
+  const drawn = draw(canvas, image, result, state.highlight);
+  const counts = { ...drawn, predictions: result ? result.predictions.length : 0 };
+  counts.bars = result && taskOf(result, state.task) === "classify" ? result.predictions.length : 0;
+  for (const [name, value] of Object.entries(counts)) stage.dataset[name] = String(value);
+  if (state.highlight < 0) renderDetails(result, shown.roundTrip);
+  $("download").disabled = !result;
+}
+
+function renderDetails(result, roundTrip) {
+  const rows = $("predictions").tBodies[0];
+  const bars = $("bars");
+  if (!result) {
+    rows.replaceChildren();
+    bars.hidden = true;
+    $("json").textContent = "";
+    $("speed").replaceChildren();
+    return;
+  }
+  $("json").textContent = JSON.stringify(result, null, 2);
+  const task = taskOf(result, state.task);
+  rows.replaceChildren(...result.predictions.map((p, i) => predictionRow(p, i)));
+  $("predictions").classList.toggle("no-box", task === "classify");
+  bars.hidden = task !== "classify";
+  bars.replaceChildren(
+    ...(task === "classify" ? result.predictions : []).map((p) => {
+      const item = document.createElement("li");
+      item.innerHTML = `<span class="name"></span><span class="track"><span class="fill"></span></span><span class="pct"></span>`;
+      item.querySelector(".name").textContent = p.class;
+      item.querySelector(".fill").style.width = `${(p.confidence * 100).toFixed(1)}%`;
+      item.querySelector(".fill").style.background = classColor(p.class_id);
+      item.querySelector(".pct").textContent = `${(p.confidence * 100).toFixed(1)}%`;
+      return item;
+    }),
+  );
+  const speed = result.speed || {};
+  const entries = [
+    ["Preprocess", speed.preprocess],
+    ["Inference", speed.inference],
+    ["Postprocess", speed.postprocess],
+    ["Round trip", roundTrip],
+  ];
+  $("speed").replaceChildren(
+    ...entries.flatMap(([name, ms]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = name;
+      const dd = document.createElement("dd");
+      dd.textContent = ms === undefined ? "–" : `${ms.toFixed(1)} ms`;
+      dd.dataset.stage = name.toLowerCase().replace(" ", "-");
+      return [dt, dd];
+    }),
+  );
+}
+
+function predictionRow(p, i) {
+  const row = document.createElement("tr");
+  row.dataset.index = String(i);
+  const box = p.box
+    ? ("x4" in p.box ? [1, 2, 3, 4].map((k) => `${p.box[`x${k}`].toFixed(0)},${p.box[`y${k}`].toFixed(0)}`).join(" ")
+      : [p.box.x1, p.box.y1, p.box.x2, p.box.y2].map((v) => v.toFixed(0)).join(", "))
+    : "";
+  row.innerHTML = `<td></td><td><span class="swatch"></span><span class="cls"></span></td><td></td><td class="muted"></td>`;
+  row.cells[0].textContent = String(i + 1);
+  row.querySelector(".swatch").style.background = classColor(p.class_id);
+  row.querySelector(".cls").textContent = p.class;
+  row.cells[2].textContent = p.confidence.toFixed(3);
+  row.cells[3].textContent = box;
+  row.addEventListener("mouseenter", () => highlight(i));
+  row.addEventListener("mouseleave", () => highlight(-1));
+  return row;
+}
+
+function highlight(index) {
+  if (index === state.highlight) return;
+  state.highlight = index;
+  for (const row of $("predictions").tBodies[0].rows) row.classList.toggle("hot", Number(row.dataset.index) === index);
+  render();
+}
+
+canvas.addEventListener("mousemove", (event) => {
+  const result = state.shown && state.shown.result;
+  if (!result) return;
+  const x = (event.offsetX / canvas.clientWidth) * canvas.width;
+  const y = (event.offsetY / canvas.clientHeight) * canvas.height;
+  const index = hitTest(result.predictions, x, y);
+  highlight(index);
+  const tooltip = $("tooltip");
+  tooltip.hidden = index < 0;
+  if (index >= 0) {
+    const p = result.predictions[index];
+    tooltip.textContent = `${p.class} ${(p.confidence * 100).toFixed(1)}%`;
+    tooltip.style.left = `${event.offsetX + 12}px`;
+    tooltip.style.top = `${event.offsetY + 12}px`;
+  }
+});
+canvas.addEventListener("mouseleave", () => {
+  $("tooltip").hidden = true;
+  highlight(-1);
+});
+
+$("download").addEventListener("click", () => {
+  const shown = state.shown;
+  if (!shown || !shown.result) return;
+  const previous = state.highlight;
+  state.highlight = -1;
+  render();
+  canvas.toBlob((blob) => {
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    const stem = shown.input.name.replace(/\.[^.]+$/, "");
+    link.download = `${stem}-${slug.split("/").pop()}-annotated.png`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    if (previous >= 0) highlight(previous);
+  }, "image/png");
+});
+
+// --- tabs and code -------------------------------------------------------------------------
+
+for (const tab of document.querySelectorAll("[data-tab]")) {
+  tab.addEventListener("click", () => {
+    for (const other of document.querySelectorAll("[data-tab]")) {
+      other.setAttribute("aria-selected", String(other === tab));
+      $(`tab-${other.dataset.tab}`).hidden = other !== tab;
+    }
+  });
+}
+
+const shellQuote = (text) => `'${text.replace(/'/g, "'\\''")}'`;
+
+function updateCode() {
+  const url = `${location.origin}${endpoint}`;
+  const { conf, iou, imgsz } = params();
+  const name = state.input ? state.input.name : "image.jpg";
+  $("code-curl").textContent = [
+    `curl -X POST ${shellQuote(url)} \\`,
+    `  -H "Authorization: Bearer $TRIDENT_API_KEY" \\`,
+    `  -F ${shellQuote(`file=@${name}`)} \\`,
+    `  -F conf=${conf} -F iou=${iou} -F imgsz=${imgsz}`,
+  ].join("\n");
+  $("code-python").textContent = [
+    "import os",
+    "",
+    "import requests",
+    "",
+    `url = ${JSON.stringify(url)}`,
+    `headers = {"Authorization": f"Bearer {os.environ['TRIDENT_API_KEY']}"}`,
+    `data = {"conf": ${conf}, "iou": ${iou}, "imgsz": ${imgsz}}`,
+    `with open(${JSON.stringify(name)}, "rb") as f:`,
+    `    response = requests.post(url, headers=headers, data=data, files={"file": f})`,
+    "response.raise_for_status()",
+    "print(response.json())",
+  ].join("\n");
+}
+
+for (const button of document.querySelectorAll("[data-copy]")) {
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($(button.dataset.copy).textContent);
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Select and copy";
+    }
+    setTimeout(() => (button.textContent = "Copy"), 1500);
+  });
+}
+
+// --- the model -----------------------------------------------------------------------------
+
+async function loadModels() {
+  if (!getKey()) return;
+  const response = await api("/api/models");
+  if (!response.ok) {
+    say(describeError(response));
+    if (response.status === 401) askKey("That key was not accepted. Paste a valid API key.");
+    return;
+  }
+  const models = response.body.models;
+  const select = $("model-select");
+  const slugs = models.map((m) => m.slug);
+  if (!slugs.includes(slug)) slugs.unshift(slug);
+  select.replaceChildren(
+    ...slugs.map((s) => {
+      const option = document.createElement("option");
+      option.value = s;
+      option.textContent = s;
+      option.selected = s === slug;
+      return option;
+    }),
+  );
+  const model = models.find((m) => m.slug === slug);
+  if (!model) return say(`There is no model ${slug} on this server. Pick one from the list.`);
+  state.task = model.task;
+  $("task").textContent = model.task;
+  $("task").hidden = false;
+}
+
+$("model-select").addEventListener("change", (event) => {
+  if (event.target.value !== slug) location.assign(`/models/${event.target.value}`);
+});
+
+document.title = `${slug} · Test · Trident`;
+$("model-select").append(new Option(slug, slug, true, true));
+updateCode();
+loadExamples();
+loadModels();

@@ -1,0 +1,83 @@
+"""The browser pages: the model picker (`/`) and the Test tab (`/models/{owner}/{project}/{model}`).
+
+Plain static files, no build step. The pages call the same REST API as any client, with the API
+key the user pastes (kept in the browser), so they see exactly what the API answers and the
+same limits apply. The example images come from the `ultralytics` wheel's `assets/` folder,
+found without importing ultralytics (importing it would pull torch into the server).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+import orjson
+from fastapi import APIRouter
+from starlette.responses import FileResponse, Response
+
+from frontend.errors import ServingError
+
+STATIC = Path(__file__).parent / "static"
+EXAMPLES = ("bus.jpg", "zidane.jpg")
+MEDIA_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+router = APIRouter(include_in_schema=False)
+
+
+class NotFound(ServingError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found"
+
+
+@cache
+def static_files() -> dict[str, Path]:
+    """The allowlist of static files: exactly what ships in `frontend/static/`."""
+    return {p.name: p for p in STATIC.iterdir() if p.is_file() and p.suffix in MEDIA_TYPES}
+
+
+@cache
+def examples_dir() -> Path | None:
+    """`ultralytics/assets/`, located by the import system without running ultralytics."""
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "assets"
+
+
+def _page(name: str) -> Response:
+    return FileResponse(STATIC / name, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/")
+async def picker() -> Response:
+    return _page("index.html")
+
+
+@router.get("/models/{owner}/{project}/{model}")
+async def test_tab(owner: str, project: str, model: str) -> Response:
+    """One page for every model: the script reads the slug from the URL and asks the API."""
+    return _page("model.html")
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    path = static_files().get(name)
+    if path is None:
+        raise NotFound(f"no static file {name}")
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/examples")
+async def list_examples() -> Response:
+    available = [n for n in EXAMPLES if (d := examples_dir()) is not None and (d / n).is_file()]
+    return Response(orjson.dumps(available), media_type="application/json")
+
+
+@router.get("/examples/{name}")
+async def example(name: str) -> Response:
+    folder = examples_dir()
+    if name not in EXAMPLES or folder is None or not (folder / name).is_file():
+        raise NotFound(f"no example image {name}; examples: {', '.join(EXAMPLES)}")
+    return FileResponse(folder / name, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})

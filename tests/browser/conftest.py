@@ -1,0 +1,174 @@
+"""A real Chromium (Debian's, headless) driven by Playwright against the real stack.
+
+Every page is watched: a console error or an uncaught exception fails the test, except the
+"Failed to load resource" line Chromium logs for an HTTP error the test itself provokes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, Request, Route, sync_playwright
+
+from tests.helpers.models import build_busy_model
+from tests.integration.conftest import Stack, stack  # noqa: F401
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).parents[1] / "artifacts"
+DETECT = "test/coco/yolo11n"
+# slug -> Ultralytics YAML of the extra task models the browser tests need
+TASK_MODELS = {
+    "browser/coco/seg": "yolo11n-seg.yaml",
+    "browser/coco/pose": "yolo11n-pose.yaml",
+    "browser/dota/obb": "yolo11n-obb.yaml",
+    "browser/imagenet/cls": "yolo11n-cls.yaml",
+}
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def task_models(stack: Stack, model_dir: Path) -> dict[str, str]:  # noqa: F811
+    """Segment, pose, OBB and classify models exported into the running stack: task -> slug."""
+    for slug, yaml_name in TASK_MODELS.items():
+        stack.export(build_busy_model(yaml_name, model_dir / f"browser-{yaml_name[:-5]}.pt"), slug)
+    for slug in TASK_MODELS:
+        stack.wait_model(slug, timeout_s=120)
+    return {stack.exported[slug].spec.task: slug for slug in TASK_MODELS}
+
+
+class TestTab:
+    """One browser page on the Test tab, with what it sent and what went wrong recorded."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, page: Page, base_url: str, api_key: str) -> None:
+        self.page = page
+        self.base_url = base_url
+        self.api_key = api_key
+        self.errors: list[str] = []
+        self.allowed_statuses: set[int] = set()
+        self.predicts: list[bytes] = []  # the multipart bodies of the predict calls, in order
+        self.held: list[Route] | None = None  # a list: predict calls are held here until release()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        page.route("**/predict", self._record)  # read the body, then send it on unchanged
+        page.on("request", self._started)
+        page.on("requestfinished", self._ended)
+        page.on("requestfailed", self._ended)
+
+    def _record(self, route: Route) -> None:
+        self.predicts.append(route.request.post_data_buffer or b"")
+        if self.held is not None:
+            self.held.append(route)
+        else:
+            route.continue_()
+
+    def hold(self) -> None:
+        """Keep predict calls waiting (a slow server) until `release()`."""
+        self.held = []
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        for route in held:
+            route.continue_()
+
+    def _started(self, request: Request) -> None:
+        if request.url.endswith("/predict"):
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _ended(self, request: Request) -> None:
+        if request.url.endswith("/predict"):
+            self.in_flight -= 1
+
+    def unexpected_errors(self) -> list[str]:
+        allowed = re.compile(r"Failed to load resource: the server responded with a status of (\d+)")
+        return [
+            e
+            for e in self.errors
+            if not ((m := allowed.search(e)) and int(m.group(1)) in self.allowed_statuses)
+        ]
+
+    def open(self, slug: str, key: str | None = "") -> TestTab:
+        """Open the Test tab of `slug`, with `key` (default: the stack's) saved in the browser (None: no key)."""
+        key = self.api_key if key == "" else key
+        if key is not None:
+            self.page.add_init_script(f"localStorage.setItem('trident.apiKey', {key!r})")
+        self.page.goto(f"{self.base_url}/models/{slug}")
+        self.page.wait_for_selector("#examples button")
+        return self
+
+    def sent(self, index: int = -1) -> dict[str, str]:
+        """The form fields (all but the file) of a predict call the page made."""
+        fields = re.findall(rb'name="(\w+)"\r\n\r\n([^\r]*)\r\n', self.predicts[index])
+        return {k.decode(): v.decode() for k, v in fields}
+
+    @property
+    def stage(self) -> dict[str, str]:
+        data: dict[str, str] = self.page.eval_on_selector("#stage", "el => ({...el.dataset})")
+        return data
+
+    def run_count(self) -> int:
+        return int(self.stage["run"])
+
+    def wait_run(self, count: int) -> None:
+        """Until `count` results have been drawn."""
+        self.page.wait_for_function(
+            f"Number(document.getElementById('stage').dataset.run) >= {count}", timeout=60_000
+        )
+
+    def predict_and_draw(self, action: Any) -> dict[str, Any]:
+        """Do `action`, return the JSON the API answered once the page has drawn it."""
+        runs = self.run_count()
+        with self.page.expect_response(lambda r: r.url.endswith("/predict"), timeout=60_000) as answer:
+            action()
+        self.wait_run(runs + 1)
+        body: dict[str, Any] = answer.value.json()
+        return body
+
+    def click_example(self, name: str) -> dict[str, Any]:
+        return self.predict_and_draw(lambda: self.page.click(f"[data-example='{name}']"))
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def tab(browser: Browser, stack: Stack) -> Iterator[TestTab]:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    tab = TestTab(context.new_page(), stack.base_url, stack.api_key)
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert tab.unexpected_errors() == [], "the browser console reported errors"
