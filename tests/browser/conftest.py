@@ -117,7 +117,7 @@ class TestTab:
         ]
 
     def open(self, slug: str, key: str | None = "") -> TestTab:
-        """Open the Test tab of `slug`, with `key` (default: the stack's) saved in the browser (None: no key)."""
+        """Open the Test tab of `slug` with `key` saved in the browser ("": the stack's key, None: none)."""
         key = self.api_key if key == "" else key
         if key is not None:
             self.page.add_init_script(f"localStorage.setItem('trident.apiKey', {key!r})")

@@ -221,7 +221,7 @@ def test_a_bad_key_is_explained_and_can_be_replaced(tab: TestTab) -> None:
     )
     expect(tab.page.locator("#key-panel")).to_be_visible()
     body = tab.predict_and_draw(
-        lambda: (tab.page.fill("#key-input", stack.api_key), tab.page.click("#key-form button[type=submit]"))
+        lambda: (tab.page.fill("#key-input", tab.api_key), tab.page.click("#key-form button[type=submit]"))
     )
     assert body["success"] is True
     expect(tab.page.locator("#message")).to_be_hidden()
@@ -297,6 +297,7 @@ def test_an_over_limit_key_is_told_how_long_to_wait(tab: TestTab, stack: Stack, 
     assert answer.value.status == 429
     wait = int(answer.value.headers["retry-after"])
     expect(tab.page.locator("#stage")).to_have_attribute("data-status", "429")
+    seconds = f"{wait} second{'s' * (wait != 1)}"
     expect(tab.page.locator("#message")).to_have_text(
-        f"Too many requests: this key has reached its rate limit. Try again in {wait} seconds."
+        f"Too many requests: this key has reached its rate limit. Try again in {seconds}."
     )
