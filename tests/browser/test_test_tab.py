@@ -275,7 +275,7 @@ def test_download_is_the_annotated_image(tab: TestTab, tmp_path: Path) -> None:
 def test_phone_width(browser: Browser, stack: Stack) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = context.new_page()
-    tab = TestTab(page, stack.base_url).open(DETECT)
+    tab = TestTab(page, stack.base_url, stack.api_key).open(DETECT)
     tab.click_example("bus.jpg")
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
     box = page.locator("#canvas").bounding_box()

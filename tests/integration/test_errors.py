@@ -183,14 +183,16 @@ def test_an_announced_12_mb_body_gets_413_before_it_is_sent(stack: Stack) -> Non
     status, elapsed = _raw_post(
         stack, ["Content-Type: multipart/form-data; boundary=x", "Content-Length: 12582912"], [b"--x\r\n"]
     )
-    assert status == "HTTP/1.1 413 Payload Too Large"
+    assert status.startswith("HTTP/1.1 413 ")
     assert elapsed < 1.0
 
 
 def test_a_chunked_body_is_cut_once_it_passes_the_limit(stack: Stack) -> None:
+    """A well-formed multipart upload of 12 MB with no Content-Length: refused at the limit."""
+    head = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
     chunk = b"\0" * (1024 * 1024)
-    parts = [f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(12)] + [b"0\r\n\r\n"]
+    parts = [f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in [head] + [chunk] * 12] + [b"0\r\n\r\n"]
     status, _ = _raw_post(
         stack, ["Content-Type: multipart/form-data; boundary=x", "Transfer-Encoding: chunked"], parts
     )
-    assert status == "HTTP/1.1 413 Payload Too Large"
+    assert status.startswith("HTTP/1.1 413 ")
