@@ -28,7 +28,7 @@ from trident.slug import InvalidSlugError, Slug
 T = TypeVar("T")
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 500, 503, 504)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 500, 503, 504)
 }
 
 
@@ -130,7 +130,11 @@ async def _infer(
     return response
 
 
-@router.get("/api/models", summary="Models this service can run")
+@router.get(
+    "/api/models",
+    summary="Models this key can run",
+    responses={code: {"model": ErrorResponse} for code in (401, 503)},
+)
 async def list_models(request: Request) -> Response:
     principal = await authenticate(request, request.app.state.keys)
     catalog: Catalog = request.app.state.catalog
@@ -158,7 +162,7 @@ async def livez() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", summary="Triton is reachable and ready")
+@router.get("/readyz", summary="Triton is reachable and ready", responses={503: {"model": ErrorResponse}})
 async def readyz(request: Request) -> Response:
     triton: Triton = request.app.state.triton
     if await triton.is_ready():
