@@ -102,3 +102,50 @@ def test_sniff_names_only_allowed_formats() -> None:
     assert sniff(b"RIFF\0\0\0\0WEBPVP8 ") == "webp"
     assert sniff(b"GIF89a") == "gif"
     assert sniff(b"II*\0") is None  # TIFF
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "L", "LA", "RGBA", "P", "1", "I;16"])
+def test_every_image_mode_decodes_to_three_channel_bgr(mode: str) -> None:
+    """The mode zoo: each decodes to uint8 BGR close to the same picture converted to RGB first."""
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    if mode == "I;16":
+        gray = np.asarray(rgb.convert("L"), dtype=np.uint16) * 257  # full 16-bit range
+        image = Image.fromarray(gray.astype("<u2"))  # a 16-bit grayscale image
+        reference = np.repeat(np.asarray(rgb.convert("L"))[..., None], 3, axis=2)
+    else:
+        image = rgb.convert(mode)
+        reference = np.asarray(image.convert("RGB"))[..., ::-1]
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    decoded = decode_image(encode(image, fmt, quality=100) if fmt == "JPEG" else encode(image, fmt), LIMIT)
+    assert decoded.shape == (24, 32, 3) and decoded.dtype == np.uint8
+    tolerance = 40 if mode == "CMYK" else 1  # JPEG is lossy; 16-bit is scaled (>> 8), not clipped
+    assert np.abs(decoded.astype(int) - reference.astype(int)).mean() <= tolerance
+
+
+def test_trailing_data_after_a_jpeg_is_ignored(bus: Path) -> None:
+    """A polyglot (JPEG + appended ZIP/HTML) decodes as the JPEG it starts with."""
+    data = bus.read_bytes()
+    polyglot = data + b"PK\x03\x04" + b"<html><script>alert(1)</script></html>" * 100
+    assert np.array_equal(decode_image(polyglot, LIMIT), decode_image(data, LIMIT))
+
+
+def test_a_thousand_frame_gif_decodes_only_its_first_frame() -> None:
+    frames = [Image.new("P", (64, 64), i % 256) for i in range(1000)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    start = time.perf_counter()
+    decoded = decode_image(buffer.getvalue(), LIMIT)
+    assert decoded.shape == (64, 64, 3)
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "ICO", "PDF", "EPS", "JPEG2000", "PPM"])
+def test_formats_outside_the_allowlist_are_refused_without_decoding(fmt: str) -> None:
+    image = Image.new("RGB", (16, 16), (1, 2, 3))
+    try:
+        data = encode(image, fmt)
+    except (OSError, KeyError):
+        pytest.fail(f"Pillow cannot write {fmt} here")
+    with pytest.raises(InvalidImage, match="unsupported file type"):
+        decode_image(data, LIMIT)
