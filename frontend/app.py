@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from frontend.catalog import Catalog
 from frontend.errors import InvalidRequest, ServingError
+from frontend.metrics import install as install_metrics
 from frontend.routes import router
 from frontend.triton import Triton
 from trident import __version__
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.cpu_limiter = CapacityLimiter(settings.cpu_threads)
     app.include_router(router)
+    install_metrics(app)  # /metrics and the predict-call middleware
 
     @app.exception_handler(ServingError)
     async def serving_error(_: Request, exc: ServingError) -> Response:
