@@ -1,0 +1,3 @@
+"""The integration stack (real Triton + frontend), shared with tests/integration."""
+
+from tests.integration.conftest import stack  # noqa: F401
