@@ -1,7 +1,7 @@
 """Prometheus metrics of the frontend, served at `/metrics` (the only module that imports prometheus_client).
 
 With several uvicorn workers each worker is its own process, so the numbers live in files under
-`PROMETHEUS_MULTIPROC_DIR` (set by `trident serve` before the workers start) and `/metrics`
+`PROMETHEUS_MULTIPROC_DIR` (prepared by `trident serve` before the workers start) and `/metrics`
 aggregates them: whichever worker answers the scrape, the counts add up across all of them.
 
 Labels are bounded: the model is the slug only once it resolved to a served model ("unknown"
@@ -14,10 +14,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -34,7 +31,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from frontend.metrics_dir import MULTIPROC_ENV
+
 PREDICT_PATH = re.compile(r"^/api/models/[^/]+/[^/]+/[^/]+/predict$")
 UNKNOWN = "unknown"
 STAGES = ("preprocess", "inference", "postprocess")  # the route's `speed`; preprocess = decode + letterbox
@@ -81,23 +79,6 @@ def record_triton_error(kind: str | None) -> None:
     """Count one failed Triton inference by its gRPC status (e.g. "StatusCode.UNAVAILABLE")."""
     name = (kind or "").rsplit(".", 1)[-1].upper()
     TRITON_ERRORS.labels(name if name in TRITON_ERROR_KINDS else "OTHER").inc()
-
-
-def multiprocess_dir(workers: int) -> Path | None:
-    """Before starting `workers` processes: an empty `PROMETHEUS_MULTIPROC_DIR` (None for one worker).
-
-    An operator-set directory is used (and emptied: stale files would add old counts); otherwise a
-    fresh temporary one. Must run before the workers import this module.
-    """
-    if workers <= 1:
-        return None
-    configured = os.environ.get(MULTIPROC_ENV)
-    path = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="trident-metrics-"))
-    if path.is_dir():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    os.environ[MULTIPROC_ENV] = str(path)
-    return path
 
 
 def _multiprocess() -> bool:

@@ -90,10 +90,10 @@ def serve(
     """Serve the REST API (Triton must be running)."""
     import uvicorn
 
-    from frontend.metrics import multiprocess_dir
+    from frontend.metrics_dir import prepare_multiprocess_dir
 
     settings = Settings()
-    multiprocess_dir(workers or settings.workers)  # metrics add up across worker processes
+    prepare_multiprocess_dir(workers or settings.workers)  # metrics add up across worker processes
     uvicorn.run(
         "frontend.app:create_app",
         factory=True,

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from frontend import metrics
+from frontend.metrics_dir import MULTIPROC_ENV, prepare_multiprocess_dir
 
 SLUG = "acme/parking/yolo11s"
 
@@ -93,11 +94,11 @@ def test_rate_limit_and_triton_error_counters_start_at_zero_and_count() -> None:
 
 
 def test_multiprocess_dir_only_for_several_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
-    assert metrics.multiprocess_dir(1) is None
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    assert prepare_multiprocess_dir(1) is None
     stale = tmp_path / "prom"
     stale.mkdir()
     (stale / "counter_1.db").write_bytes(b"old")
-    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(stale))
-    assert metrics.multiprocess_dir(2) == stale
+    monkeypatch.setenv(MULTIPROC_ENV, str(stale))
+    assert prepare_multiprocess_dir(2) == stale
     assert list(stale.iterdir()) == []  # stale counts from a previous run are gone
