@@ -69,11 +69,13 @@ def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
+                ready = httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                ready = False  # still starting
+            if ready:
                 up = query(url, "up")
                 if sorted(s["metric"]["job"] for s in up if s["value"][1] == "1") == sorted(targets):
                     break
-            except httpx.HTTPError:
-                pass
             assert process.poll() is None, (root / "prometheus.log").read_text()[-2000:]
             time.sleep(0.5)
         else:
