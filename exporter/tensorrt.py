@@ -125,13 +125,18 @@ def strip_plan_file(path: Path) -> dict[str, Any] | None:
     return meta
 
 
-def tensorrt_config(native_config: str, precision: str) -> str:
-    """`configs/tensorrt.pbtxt` from the native ONNX Runtime config: same I/O, batching, parameters."""
+def tensorrt_config(native_config: str, precision: str, version: int) -> str:
+    """`configs/tensorrt.pbtxt` from the native ONNX Runtime config: same I/O, batching, parameters.
+
+    Pinned to the version that has the plan: a later export whose build fails (or that is ONNX
+    only) leaves TensorRT serving this one instead of a folder without `model.plan`.
+    """
     config = mc.ModelConfig()
     text_format.Parse(native_config, config)
     config.platform = "tensorrt_plan"
     config.backend = ""
     config.default_model_filename = PLAN_NAME
+    config.version_policy.specific.versions[:] = [version]
     config.parameters["trident_precision"].string_value = precision
     return str(text_format.MessageToString(config))
 
@@ -152,7 +157,9 @@ def add_engine(version_dir: Path, max_batch: int, options: EngineOptions) -> Pat
     os.replace(tmp, plan)
     precision = "int8" if options.int8 else "fp16" if options.fp16 else "fp32"
     config = model_dir / "configs" / f"{ENGINE_CONFIG_NAME}.pbtxt"
-    config.with_name(f".{config.name}.tmp").write_text(tensorrt_config(native, precision))
+    config.with_name(f".{config.name}.tmp").write_text(
+        tensorrt_config(native, precision, int(version_dir.name))
+    )
     os.replace(config.with_name(f".{config.name}.tmp"), config)
     return plan
 
