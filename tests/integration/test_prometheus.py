@@ -99,7 +99,10 @@ def traffic(stack: Stack, prometheus: str) -> str:
     """Predicts on both models, a 404 and a 401, then a few scrapes so rates have two samples."""
     for slug in stack.exported:
         for _ in range(5):
-            assert stack.predict(slug, IMAGE).status_code == 200
+            r = stack.predict(slug, IMAGE)
+            assert r.status_code == 200
+            stages = [part.split(";")[0] for part in r.headers["Server-Timing"].split(", ")]
+            assert stages == list(r.json()["speed"]) == ["preprocess", "inference", "postprocess"]
     assert stack.predict("test/coco/nothing", IMAGE).status_code == 404
     assert stack.predict("test/coco/yolo11n", IMAGE, key="wrong").status_code == 401
     time.sleep(4)
