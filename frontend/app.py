@@ -19,6 +19,7 @@ from starlette.responses import Response
 from frontend.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
 from frontend.catalog import Catalog
 from frontend.errors import InvalidRequest, ServingError
+from frontend.metrics import install as install_metrics
 from frontend.ratelimit import MemoryCounter, RateLimiter, RedisCounter
 from frontend.routes import router
 from frontend.shedding import InFlight
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     app.include_router(web_router)
+    install_metrics(app)  # /metrics and the predict-call middleware
 
     @app.exception_handler(ServingError)
     async def serving_error(_: Request, exc: ServingError) -> Response:

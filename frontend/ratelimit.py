@@ -21,7 +21,8 @@ from typing import Protocol
 
 from frontend.errors import ServiceUnavailable
 
-WINDOWS = (60, 86_400)  # seconds: per minute, per day
+MINUTE_S, DAY_S = 60, 86_400
+WINDOWS = (MINUTE_S, DAY_S)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from frontend.errors import ModelNotFound, RateLimited, ServiceUnavailable, Serv
 from frontend.form import read_predict_form
 from frontend.imaging import decode_image
 from frontend.inference import Decoder, Params, decoder_for, prepare
-from frontend.ratelimit import Plan
+from frontend.metrics import record_rate_limited
+from frontend.ratelimit import DAY_S, Plan
 from frontend.schemas import PREDICT_BODY, ErrorResponse, PredictResponse
 from frontend.triton import Triton
 from trident.keys import Principal
@@ -68,6 +69,7 @@ async def predict(owner: str, project: str, model: str, request: Request) -> Res
     limit_headers = decision.headers()
     try:
         if not decision.allowed:
+            record_rate_limited(principal.plan, "quota" if decision.window_s == DAY_S else "rate")
             raise RateLimited(
                 f"the {principal.plan} plan allows {plan[0]} requests per minute and {plan[1]} per day; "
                 f"retry in {decision.retry_after_s} s",

@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from frontend.errors import InferenceTimeout, ServiceUnavailable, ServingError
+from frontend.metrics import record_triton_error
 
 _CHANNEL_ARGS = [
     ("grpc.max_send_message_length", 2**31 - 1),
@@ -85,6 +86,7 @@ class Triton:
         try:
             result = await self._client.infer(name, request, outputs=wanted, client_timeout=self._timeout_s)
         except InferenceServerException as exc:
+            record_triton_error(exc.status())
             raise _map_error(exc, name) from None
         arrays: dict[str, NDArray[Any]] = {}
         for output in outputs:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from trident.keys import KeyStore
 from trident.slug import InvalidSlugError, Slug
 
+if TYPE_CHECKING:
+    from exporter.tensorrt import EngineOptions
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 
@@ -50,6 +53,13 @@ def export(
     max_batch: Annotated[int, typer.Option(min=1, max=256, help="Triton max_batch_size")] = 8,
     instances: Annotated[int, typer.Option(min=1, max=64, help="model instances in Triton")] = 1,
     public: Annotated[bool, typer.Option("--public/--private", help="who may call it")] = False,
+    format: Annotated[
+        str, typer.Option(help="onnx, or engine: also a TensorRT plan (NVIDIA GPU + tensorrt package)")
+    ] = "onnx",
+    int8: Annotated[
+        bool, typer.Option(help="engine: INT8 (with --calibration images) on top of FP16")
+    ] = False,
+    calibration: Annotated[Path | None, typer.Option(help="engine --int8: folder of images")] = None,
 ) -> None:
     """Export WEIGHTS into the Triton repository as a new, parity-checked version."""
     settings = Settings()
@@ -59,6 +69,8 @@ def export(
         raise _fail(str(exc)) from None
     if not weights.is_file():
         raise _fail(f"weights file not found: {weights}")
+    engine = _engine_options(format, int8, calibration)
+    dynamic = dynamic or engine is not None  # one plan for every batch size (and image size if dynamic)
     from exporter.errors import ExportError
     from exporter.export import ExportRequest, export_model
     from exporter.triton_config import ServingOptions
@@ -77,9 +89,33 @@ def export(
     )
     try:
         result = export_model(request, console)
+        if engine is not None:
+            from exporter.tensorrt import add_engine
+
+            console.log(f"TensorRT plan: {add_engine(result.path, max_batch, engine)}")
     except ExportError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"{parsed} -> {result.path}")
+
+
+def _engine_options(fmt: str, int8: bool, calibration: Path | None) -> EngineOptions | None:
+    """None for ONNX; for `engine`, stop before any work on a host that cannot build a plan."""
+    if fmt not in ("onnx", "engine"):
+        raise _fail(f"unknown --format {fmt!r}; use onnx or engine")
+    if fmt == "onnx":
+        if int8 or calibration:
+            raise _fail("--int8 and --calibration apply to --format engine")
+        return None
+    from exporter.errors import ExportError
+    from exporter.tensorrt import EngineOptions, require_engine_host
+
+    if int8 and (calibration is None or not calibration.is_dir()):
+        raise _fail("--int8 needs --calibration DIR, a folder of representative images")
+    try:
+        require_engine_host()
+    except ExportError as exc:
+        raise _fail(str(exc)) from None
+    return EngineOptions(int8=int8, calibration=calibration)
 
 
 @app.command()
@@ -91,7 +127,10 @@ def serve(
     """Serve the REST API (Triton must be running)."""
     import uvicorn
 
+    from frontend.metrics_dir import prepare_multiprocess_dir
+
     settings = Settings()
+    prepare_multiprocess_dir(workers or settings.workers)  # metrics add up across worker processes
     uvicorn.run(
         "frontend.app:create_app",
         factory=True,

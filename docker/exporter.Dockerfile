@@ -1,0 +1,24 @@
+# The exporter: Ultralytics (and torch) to turn .pt checkpoints into Triton model folders.
+# Build with --build-arg TENSORRT=1 on GPU hosts for `trident export --format engine`.
+FROM python:3.11-slim
+ARG TENSORRT=0
+RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY trident trident
+COPY exporter exporter
+COPY frontend frontend
+COPY postprocess postprocess
+RUN pip install --no-cache-dir ".[export]" \
+    && if [ "$TENSORRT" = "1" ]; then pip install --no-cache-dir tensorrt; fi
+RUN useradd --system --uid 10001 --home-dir /work --create-home trident
+WORKDIR /work
+USER 10001
+# Configs written for the CPU profile point at the runtime inside the triton-cpu image.
+ENV TRIDENT_MODEL_REPOSITORY=/models \
+    TRIDENT_TRITON_RUNTIME_DIR=/opt/trident/triton-runtime \
+    YOLO_CONFIG_DIR=/work/.ultralytics
+HEALTHCHECK NONE
+ENTRYPOINT ["trident"]
+CMD ["export", "--help"]

@@ -1,0 +1,151 @@
+"""Prometheus metrics of the frontend, served at `/metrics` (the only module that imports prometheus_client).
+
+With several uvicorn workers each worker is its own process, so the numbers live in files under
+`PROMETHEUS_MULTIPROC_DIR` (prepared by `trident serve` before the workers start) and `/metrics`
+aggregates them: whichever worker answers the scrape, the counts add up across all of them.
+
+Labels are bounded: the model is the slug only once it resolved to a served model ("unknown"
+otherwise, so random URLs cannot grow the series), the plan comes from `request.state.plan`
+(set by the auth code; "unknown" until it does). Never a key or a token.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from frontend.metrics_dir import MULTIPROC_ENV
+
+PREDICT_PATH = re.compile(r"^/api/models/[^/]+/[^/]+/[^/]+/predict$")
+UNKNOWN = "unknown"
+STAGES = ("preprocess", "inference", "postprocess")  # the route's `speed`; preprocess = decode + letterbox
+TRITON_ERROR_KINDS = ("DEADLINE_EXCEEDED", "UNAVAILABLE", "NOT_FOUND", "INTERNAL", "OTHER")
+RATE_LIMIT_REASONS = ("rate", "quota")
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter(
+    "trident_requests",
+    "Predict requests by model, task, HTTP status and plan",
+    ["model", "task", "status", "plan"],
+)
+STAGE_SECONDS = Histogram(
+    "trident_request_stage_seconds",
+    "Predict latency per stage: preprocess (decode + letterbox), inference (Triton), postprocess, total",
+    ["model", "stage"],
+    buckets=BUCKETS,
+)
+IN_FLIGHT = Gauge("trident_requests_in_flight", "Predict requests being served", multiprocess_mode="livesum")
+BYTES_RECEIVED = Counter("trident_request_bytes", "Request body bytes received by predict calls", ["model"])
+RATE_LIMITED = Counter(
+    "trident_rate_limit_rejections", "Requests refused by rate limits or quotas", ["plan", "reason"]
+)
+TRITON_ERRORS = Counter("trident_triton_errors", "Failed Triton inference calls by gRPC status", ["kind"])
+TRITON_READY = Gauge(
+    "trident_triton_ready",
+    "1 when Triton answered ready at the last scrape",
+    multiprocess_mode="livemostrecent",
+)
+
+# Series that exist from the start, so dashboards and alerts see 0 rather than nothing.
+for _kind in TRITON_ERROR_KINDS:
+    TRITON_ERRORS.labels(_kind)
+for _reason in RATE_LIMIT_REASONS:
+    RATE_LIMITED.labels(UNKNOWN, _reason)
+
+
+def record_rate_limited(plan: str = UNKNOWN, reason: str = "rate") -> None:
+    """Count one refused request; the auth/rate-limit code calls this (`reason`: "rate" or "quota")."""
+    RATE_LIMITED.labels(plan or UNKNOWN, reason if reason in RATE_LIMIT_REASONS else "rate").inc()
+
+
+def record_triton_error(kind: str | None) -> None:
+    """Count one failed Triton inference by its gRPC status (e.g. "StatusCode.UNAVAILABLE")."""
+    name = (kind or "").rsplit(".", 1)[-1].upper()
+    TRITON_ERRORS.labels(name if name in TRITON_ERROR_KINDS else "OTHER").inc()
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+if _multiprocess():  # a worker leaving takes its live gauges (in-flight, ready) with it
+    atexit.register(multiprocess.mark_process_dead, os.getpid())
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """The Prometheus exposition; checks Triton's readiness first so `trident_triton_ready` is current."""
+    triton = getattr(request.app.state, "triton", None)
+    TRITON_READY.set(1 if triton is not None and await triton.is_ready() else 0)
+    if _multiprocess():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class MetricsMiddleware:
+    """Pure ASGI: times predict calls, counts their bytes and outcome, reads what the route left in state."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not PREDICT_PATH.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        status = 500
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            return message
+
+        async def status_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        start = time.perf_counter()
+        IN_FLIGHT.inc()
+        try:
+            await self.app(scope, counting_receive, status_send)
+        finally:
+            IN_FLIGHT.dec()
+            model = str(state.get("model") or UNKNOWN)
+            task = str(state.get("task") or UNKNOWN)
+            plan = str(state.get("plan") or UNKNOWN)
+            REQUESTS.labels(model, task, str(status), plan).inc()
+            BYTES_RECEIVED.labels(model).inc(received)
+            STAGE_SECONDS.labels(model, "total").observe(time.perf_counter() - start)
+            for stage, ms in (state.get("timings") or {}).items():
+                if stage in STAGES:
+                    STAGE_SECONDS.labels(model, stage).observe(float(ms) / 1000)
+
+
+def install(app: Any) -> None:
+    """Add the middleware and the `/metrics` route to a Starlette/FastAPI app."""
+    app.add_middleware(MetricsMiddleware)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
