@@ -1,0 +1,77 @@
+"""Every way a Triton call can fail maps to one documented status (reliability Part C, case 22)."""
+
+from __future__ import annotations
+
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from frontend.errors import InferenceTimeout, ServiceUnavailable, ServingError
+from frontend.triton import _map_error
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "expected", "http"),
+    [
+        ("StatusCode.UNAVAILABLE", "Exceeds maximum queue size", ServiceUnavailable, 503),
+        ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", ServiceUnavailable, 503),
+        ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", InferenceTimeout, 504),
+        ("StatusCode.CANCELLED", "Locally cancelled", ServiceUnavailable, 503),
+        ("StatusCode.NOT_FOUND", "Request for unknown model", ServiceUnavailable, 503),
+        ("StatusCode.INVALID_ARGUMENT", "unexpected shape for input 'images'", ServingError, 500),
+        ("StatusCode.INTERNAL", "onnxruntime failed", ServingError, 500),
+        ("StatusCode.SOMETHING_NEW", "?", ServingError, 500),
+        (None, "no status at all", ServingError, 500),
+    ],
+)
+def test_triton_failures_map_to_documented_statuses(
+    status: str | None, message: str, expected: type[ServingError], http: int
+) -> None:
+    error = _map_error(InferenceServerException(msg=message, status=status), "demo~x~y")
+    assert type(error) is expected
+    response = error.to_response()
+    assert response.status_code == http
+    assert b"Traceback" not in response.body and message.encode() not in response.body  # no internals leak
+    if http == 503:
+        assert response.headers["Retry-After"] == "1"
+
+
+def _spec(task: str) -> object:
+    from trident.modelspec import ModelSpec
+
+    return ModelSpec(
+        task=task,
+        names={i: str(i) for i in range(80)},
+        imgsz=(640, 640),
+        stride=32,  # type: ignore[arg-type]
+        dynamic=False,
+        end2end=False,
+        kpt_shape=(17, 3) if task == "pose" else None,
+    )
+
+
+@pytest.mark.parametrize("task", ["detect", "segment", "pose", "obb", "classify"])
+@pytest.mark.parametrize(
+    "outputs", [{}, {"output0": "wrong"}, {"output0": (2, 84, 8400)}, {"output0": (84,)}]
+)
+def test_malformed_model_outputs_are_a_500_not_a_crash(task: str, outputs: dict[str, object]) -> None:
+    import numpy as np
+
+    from frontend.inference import DECODERS, Params, Prepared
+
+    arrays = {
+        k: (np.zeros(v, np.float32) if isinstance(v, tuple) else np.array(v)) for k, v in outputs.items()
+    }
+    prep = Prepared(np.zeros((1, 3, 640, 640), np.float32), (640, 640), (480, 640))
+    with pytest.raises(ServingError) as caught:
+        DECODERS[task](arrays, _spec(task), Params(), prep)  # type: ignore[arg-type]
+    assert caught.value.status_code == 500
+
+
+def test_nan_scores_are_dropped_not_served() -> None:
+    import numpy as np
+
+    from frontend.inference import Params, Prepared, decode_detect
+
+    output = np.full((1, 84, 8400), np.nan, dtype=np.float32)
+    prep = Prepared(np.zeros((1, 3, 640, 640), np.float32), (640, 640), (480, 640))
+    assert decode_detect({"output0": output}, _spec("detect"), Params(), prep) == []  # type: ignore[arg-type]
