@@ -11,7 +11,8 @@ RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
 COPY --from=build /install /usr/local
-RUN useradd --system --uid 10001 --home-dir /app --create-home trident
+RUN useradd --system --uid 10001 --home-dir /app --create-home trident \
+    && mkdir /data && chown 10001 /data
 WORKDIR /app
 USER 10001
 ENV TRIDENT_HOST=0.0.0.0 \

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -17,12 +16,12 @@ import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import API_KEY, Stack, free_port
+from tests.integration.conftest import Stack, free_port
 
 pytestmark = pytest.mark.integration
 SLUG = "test/coco/yolo11n"
 IMAGE = Path(__file__).parents[1] / "fixtures" / "tiny.png"
-OK = {"model": SLUG, "task": "detect", "status": "200", "plan": "unknown"}
+OK = {"model": SLUG, "task": "detect", "status": "200", "plan": "test"}  # the stack key's plan
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +30,9 @@ def two_workers(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
     metrics_dir = root / "prometheus"
     port = free_port()
     env = {
-        **os.environ,
+        **stack.env,
         "TRIDENT_PORT": str(port),
         "TRIDENT_WORKERS": "2",
-        "TRIDENT_TRITON_GRPC_PORT": str(stack.settings.triton_grpc_port),
-        "TRIDENT_TRITON_HTTP_PORT": str(stack.settings.triton_http_port),
-        "TRIDENT_API_KEYS": API_KEY,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     log = root / "frontend.log"
@@ -46,27 +42,27 @@ def two_workers(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while not _predict_ok(url):
+        while not _predict_ok(url, stack.api_key):
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.3)
-        yield url, metrics_dir
+        yield url, metrics_dir, stack.api_key
     finally:
         process.terminate()
         process.wait(30)
 
 
-def _predict_ok(url: str) -> bool:
+def _predict_ok(url: str, key: str) -> bool:
     try:
-        return _predict(url) == 200
+        return _predict(url, key) == 200
     except httpx.TransportError:
         return False
 
 
-def _predict(url: str) -> int:
+def _predict(url: str, key: str) -> int:
     with IMAGE.open("rb") as f:  # one connection per call: the kernel spreads them over the workers
         r = httpx.post(
             f"{url}/api/models/{SLUG}/predict",
-            headers={"Authorization": f"Bearer {API_KEY}", "Connection": "close"},
+            headers={"Authorization": f"Bearer {key}", "Connection": "close"},
             files={"file": (IMAGE.name, f)},
             timeout=60,
         )
@@ -96,11 +92,11 @@ def scraped_total(url: str) -> float:
     )
 
 
-def test_counts_add_up_across_two_workers(two_workers: tuple[str, Path], tmp_path: Path) -> None:
-    url, metrics_dir = two_workers
+def test_counts_add_up_across_two_workers(two_workers: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, metrics_dir, key = two_workers
     with ThreadPoolExecutor(8) as pool:
         for _ in range(25):  # until both workers have served some
-            assert set(pool.map(lambda _: _predict(url), range(8))) == {200}
+            assert set(pool.map(lambda _: _predict(url, key), range(8))) == {200}
             workers = per_worker(metrics_dir, tmp_path)
             if sum(1 for n in workers.values() if n > 0) >= 2:
                 break

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.conftest import API_KEY, Stack, free_port
+from tests.integration.conftest import Stack, free_port
 
 pytestmark = pytest.mark.integration
 DOCKER = Path(__file__).parents[2] / "docker"
@@ -141,7 +141,7 @@ def test_traffic_is_counted_by_model_and_status(stack: Stack, traffic: str) -> N
     assert ready["value"][1] == "1"  # type: ignore[index]
     per_model = query(traffic, "sum by (model) (nv_inference_count)")
     assert {s["metric"]["model"] for s in per_model} >= {"test~coco~yolo11n", "test~coco~yolo26n"}  # type: ignore[index]
-    assert API_KEY not in httpx.get(f"{stack.base_url}/metrics").text
+    assert stack.api_key not in httpx.get(f"{stack.base_url}/metrics").text
 
 
 def test_promtool_accepts_the_shipped_config_and_rules() -> None:

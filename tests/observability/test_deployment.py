@@ -58,7 +58,7 @@ def test_compose_starts_services_only_after_their_dependencies_are_healthy() -> 
             assert dep in SERVICES and condition["condition"] == "service_healthy", (name, dep)
     frontend = SERVICES["frontend"]["depends_on"]
     assert {"triton", "triton-cpu", "redis"} <= set(frontend)
-    assert "TRIDENT_API_KEYS" in SERVICES["frontend"]["environment"]
+    assert "TRIDENT_DATABASE_URL" in SERVICES["frontend"]["environment"]  # the key store
 
 
 def test_gpu_triton_serves_the_native_configs_with_strict_readiness() -> None:
