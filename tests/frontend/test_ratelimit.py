@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from frontend.ratelimit import MemoryCounter, Plan, RateLimiter
+from tests.helpers.aio import run as arun
 
 FREE = Plan(10, 100)
 
@@ -23,7 +24,7 @@ def test_ten_per_minute_then_429_with_retry_after() -> None:
     clock = Clock()
     clock.now += 15  # 45 s before the minute resets
     limiter = RateLimiter(MemoryCounter(), clock)
-    decisions = [asyncio.run(limiter.check("k", FREE)) for _ in range(11)]
+    decisions = [arun(limiter.check("k", FREE)) for _ in range(11)]
     assert [d.allowed for d in decisions] == [True] * 10 + [False]
     refused = decisions[-1]
     assert refused.retry_after_s == 45
@@ -42,7 +43,7 @@ def test_headers_count_down_and_policy_stays_constant() -> None:
             clock.now += 1
         return out
 
-    headers = asyncio.run(five())
+    headers = arun(five())
     assert [h["X-RateLimit-Remaining"] for h in headers] == ["9", "8", "7", "6", "5"]
     assert {h["RateLimit-Policy"] for h in headers} == {'"60s";q=10;w=60'}
     resets = [int(h["X-RateLimit-Reset"]) for h in headers]
@@ -62,7 +63,7 @@ def test_a_free_key_gets_exactly_100_in_a_simulated_day() -> None:
             clock.now += 60
         return admitted
 
-    assert asyncio.run(day()) == 100
+    assert arun(day()) == 100
 
 
 def test_the_day_resets_at_midnight() -> None:
@@ -78,7 +79,7 @@ def test_the_day_resets_at_midnight() -> None:
         clock.now += 86_400
         return refused, (await limiter.check("k", FREE)).allowed
 
-    assert asyncio.run(run()) == (False, True)
+    assert arun(run()) == (False, True)
 
 
 def test_keys_do_not_share_quota() -> None:
@@ -90,7 +91,7 @@ def test_keys_do_not_share_quota() -> None:
         assert not (await limiter.check("a", FREE)).allowed
         return (await limiter.check("b", FREE)).allowed
 
-    assert asyncio.run(run())
+    assert arun(run())
 
 
 def test_a_refused_minute_spends_no_day_quota() -> None:
@@ -103,7 +104,7 @@ def test_a_refused_minute_spends_no_day_quota() -> None:
         clock.now += 60
         return sum([(await limiter.check("k", Plan(10, 20))).allowed for _ in range(15)])
 
-    assert asyncio.run(run()) == 10  # the day still had 10 left: refusals cost nothing
+    assert arun(run()) == 10  # the day still had 10 left: refusals cost nothing
 
 
 @pytest.mark.parametrize("concurrency", [100])
@@ -114,4 +115,4 @@ def test_concurrent_burst_in_one_process_is_exact(concurrency: int) -> None:
         results = await asyncio.gather(*(limiter.check("k", FREE) for _ in range(concurrency)))
         return sum(d.allowed for d in results)
 
-    assert asyncio.run(burst()) == 10
+    assert arun(burst()) == 10

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.aio import run as arun
 from tests.integration.conftest import Stack, free_port
 from trident import runtime
 
@@ -129,7 +130,7 @@ def burst(base: str, key: str, n: int = 100) -> list[int]:
 
         return list(await asyncio.gather(*(one() for _ in range(n))))
 
-    return asyncio.run(run())
+    return arun(run())
 
 
 def test_two_workers_sharing_redis_admit_exactly_the_plan(
