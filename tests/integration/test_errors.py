@@ -196,3 +196,15 @@ def test_a_chunked_body_is_cut_once_it_passes_the_limit(stack: Stack) -> None:
         stack, ["Content-Type: multipart/form-data; boundary=x", "Transfer-Encoding: chunked"], parts
     )
     assert status.startswith("HTTP/1.1 413 ")
+
+
+def test_a_key_in_the_query_string_is_ignored(stack: Stack, bus: Path) -> None:
+    """Keys in URLs end up in access logs and browser history: only the Authorization header counts."""
+    r = post(
+        stack,
+        f"/api/models/{SLUG}/predict?api_key={stack.api_key}&key={stack.api_key}",
+        files={"file": bus.read_bytes()},
+    )
+    assert_error(r, 401, "Unauthorized", "Bearer")
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert stack.api_key not in r.text
