@@ -39,15 +39,19 @@ def nms(
     return np.asarray(keep, dtype=np.intp)
 
 
-def raw_candidates(pred: NDArray[np.float32], nc: int, conf: float) -> NDArray[np.float32]:
+def raw_candidates(
+    pred: NDArray[np.float32], nc: int, conf: float, rotated: bool = False
+) -> NDArray[np.float32]:
     """Rows `x1, y1, x2, y2, score, class, extra...` whose best class score is above `conf`.
 
-    `pred` is one image's raw head output `(4 + nc + extra, anchors)` with xywh boxes.
+    `pred` is one image's raw head output `(4 + nc + extra, anchors)` with xywh boxes; rotated
+    (OBB) boxes stay `cx, cy, w, h` and their angle is the extra column.
     """
     scores = pred[4 : 4 + nc]
     keep = scores.max(axis=0) > conf
     x = pred[:, keep].T.astype(np.float32, copy=True)
-    x[:, :4] = xywh_to_xyxy(x[:, :4])
+    if not rotated:
+        x[:, :4] = xywh_to_xyxy(x[:, :4])
     cls_scores = x[:, 4 : 4 + nc]
     best = cls_scores.argmax(axis=1)
     best_score = cls_scores[np.arange(len(x)), best]

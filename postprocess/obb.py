@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from postprocess.boxes import scale_xywh
-from postprocess.nms import MAX_NMS, MAX_WH, end2end_rows
+from postprocess.nms import MAX_NMS, MAX_WH, end2end_rows, raw_candidates
 
 EPS = 1e-7
 
@@ -94,15 +94,7 @@ def select_obb_rows(
     """Rows `cx, cy, w, h, score, class, angle` in input pixels, best first."""
     if end2end:
         return end2end_rows(output0, conf, max_det)
-    scores = output0[4 : 4 + nc]
-    x = output0[:, scores.max(axis=0) > conf].T.astype(np.float32, copy=False)
-    cls_scores = x[:, 4 : 4 + nc]
-    best = cls_scores.argmax(axis=1)
-    best_score = cls_scores[np.arange(len(x)), best]
-    rows = np.concatenate(
-        [x[:, :4], best_score[:, None], best[:, None].astype(np.float32), x[:, 4 + nc :]], 1
-    )
-    rows = rows[best_score > conf]
+    rows = raw_candidates(output0, nc, conf, rotated=True)
     if len(rows) > MAX_NMS:
         rows = rows[np.argsort(-rows[:, 4], kind="stable")[:MAX_NMS]]
     offset = rows[:, 5:6] * np.float32(MAX_WH)
