@@ -59,6 +59,26 @@ class Stack:
             "TRIDENT_MODEL_REFRESH_S": "1",
         }
 
+    def spawn_frontend(self, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+        """Another frontend on this stack's Triton and key store (`env` overrides), once it is ready."""
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trident", "serve"],
+            env={**self.env, "TRIDENT_PORT": str(port), **env},
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    return process, base
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+
     def create_key(self, user: str, plan: str) -> str:
         return KeyStore(self.settings.key_store_url).create_key(user, plan)[0]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,22 +94,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 
 
 def two_workers(stack: Stack, redis: str | None, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**stack.env, "TRIDENT_PORT": str(port), "TRIDENT_WORKERS": "2", "TRIDENT_REDIS_URL": redis or ""}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trident", "serve"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
-    return process, base
+    return stack.spawn_frontend(log, TRIDENT_WORKERS="2", TRIDENT_REDIS_URL=redis or "")
 
 
 def burst(base: str, key: str, n: int = 100) -> list[int]:

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,36 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack, free_port
+from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 SLUG = "test/coco/yolo11n"
 
 
-def start_frontend(stack: Stack, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trident", "serve"],
-        env={**stack.env, "TRIDENT_PORT": str(port), **env},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def impatient(stack: Stack, tmp_path: Path) -> Iterator[str]:
     """A frontend whose inference deadline (10 ms) is shorter than any CPU inference."""
-    process, base = start_frontend(stack, tmp_path / "impatient.log", TRIDENT_TRITON_TIMEOUT_S="0.01")
+    process, base = stack.spawn_frontend(tmp_path / "impatient.log", TRIDENT_TRITON_TIMEOUT_S="0.01")
     yield base
     process.terminate()
     process.wait(30)
@@ -84,7 +62,7 @@ def in_flight(base: str) -> float:
 
 def test_sigterm_lets_in_flight_requests_finish(stack: Stack, bus: Path, tmp_path: Path) -> None:
     # one CPU thread: the 20 requests queue inside the app, so all of them are in flight at once
-    process, base = start_frontend(stack, tmp_path / "shutdown.log", TRIDENT_CPU_THREADS="1")
+    process, base = stack.spawn_frontend(tmp_path / "shutdown.log", TRIDENT_CPU_THREADS="1")
     with ThreadPoolExecutor(20) as pool:
         futures = [pool.submit(predict, base, stack.api_key, bus) for _ in range(20)]
         deadline = time.monotonic() + 20
