@@ -24,6 +24,7 @@ from trident.slug import InvalidSlugError, Slug
 if TYPE_CHECKING:
     from exporter.tensorrt import EngineOptions
 
+EXAMPLES_SLUG = "demo/examples/detect"  # the model `trident run`'s curl line calls: it finds the bus
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 
@@ -164,20 +165,66 @@ def triton(
     raise typer.Exit(process.wait())
 
 
-@app.command()
-def demo() -> None:
-    """Build the untrained demo detector and export it (used by `trident run` on an empty repository)."""
-    from exporter.demo import DEMO_SLUG, build_demo_weights
+demo_app = typer.Typer(help="The demo models: train them on generated data, export them, measure them.")
+
+
+@demo_app.command("export")
+def demo_export(
+    repository: Annotated[Path | None, typer.Option(help="Triton model repository")] = None,
+) -> None:
+    """Export every committed demo model, public (what `trident run` does on an empty repository)."""
+    from demo.models import available, weights
+
+    recipes = available()
+    for recipe in recipes:
+        export(weights(recipe), slug=recipe.slug, repository=repository, imgsz=recipe.imgsz, public=True)
+    if not recipes:  # a checkout without trained weights still serves the documented JSON
+        from exporter.demo import DEMO_SLUG, build_demo_weights
+
+        untrained = build_demo_weights(Settings().data_dir / "demo" / "yolo11n-untrained.pt")
+        export(untrained, slug=DEMO_SLUG, repository=repository, public=True)
+
+
+@demo_app.command("train")
+def demo_train(
+    names: Annotated[list[str] | None, typer.Argument(help="recipes to train (default: all)")] = None,
+) -> None:
+    """Train demo models on the CPU (seeded, resumable; hours for all) and publish them to demo/models/."""
+    from demo.models import publish
+    from demo.train import RECIPES, train
+
+    for name in names or list(RECIPES):
+        if name not in RECIPES:
+            raise _fail(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+        started = time.monotonic()
+        path = publish(RECIPES[name], train(RECIPES[name], Settings().data_dir / "demo"))
+        console.print(f"{name}: {path} ({(time.monotonic() - started) / 60:.0f} min)")
+
+
+@demo_app.command("evaluate")
+def demo_evaluate(
+    url: Annotated[
+        str | None, typer.Option(help="Trident's base URL (default: this machine's settings)")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="API key (default: the dev key of `trident run`)")] = None,
+    limit: Annotated[int | None, typer.Option(help="score only the first N test images")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="recipes to score (default: all committed)")
+    ] = None,
+) -> None:
+    """Score the demo models on their held-out test split through the REST API and in process."""
+    from demo.report import evaluate_models
 
     settings = Settings()
-    weights = build_demo_weights(settings.data_dir / "demo" / "yolo11n-untrained.pt")
-    export(weights, slug=DEMO_SLUG, public=True)
+    base = url or f"http://{settings.host}:{settings.port}"
+    evaluate_models(base, key or _dev_key(settings), names, limit, settings.data_dir / "demo")
 
 
 keys_app = typer.Typer(help="API keys: create, list, revoke (the key is shown once, never stored).")
 users_app = typer.Typer(help="Users and their plans.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(demo_app, name="demo")
 
 
 def _store() -> KeyStore:
@@ -275,8 +322,8 @@ def run() -> None:
     try:
         runtime.ensure_runtime(settings.runtime_dir)
         if not _has_models(settings.model_repository):
-            console.print("no models yet: exporting the demo detector")
-            subprocess.run([*me, "demo"], check=True)
+            console.print("no models yet: exporting the demo models")
+            subprocess.run([*me, "demo", "export"], check=True)
         triton_process = runtime.start_triton(settings, settings.model_repository)
         processes = [triton_process]
         asked_to_stop = _stop_on_signals(processes)
@@ -287,7 +334,8 @@ def run() -> None:
     base = f"http://{settings.host}:{settings.port}"
     if _wait_http(f"{base}/readyz", processes):
         models = httpx.get(f"{base}/api/models", headers={"Authorization": f"Bearer {key}"}).json()["models"]
-        slug = models[0]["slug"] if models else "owner/project/model"
+        slugs = [m["slug"] for m in models]
+        slug = EXAMPLES_SLUG if EXAMPLES_SLUG in slugs else (slugs or ["owner/project/model"])[0]
         console.print(f"\n[bold green]Trident is up[/] on {base}  (docs: {base}/docs)")
         console.print(f"API key: {key}")
         typer.echo(

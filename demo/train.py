@@ -1,0 +1,129 @@
+"""Train the demo models on the CPU from YAML: seeded, resumable, one model per recipe.
+
+`trident demo train [NAME...]` runs here in the background (`nice`), writes Ultralytics runs under
+`<data_dir>/demo/runs`, and copies each finished model to `demo/models/NAME.pt` with its card.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from demo.generate import Task, write_dataset
+
+MODELS_DIR = Path(__file__).parent / "models"
+# Ultralytics' scales are [depth, width, max channels]. "t" is YOLO11n at half its width: the shapes are
+# easy, and a CPU epoch costs about half of what yolo11n's does.
+SCALES = {"t": [0.50, 0.125, 1024], "n": [0.50, 0.25, 1024]}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one demo model is trained; `data` builds its data set and returns what `train(data=)` takes."""
+
+    name: str
+    task: Task
+    yaml_name: str
+    imgsz: int
+    epochs: int
+    slug: str
+    data: Callable[[Path], Path]
+    extra: tuple[tuple[str, Any], ...] = ()
+    scale: str = "t"
+
+
+def _shapes(task: Task) -> Callable[[Path], Path]:
+    return lambda root: write_dataset(task, root / "data")
+
+
+def _examples(root: Path) -> Path:
+    from demo.examples import write_examples_dataset
+
+    return write_examples_dataset(root / "data" / "examples")
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            "shapes-classify",
+            "classify",
+            "yolo11-cls.yaml",
+            128,
+            30,
+            "demo/shapes/classify",
+            _shapes("classify"),
+            (("erasing", 0.0), ("auto_augment", None), ("scale", 0.2)),
+            scale="n",
+        ),
+        Recipe("shapes-detect", "detect", "yolo11.yaml", 320, 30, "demo/shapes/detect", _shapes("detect")),
+        Recipe("shapes-obb", "obb", "yolo11-obb.yaml", 320, 30, "demo/shapes/obb", _shapes("obb")),
+        Recipe("shapes-pose", "pose", "yolo11-pose.yaml", 320, 30, "demo/shapes/pose", _shapes("pose")),
+        Recipe(
+            "shapes-segment", "segment", "yolo11-seg.yaml", 320, 30, "demo/shapes/segment", _shapes("segment")
+        ),
+        Recipe(
+            "examples-detect",
+            "detect",
+            "yolo11.yaml",
+            320,
+            40,
+            "demo/examples/detect",
+            _examples,
+            (("mosaic", 1.0), ("scale", 0.6), ("degrees", 5.0), ("mixup", 0.1)),
+        ),
+    )
+}
+
+
+def model_yaml(recipe: Recipe, root: Path) -> Path:
+    """The architecture YAML: Ultralytics' own for the task, at the demo's scale."""
+    from ultralytics.utils import ROOT
+
+    cfg = yaml.safe_load((ROOT / "cfg" / "models" / "11" / recipe.yaml_name).read_text())
+    cfg["scales"] = {recipe.scale: SCALES[recipe.scale]}
+    path = (
+        root / "cfg" / f"{recipe.yaml_name.removesuffix('.yaml')}{recipe.scale}.yaml"
+    )  # the name picks the scale
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def train(recipe: Recipe, root: Path) -> Path:
+    """Train (or resume) one recipe; return the path of its best weights."""
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    data = recipe.data(root)
+    root = root.resolve()  # Ultralytics puts a relative `project` under ./runs/<task>/
+    run = root / "runs" / recipe.name
+    last = run / "weights" / "last.pt"
+    started = time.time()
+    if (run / "weights" / "best.pt").exists() and (run / "done.json").exists():
+        return run / "weights" / "best.pt"
+    if last.exists():
+        YOLO(str(last)).train(resume=True)
+    else:
+        YOLO(str(model_yaml(recipe, root))).train(
+            data=str(data),
+            imgsz=recipe.imgsz,
+            epochs=recipe.epochs,
+            batch=16,
+            workers=2,
+            device="cpu",
+            seed=0,
+            deterministic=True,
+            plots=False,
+            project=str(root / "runs"),
+            name=recipe.name,
+            exist_ok=True,
+            **dict(recipe.extra),
+        )
+    (run / "done.json").write_text(json.dumps({"train_seconds": round(time.time() - started)}))
+    return run / "weights" / "best.pt"
