@@ -20,7 +20,7 @@ from frontend.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
 from frontend.catalog import Catalog
 from frontend.errors import InvalidRequest, ServingError
 from frontend.metrics import install as install_metrics
-from frontend.ratelimit import MemoryCounter, RateLimiter, RedisCounter
+from frontend.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
 from frontend.routes import router
 from frontend.shedding import InFlight
 from frontend.triton import Triton
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.triton, app.state.catalog = triton, catalog
         app.state.keys = KeyStore(settings.key_store_url)
         app.state.limiter = RateLimiter(counter)
+        app.state.auth_failures = FailedAuthLimiter(counter, settings.auth_failures_per_minute)
         app.state.in_flight = InFlight(settings.max_in_flight)
         refresher = asyncio.create_task(catalog.run())
         try:

@@ -56,11 +56,15 @@ class Stack:
             "TRIDENT_TRITON_HTTP_PORT": str(self.settings.triton_http_port),
             "TRIDENT_DATABASE_URL": self.settings.key_store_url,
             "TRIDENT_PLANS": TEST_PLANS,
+            "TRIDENT_AUTH_FAILURES_PER_MINUTE": "1000000",  # tests send many bad keys (see test_part_c)
             "TRIDENT_MODEL_REFRESH_S": "1",
         }
 
-    def spawn_frontend(self, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-        """Another frontend on this stack's Triton and key store (`env` overrides), once it is ready."""
+    def spawn_frontend(
+        self, log: Path, wait_for: str = "/readyz", **env: str
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        """Another frontend on this stack's Triton and key store (`env` overrides), once `wait_for`
+        answers 200 (`/livez` to start one while Triton is down)."""
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "trident", "serve"],
@@ -72,7 +76,7 @@ class Stack:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
+                if httpx.get(f"{base}{wait_for}").status_code == 200:
                     return process, base
             except httpx.TransportError:
                 pass
