@@ -30,6 +30,9 @@ def test_ten_per_minute_then_429_with_retry_after() -> None:
     assert refused.retry_after_s == 45
     assert refused.headers()["Retry-After"] == "45"
     assert refused.headers()["X-RateLimit-Remaining"] == "0"
+    t = int(refused.headers()["RateLimit"].rsplit(";t=", 1)[1])
+    assert refused.headers()["RateLimit"].startswith('"60s";r=0;')
+    assert refused.retry_after_s >= t  # waiting as told is always enough
 
 
 def test_headers_count_down_and_policy_stays_constant() -> None:

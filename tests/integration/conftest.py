@@ -7,6 +7,7 @@ runs as its own process (`python -m trident serve`) exactly as in production.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -34,6 +35,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """A throwaway `redis-server` on `port` (no persistence), returned once it answers PING."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (.ci/run installs it)")
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while (
+        subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False).stdout
+        != b"PONG\n"
+    ):
+        assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+    return server
+
+
+def assert_error(response: httpx.Response, status: int, message: str, detail: str = "") -> None:
+    """The Platform's error envelope with this status, message and (part of a) detail; no trace."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is False
+    assert body["error"]["message"] == message
+    assert detail.lower() in body["error"]["detail"].lower()
+    assert "Traceback" not in response.text
 
 
 @dataclass
