@@ -15,12 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontend.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
 from frontend.catalog import Catalog
 from frontend.errors import InvalidRequest, ServingError
 from frontend.metrics import install as install_metrics
-from frontend.ratelimit import MemoryCounter, RateLimiter, RedisCounter
+from frontend.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
 from frontend.routes import router
 from frontend.shedding import InFlight
 from frontend.triton import Triton
@@ -30,6 +31,22 @@ from trident.keys import KeyStore
 from trident.settings import Settings
 
 log = logging.getLogger("trident.frontend")
+
+
+class NoSniff:
+    """Every response says `X-Content-Type-Options: nosniff`: a browser must take JSON as JSON,
+    never guess HTML or script from bytes (uploads are never echoed, but a guess is never needed)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_nosniff(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff if scope["type"] == "http" else send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.triton, app.state.catalog = triton, catalog
         app.state.keys = KeyStore(settings.key_store_url)
         app.state.limiter = RateLimiter(counter)
+        app.state.auth_failures = FailedAuthLimiter(counter, settings.auth_failures_per_minute)
         app.state.in_flight = InFlight(settings.max_in_flight)
         refresher = asyncio.create_task(catalog.run())
         try:
@@ -72,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     app.include_router(web_router)
     install_metrics(app)  # /metrics and the predict-call middleware
+    app.add_middleware(NoSniff)  # outermost: also on the 413 answered before the app runs
 
     @app.exception_handler(ServingError)
     async def serving_error(_: Request, exc: ServingError) -> Response:
@@ -90,11 +109,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "success": False,
             "error": {"code": phrase.lower().replace(" ", "_"), "message": phrase, "detail": str(exc.detail)},
         }
-        return Response(orjson.dumps(body), status_code=exc.status_code, media_type="application/json")
+        return Response(
+            orjson.dumps(body),
+            status_code=exc.status_code,
+            headers=exc.headers,
+            media_type="application/json",
+        )  # keeps `Allow` on a 405
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error")  # the trace goes to the log, never to the client
-        return ServingError("unexpected error; the request was not processed").to_response()
+        response = ServingError("unexpected error; the request was not processed").to_response()
+        response.headers["X-Content-Type-Options"] = "nosniff"  # answered outside `NoSniff`
+        return response
 
     return app

@@ -2,6 +2,7 @@
 
 A malformed key or one with a bad checksum is refused before any lookup. Unknown and revoked
 keys get the same answer, in the same time. Keys are never logged: only their public key id.
+A refused well-formed key counts against the caller's IP (`FailedAuthLimiter`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import anyio.to_thread
 from starlette.requests import Request
 
 from frontend.errors import ModelNotFound, Unauthorized
+from frontend.ratelimit import FailedAuthLimiter
 from trident.keys import KeyStore, Principal, parse_key
 from trident.modelspec import ModelSpec
 
@@ -21,13 +23,22 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def authenticate(request: Request, store: KeyStore) -> Principal:
-    """The caller, or `Unauthorized` (query-string keys are ignored on purpose: they leak into logs)."""
+def client_ip(request: Request) -> str:
+    """The peer address (uvicorn rewrites it from X-Forwarded-For for `FORWARDED_ALLOW_IPS` proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def authenticate(request: Request, store: KeyStore, failures: FailedAuthLimiter) -> Principal:
+    """The caller, or `Unauthorized` (query-string keys are ignored on purpose: they leak into logs).
+
+    Past the per-IP failure limit a refused key gets `RateLimited` instead of `Unauthorized`.
+    """
     token = bearer_token(request)
-    if parse_key(token) is None:
+    if parse_key(token) is None:  # garbage: no lookup, no counter, nothing spent
         raise Unauthorized("the API key is not valid", token_presented=True)
     principal = await anyio.to_thread.run_sync(store.verify, token)
     if principal is None:
+        await failures.failed(client_ip(request))
         raise Unauthorized("the API key is not valid", token_presented=True)
     return principal
 

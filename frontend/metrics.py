@@ -37,7 +37,7 @@ PREDICT_PATH = re.compile(r"^/api/models/[^/]+/[^/]+/[^/]+/predict$")
 UNKNOWN = "unknown"
 STAGES = ("preprocess", "inference", "postprocess")  # the route's `speed`; preprocess = decode + letterbox
 TRITON_ERROR_KINDS = ("DEADLINE_EXCEEDED", "UNAVAILABLE", "NOT_FOUND", "INTERNAL", "OTHER")
-RATE_LIMIT_REASONS = ("rate", "quota")
+RATE_LIMIT_REASONS = ("rate", "quota", "auth")  # auth: failed authentications per IP
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 REQUESTS = Counter(
@@ -71,7 +71,7 @@ for _reason in RATE_LIMIT_REASONS:
 
 
 def record_rate_limited(plan: str = UNKNOWN, reason: str = "rate") -> None:
-    """Count one refused request; the auth/rate-limit code calls this (`reason`: "rate" or "quota")."""
+    """Count one refused request (`reason`: "rate", "quota", or "auth" for failed authentications)."""
     RATE_LIMITED.labels(plan or UNKNOWN, reason if reason in RATE_LIMIT_REASONS else "rate").inc()
 
 

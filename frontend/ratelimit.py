@@ -8,6 +8,9 @@ tests can live through a day.
 
 If Redis cannot be reached the limiter fails closed: the request gets 503 with `Retry-After`
 (quota cannot be verified, and an unmetered shared service is worse than a brief refusal).
+
+`FailedAuthLimiter` counts failed authentications per client IP on the same counter (see its
+docstring for what it counts and why a valid key is never refused for its IP's failures).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from frontend.errors import ServiceUnavailable
+from frontend.errors import RateLimited, ServiceUnavailable
+from frontend.metrics import record_rate_limited
 
 MINUTE_S, DAY_S = 60, 86_400
 WINDOWS = (MINUTE_S, DAY_S)
@@ -148,3 +152,40 @@ class RateLimiter:
         return Decision(
             allowed, plan.limits[binding], remaining[binding], resets[binding], WINDOWS[binding], retry
         )
+
+
+class FailedAuthLimiter:
+    """Failed authentications per client IP and minute; past the limit, 429 instead of 401.
+
+    Counted: a well-formed key with a valid checksum that the store refused (unknown, revoked or
+    a forged secret), because only those cost a key-store lookup. A missing header or a key with
+    a bad checksum is refused for free, before any lookup or Redis call, so it is not counted.
+    Only failures are limited: a valid key is looked up and served whatever its IP did, so
+    callers behind one NAT or proxy never lock each other out (keys carry 190 random bits, so
+    the limit is a back-off signal, not what stops guessing). If the counter store is
+    unreachable the caller still gets the 401 it earned: it is refused either way.
+    """
+
+    def __init__(self, counter: Counter, per_minute: int, clock: Callable[[], float] = time.time) -> None:
+        self._counter = counter
+        self._per_minute = per_minute
+        self._clock = clock
+
+    async def failed(self, client: str) -> None:
+        """Count one failure from `client`; raise `RateLimited` when it is past the limit."""
+        if self._per_minute <= 0:
+            return
+        now = self._clock()
+        start = math.floor(now / MINUTE_S)
+        bucket = f"trident:authfail:{client}:{MINUTE_S}:{start}"
+        try:
+            allowed, _ = await self._counter.admit(client, [(bucket, self._per_minute, MINUTE_S + 1)])
+        except ServiceUnavailable:
+            return
+        if not allowed:
+            record_rate_limited(reason="auth")
+            retry = max(1, math.ceil((start + 1) * MINUTE_S - now))
+            raise RateLimited(
+                f"too many failed authentications from this address; retry in {retry} s",
+                retry_after=retry,
+            )

@@ -60,7 +60,7 @@ async def predict(owner: str, project: str, model: str, request: Request) -> Res
     then the quota, then the model (one the key may not see is "not found"), then the body.
     """
     state = request.app.state
-    principal = await authenticate(request, state.keys)
+    principal = await authenticate(request, state.keys, state.auth_failures)
     request.state.plan = principal.plan  # for metrics
     plan = state.settings.plans.get(principal.plan)
     if plan is None:
@@ -135,10 +135,11 @@ async def _infer(
 @router.get(
     "/api/models",
     summary="Models this key can run",
-    responses={code: {"model": ErrorResponse} for code in (401, 503)},
+    responses={code: {"model": ErrorResponse} for code in (401, 429, 503)},
 )
 async def list_models(request: Request) -> Response:
-    principal = await authenticate(request, request.app.state.keys)
+    state = request.app.state
+    principal = await authenticate(request, state.keys, state.auth_failures)
     catalog: Catalog = request.app.state.catalog
     visible = [m for m in catalog.models if m.spec.visibility == "public" or m.spec.owner == principal.user]
     return json_response(

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     plans: dict[str, tuple[int, int]] = Field(
         {"free": (10, 100), "pro": (60, 10_000)}, description="plan -> (requests per minute, per day)"
     )
+    auth_failures_per_minute: int = Field(
+        30, ge=0, description="refused keys per client IP and minute before 429 instead of 401; 0: off"
+    )
     max_in_flight: int = Field(32, ge=1, description="inferences per worker at once; past it 503 at once")
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = Field(40_000_000, description="width x height above which an image is refused")

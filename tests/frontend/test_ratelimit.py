@@ -30,6 +30,9 @@ def test_ten_per_minute_then_429_with_retry_after() -> None:
     assert refused.retry_after_s == 45
     assert refused.headers()["Retry-After"] == "45"
     assert refused.headers()["X-RateLimit-Remaining"] == "0"
+    t = int(refused.headers()["RateLimit"].rsplit(";t=", 1)[1])
+    assert refused.headers()["RateLimit"].startswith('"60s";r=0;')
+    assert refused.retry_after_s >= t  # waiting as told is always enough
 
 
 def test_headers_count_down_and_policy_stays_constant() -> None:
@@ -116,3 +119,36 @@ def test_concurrent_burst_in_one_process_is_exact(concurrency: int) -> None:
         return sum(d.allowed for d in results)
 
     assert arun(burst()) == 10
+
+
+def test_failed_auths_per_ip_401_up_to_the_limit_then_429_until_the_minute_ends() -> None:
+    from frontend.errors import RateLimited
+    from frontend.ratelimit import FailedAuthLimiter
+
+    clock = Clock()
+    clock.now += 20  # 40 s before the minute resets
+    failures = FailedAuthLimiter(MemoryCounter(), per_minute=3, clock=clock)
+
+    async def run() -> tuple[int, bool, bool]:
+        for _ in range(3):  # at the limit: each is still a plain 401 for the caller
+            await failures.failed("10.0.0.1")
+        with pytest.raises(RateLimited) as past:
+            await failures.failed("10.0.0.1")
+        other_ip = await failures.failed("10.0.0.2") is None  # another address has its own count
+        clock.now += 40  # the next minute
+        next_minute = await failures.failed("10.0.0.1") is None
+        return past.value.retry_after or 0, other_ip, next_minute
+
+    assert arun(run()) == (40, True, True)
+
+
+def test_failed_auth_limit_zero_turns_it_off() -> None:
+    from frontend.ratelimit import FailedAuthLimiter
+
+    failures = FailedAuthLimiter(MemoryCounter(), per_minute=0, clock=Clock())
+
+    async def run() -> None:
+        for _ in range(1000):
+            await failures.failed("10.0.0.1")
+
+    arun(run())

@@ -7,6 +7,7 @@ runs as its own process (`python -m trident serve`) exactly as in production.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -36,6 +37,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """A throwaway `redis-server` on `port` (no persistence), returned once it answers PING."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (.ci/run installs it)")
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while (
+        subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False).stdout
+        != b"PONG\n"
+    ):
+        assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+    return server
+
+
+def assert_error(response: httpx.Response, status: int, message: str, detail: str = "") -> None:
+    """The Platform's error envelope with this status, message and (part of a) detail; no trace."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is False
+    assert body["error"]["message"] == message
+    assert detail.lower() in body["error"]["detail"].lower()
+    assert "Traceback" not in response.text
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -56,11 +85,15 @@ class Stack:
             "TRIDENT_TRITON_HTTP_PORT": str(self.settings.triton_http_port),
             "TRIDENT_DATABASE_URL": self.settings.key_store_url,
             "TRIDENT_PLANS": TEST_PLANS,
+            "TRIDENT_AUTH_FAILURES_PER_MINUTE": "1000000",  # tests send many bad keys (see test_part_c)
             "TRIDENT_MODEL_REFRESH_S": "1",
         }
 
-    def spawn_frontend(self, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-        """Another frontend on this stack's Triton and key store (`env` overrides), once it is ready."""
+    def spawn_frontend(
+        self, log: Path, wait_for: str = "/readyz", **env: str
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        """Another frontend on this stack's Triton and key store (`env` overrides), once `wait_for`
+        answers 200 (`/livez` to start one while Triton is down)."""
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "trident", "serve"],
@@ -72,7 +105,7 @@ class Stack:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
+                if httpx.get(f"{base}{wait_for}").status_code == 200:
                     return process, base
             except httpx.TransportError:
                 pass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.helpers.aio import run as arun
-from tests.integration.conftest import Stack, free_port
+from tests.integration.conftest import Stack, free_port, start_redis
 from trident import runtime
 
 pytestmark = pytest.mark.integration
@@ -74,20 +73,8 @@ def test_failed_auth_spends_no_quota(stack: Stack) -> None:
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed (.ci/run installs it)")
     port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while (
-        subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False).stdout
-        != b"PONG\n"
-    ):
-        assert time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.05)
+    server = start_redis(port, tmp_path)
     yield f"redis://127.0.0.1:{port}/0"
     server.terminate()
     server.wait()
@@ -97,20 +84,19 @@ def two_workers(stack: Stack, redis: str | None, log: Path) -> tuple[subprocess.
     return stack.spawn_frontend(log, TRIDENT_WORKERS="2", TRIDENT_REDIS_URL=redis or "")
 
 
-def burst(base: str, key: str, n: int = 100) -> list[int]:
+def burst(base: str, key: str, n: int = 100) -> list[httpx.Response]:
     """`n` requests at once, on separate connections, after waiting out a minute edge."""
     if time.time() % 60 > 45:
         time.sleep(61 - time.time() % 60)
 
-    async def run() -> list[int]:
-        async def one() -> int:
+    async def run() -> list[httpx.Response]:
+        async def one() -> httpx.Response:
             async with httpx.AsyncClient(timeout=60) as client:
-                r = await client.post(
+                return await client.post(
                     f"{base}/api/models/{SLUG}/predict",
                     headers={"Authorization": f"Bearer {key}"},
                     files={"file": ("tiny.png", TINY.read_bytes())},
                 )
-                return r.status_code
 
         return list(await asyncio.gather(*(one() for _ in range(n))))
 
@@ -122,17 +108,22 @@ def test_two_workers_sharing_redis_admit_exactly_the_plan(
 ) -> None:
     process, base = two_workers(stack, redis_url, tmp_path / "redis.log")
     try:
-        statuses = burst(base, stack.create_key("frank", "free"))
+        responses = burst(base, stack.create_key("frank", "free"))
     finally:
         runtime.stop(process)
+    statuses = [r.status_code for r in responses]
     assert (statuses.count(200), statuses.count(429)) == (10, 90), sorted(set(statuses))
+    for refused in (r for r in responses if r.status_code == 429):
+        assert refused.json()["error"]["message"] == "Rate limited"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert ";r=0;t=" in refused.headers["RateLimit"]
 
 
 def test_negative_control_in_memory_counters_over_admit_across_workers(stack: Stack, tmp_path: Path) -> None:
     """Without Redis each worker counts alone: the same burst gets more than the plan allows."""
     process, base = two_workers(stack, None, tmp_path / "memory.log")
     try:
-        statuses = burst(base, stack.create_key("grace", "free"))
+        statuses = [r.status_code for r in burst(base, stack.create_key("grace", "free"))]
     finally:
         runtime.stop(process)
     assert statuses.count(200) > 10
@@ -152,10 +143,7 @@ def test_redis_down_fails_closed_with_503_then_recovers(stack: Stack, tmp_path: 
         )
         assert r.status_code == 503 and time.monotonic() - start < 1.0
         assert r.json()["error"]["message"] == "Service unavailable" and "Retry-After" in r.headers
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-            stdout=subprocess.DEVNULL,
-        )
+        server = start_redis(port, tmp_path)
         try:
             deadline = time.monotonic() + 5
             while True:

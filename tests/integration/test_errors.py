@@ -7,19 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, assert_error
 
 pytestmark = pytest.mark.integration
 SLUG = "test/coco/yolo11n"
-
-
-def assert_error(response: httpx.Response, status: int, message: str, detail: str = "") -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False
-    assert body["error"]["message"] == message
-    assert detail.lower() in body["error"]["detail"].lower()
-    assert "Traceback" not in response.text
 
 
 def post(stack: Stack, path: str, headers: dict[str, str] | None = None, **kwargs: object) -> httpx.Response:

@@ -82,3 +82,43 @@ def test_plans_change_per_user(store: KeyStore) -> None:
     store.add_user("bob", "pro")
     principal = store.verify(key)
     assert principal is not None and principal.plan == "pro"
+
+
+def test_the_verifier_compares_hashes_with_compare_digest(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Constant-time comparison, observed: the stored hash meets the presented one in compare_digest."""
+    import hmac
+
+    from trident import keys
+
+    calls: list[tuple[str, str]] = []
+    compare = hmac.compare_digest
+
+    def spy(a: str, b: str) -> bool:
+        calls.append((a, b))
+        return compare(a, b)
+
+    key, _ = store.create_key("alice", "free")
+    monkeypatch.setattr(keys.hmac, "compare_digest", spy)
+    assert store.verify(key) is not None
+    assert (keys.hash_key(key), keys.hash_key(key)) in calls
+
+
+def test_revoked_and_unknown_keys_take_the_same_time(store: KeyStore) -> None:
+    """Unknown ids are compared against a dummy hash, so timing cannot tell them from revoked ones
+    (n=200 each, interleaved so machine noise hits both alike)."""
+    import statistics
+    import time
+
+    revoked, key_id = store.create_key("alice", "free")
+    store.revoke(key_id)
+    unknown = [new_key()[0] for _ in range(200)]
+    times: dict[str, list[float]] = {"revoked": [], "unknown": []}
+    for other in unknown:
+        for name, token in (("revoked", revoked), ("unknown", other)):
+            start = time.perf_counter()
+            assert store.verify(token) is None
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    assert abs(medians["revoked"] - medians["unknown"]) < 0.25 * max(medians.values()) + 50e-6, medians
