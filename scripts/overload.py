@@ -18,8 +18,8 @@ It prints each figure and PASS/FAIL against the bounds below and exits 1 when an
 wrapper defined *here* (never in the product) that keeps `--leak-kib` per request forever, and
 the soak check must FAIL. Example:
 
-    .venv/bin/python scripts/overload.py --slug demo/untrained/yolo11n --overload-s 20 --soak-s 120
-    .venv/bin/python scripts/overload.py --slug demo/untrained/yolo11n --overload-s 0 --inject-leak
+    .venv/bin/python scripts/overload.py --slug demo/examples/detect --overload-s 20 --soak-s 120
+    .venv/bin/python scripts/overload.py --slug demo/examples/detect --overload-s 0 --inject-leak
 """
 
 from __future__ import annotations
