@@ -47,6 +47,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# `trident serve` under cProfile. uvicorn re-raises SIGTERM once it has shut down; it restores our
+# handler first, so the profile is written then.
+PROFILED_SERVE = """
+import cProfile, signal, sys
+from trident.cli import serve
+profiler = cProfile.Profile()
+def dump(*_):
+    profiler.disable()
+    profiler.dump_stats(sys.argv[1])
+    sys.exit(0)
+signal.signal(signal.SIGTERM, dump)
+profiler.enable()
+serve()
+"""
 PLANS = '{"bench": [100000000, 100000000]}'
 SLUG = "bench/coco/yolo11n"
 
@@ -266,8 +280,9 @@ def start_stack(args: argparse.Namespace, work: Path, stack: ExitStack) -> Stack
         "TRIDENT_PLANS": PLANS,
         **dict(kv.split("=", 1) for kv in args.frontend_env),
     }
+    serve = ["-c", PROFILED_SERVE, str(Path(args.profile).resolve())] if args.profile else ["-m", "trident", "serve"]
     frontend = subprocess.Popen(
-        [sys.executable, "-m", "trident", "serve"],
+        [sys.executable, *serve],
         env=env,
         stdout=(work / "frontend.log").open("wb"),
         stderr=subprocess.STDOUT,
@@ -361,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=".trident", help="where the local Triton runtime lives")
     parser.add_argument("--out", default=None, help="JSON path (default: <data-dir>/bench/<time>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--profile", default=None, help="cProfile the frontend's main thread into this file")
     args = parser.parse_args(argv)
 
     import cv2  # noqa: F401  (imported before torch: the order Ultralytics uses)
