@@ -23,6 +23,7 @@ from frontend.ratelimit import DAY_S, Plan
 from frontend.schemas import PREDICT_BODY, ErrorResponse, PredictResponse
 from frontend.triton import Triton
 from trident.keys import Principal
+from trident.modelspec import U8_INPUT
 from trident.settings import Settings
 from trident.slug import InvalidSlugError, Slug
 
@@ -107,14 +108,13 @@ async def _infer(
     triton: Triton = request.app.state.triton
     start = time.perf_counter()
     image = await run_cpu(request, decode_image, data, settings.max_image_pixels)
-    prep = await run_cpu(request, prepare, image, served.spec, params.imgsz)
+    prep = await run_cpu(request, prepare, image, served.spec, params.imgsz, served.u8_input)
     pre_ms = _ms(start)
 
     start = time.perf_counter()
     try:
-        outputs = await triton.infer(
-            served.triton_name, {served.input_name: prep.tensor}, list(served.output_names)
-        )
+        input_name = U8_INPUT if served.u8_input else served.input_name
+        outputs = await triton.infer(served.triton_name, {input_name: prep.tensor}, list(served.output_names))
     except ServiceUnavailable:
         catalog.mark_stale()  # an unknown slug now rereads the index instead of answering 404
         raise
