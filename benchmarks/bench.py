@@ -111,7 +111,9 @@ def ratios(results: dict[str, Any], image: str, tput_concurrency: int) -> dict[s
                 out[f"trident_rps@c{tput_concurrency}/{system}_rps@c1"] = round(ours / single, 3)
         peer = tput.get("ultra_triton", {}).get(str(tput_concurrency), {}).get("rps")
         if peer:
-            out[f"trident_rps@c{tput_concurrency}/ultra_triton_rps@c{tput_concurrency}"] = round(ours / peer, 3)
+            out[f"trident_rps@c{tput_concurrency}/ultra_triton_rps@c{tput_concurrency}"] = round(
+                ours / peer, 3
+            )
     return out
 
 
@@ -280,7 +282,11 @@ def start_stack(args: argparse.Namespace, work: Path, stack: ExitStack) -> Stack
         "TRIDENT_PLANS": PLANS,
         **dict(kv.split("=", 1) for kv in args.frontend_env),
     }
-    serve = ["-c", PROFILED_SERVE, str(Path(args.profile).resolve())] if args.profile else ["-m", "trident", "serve"]
+    serve = (
+        ["-c", PROFILED_SERVE, str(Path(args.profile).resolve())]
+        if args.profile
+        else ["-m", "trident", "serve"]
+    )
     frontend = subprocess.Popen(
         [sys.executable, *serve],
         env=env,
@@ -321,7 +327,9 @@ def worker_rss_mb(pid: int) -> float:
     return best
 
 
-def run_concurrent(make: Callable[[], Callable[[], None]], concurrency: int, seconds: float) -> dict[str, float]:
+def run_concurrent(
+    make: Callable[[], Callable[[], None]], concurrency: int, seconds: float
+) -> dict[str, float]:
     """`concurrency` threads, each with its own client, calling for `seconds` after one warm call."""
     clients = [make() for _ in range(concurrency)]
     for client in clients:
@@ -357,7 +365,9 @@ def run_concurrent(make: Callable[[], Callable[[], None]], concurrency: int, sec
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="yolo11n.yaml", help="Ultralytics YAML (built, untrained)")
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=True)
@@ -507,7 +517,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "meta": {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "processor": platform.processor(), "python": sys.version.split()[0]},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "processor": platform.processor(),
+                "python": sys.version.split()[0],
+            },
             "args": vars(args),
             "seconds": round(time.perf_counter() - started, 1),
         },

@@ -20,7 +20,7 @@ NMS_BLOCK = 256  # candidates compared with each other at once (a block x block 
 
 def _overlaps(
     boxes: NDArray[np.float32], areas: NDArray[np.float32], a: NDArray[np.intp], b: NDArray[np.intp]
-) -> NDArray[np.bool_]:
+) -> NDArray[np.float32]:
     """IoU of every box `a` with every box `b`, computed with the same float32 operations as
     the pairwise greedy loop (so decisions at the threshold are bit-identical)."""
     x1, y1, x2, y2 = (boxes[:, k] for k in range(4))

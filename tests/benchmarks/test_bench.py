@@ -36,12 +36,22 @@ def test_percentile_of_nothing_is_nan() -> None:
 
 
 def test_server_timing_medians() -> None:
-    headers = ["preprocess;dur=2.0, inference;dur=40, postprocess;dur=1", "preprocess;dur=4.0, inference;dur=44"]
-    assert bench.server_timing_medians([*headers, ""]) == {"preprocess": 3.0, "inference": 42.0, "postprocess": 1.0}
+    headers = [
+        "preprocess;dur=2.0, inference;dur=40, postprocess;dur=1",
+        "preprocess;dur=4.0, inference;dur=44",
+    ]
+    assert bench.server_timing_medians([*headers, ""]) == {
+        "preprocess": 3.0,
+        "inference": 42.0,
+        "postprocess": 1.0,
+    }
 
 
 def results() -> dict[str, object]:
-    lat = {s: bench.latency_summary(v) for s, v in {"floor": [40.0], "trident": [50.0], "ultra_triton": [100.0]}.items()}
+    lat = {
+        s: bench.latency_summary(v)
+        for s, v in {"floor": [40.0], "trident": [50.0], "ultra_triton": [100.0]}.items()
+    }
     return {
         "latency": {"bus.jpg": lat},
         "throughput": {

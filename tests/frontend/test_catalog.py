@@ -31,7 +31,9 @@ def config(*inputs: tuple[str, str]) -> dict[str, Any]:
         ([("images", "TYPE_FP32")], False),  # the native ONNX Runtime config, or an older export
     ],
 )
-def test_uint8_input_is_used_only_when_the_config_declares_it(inputs: list[tuple[str, str]], u8: bool) -> None:
+def test_uint8_input_is_used_only_when_the_config_declares_it(
+    inputs: list[tuple[str, str]], u8: bool
+) -> None:
     served = served_model_from_config(Slug.parse("a/b/c"), "1", config(*inputs))
     assert served is not None
     assert served.input_name == "images"
