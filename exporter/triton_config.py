@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from trident.modelspec import SPEC_PARAMETER, ModelSpec
+from trident.modelspec import SPEC_PARAMETER, U8_INPUT, ModelSpec
 
 NATIVE_CONFIG_NAME = "onnxruntime"
 
@@ -26,6 +26,7 @@ class ServingOptions:
     max_batch: int = 8
     instances: int = 1
     queue_delay_us: int = 2000
+    u8_input: bool = True  # the Python-backend config also takes the uint8 image (see `U8_INPUT`)
     execution_env: str = ""  # Python-backend runtime env (local CPU runtime only)
 
 
@@ -68,6 +69,18 @@ def render_configs(
     """Relative path -> pbtxt text for both configs."""
     local = _base_config(name, spec, metadata, inputs, outputs, options.max_batch, options.queue_delay_us)
     local.backend = "python"
+    if options.u8_input:
+        # either input may be sent: float32 `images` (Ultralytics' client) or the uint8 image (Trident)
+        h, w = spec.imgsz
+        hwc = [-1, -1, 3] if spec.dynamic else [h, w, 3]
+        for tensor in local.input:
+            tensor.optional = True
+        local.input.add(
+            name=U8_INPUT,
+            data_type=mc.TYPE_UINT8,
+            dims=hwc if options.max_batch else [1, *hwc],
+            optional=True,
+        )
     local.instance_group.add(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
     if options.execution_env:
         local.parameters["EXECUTION_ENV_PATH"].string_value = options.execution_env

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from frontend.errors import ModelNotFound, ServingError
 from frontend.triton import Triton
-from trident.modelspec import SPEC_PARAMETER, ModelSpec
+from trident.modelspec import SPEC_PARAMETER, U8_INPUT, ModelSpec
 from trident.slug import InvalidSlugError, Slug
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class ServedModel:
     spec: ModelSpec
     input_name: str
     output_names: tuple[str, ...]
+    u8_input: bool = False  # the model takes the letterboxed BGR uint8 image (`U8_INPUT`)
 
 
 def served_model_from_config(slug: Slug, version: str, config: dict[str, object]) -> ServedModel | None:
@@ -48,6 +49,7 @@ def served_model_from_config(slug: Slug, version: str, config: dict[str, object]
         spec=spec,
         input_name=inputs[0]["name"],
         output_names=tuple(sorted(o["name"] for o in outputs)),
+        u8_input=any(i.get("name") == U8_INPUT and i.get("data_type") == "TYPE_UINT8" for i in inputs),
     )
 
 

@@ -15,9 +15,9 @@ from numpy.typing import NDArray
 
 from frontend.catalog import ServedModel
 from frontend.errors import ServingError
-from postprocess.classify import classify_input, top_classes
+from postprocess.classify import classify_crop, top_classes
 from postprocess.detect import select_rows, to_detections
-from postprocess.letterbox import model_input, round_to_stride
+from postprocess.letterbox import letterboxed, round_to_stride, to_model_input
 from postprocess.masks import decode_masks
 from postprocess.obb import select_obb_rows, to_oriented
 from postprocess.pose import decode_keypoints
@@ -35,23 +35,31 @@ class Params:
 
 @dataclass(frozen=True)
 class Prepared:
-    tensor: NDArray[np.float32]  # (1, 3, H, W)
+    tensor: NDArray[np.float32] | NDArray[np.uint8]  # (1, 3, H, W) float32, or (1, H, W, 3) BGR uint8
     input_hw: tuple[int, int]
     orig_hw: tuple[int, int]
 
 
-def prepare(image: NDArray[np.uint8], spec: ModelSpec, imgsz: int) -> Prepared:
+def prepare(image: NDArray[np.uint8], spec: ModelSpec, imgsz: int, u8: bool = False) -> Prepared:
     """The model input Ultralytics builds for this model: a letterbox, or for classification a
-    Pillow resize and centre crop (static models use their export size, dynamic ones `imgsz`)."""
+    Pillow resize and centre crop (static models use their export size, dynamic ones `imgsz`).
+
+    With `u8` the image is handed over as it is, `(1, H, W, 3)` BGR uint8, and the model
+    normalises it (a quarter of the bytes, and no transpose or division here); otherwise the
+    float32 RGB tensor is built here.
+    """
     orig_hw = (image.shape[0], image.shape[1])
     if spec.task == "classify":
         size = spec.imgsz if not spec.dynamic else (round_to_stride(imgsz, spec.stride),) * 2
-        tensor = classify_input(image, size)
-        return Prepared(tensor, (size[0], size[1]), orig_hw)
-    tensor, box = model_input(
-        image, export_hw=spec.imgsz, stride=spec.stride, dynamic=spec.dynamic, imgsz=imgsz
-    )
-    return Prepared(tensor, (box.height, box.width), orig_hw)
+        model_image = classify_crop(image, size)
+        input_hw = (size[0], size[1])
+    else:
+        model_image, box = letterboxed(
+            image, export_hw=spec.imgsz, stride=spec.stride, dynamic=spec.dynamic, imgsz=imgsz
+        )
+        input_hw = (box.height, box.width)
+    tensor = np.ascontiguousarray(model_image)[None] if u8 else to_model_input(model_image)[None]
+    return Prepared(tensor, input_hw, orig_hw)
 
 
 def _r(value: float) -> float:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import orjson
 from fastapi import APIRouter
+from numpy.typing import NDArray
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,12 +18,13 @@ from frontend.catalog import Catalog, ServedModel
 from frontend.errors import ModelNotFound, RateLimited, ServiceUnavailable, ServingError
 from frontend.form import read_predict_form
 from frontend.imaging import decode_image
-from frontend.inference import Decoder, Params, decoder_for, prepare
+from frontend.inference import Decoder, Params, Prepared, decoder_for, prepare
 from frontend.metrics import record_rate_limited
 from frontend.ratelimit import DAY_S, Plan
 from frontend.schemas import PREDICT_BODY, ErrorResponse, PredictResponse
 from frontend.triton import Triton
 from trident.keys import Principal
+from trident.modelspec import U8_INPUT, ModelSpec
 from trident.settings import Settings
 from trident.slug import InvalidSlugError, Slug
 
@@ -40,6 +42,18 @@ def json_response(body: object, status_code: int = 200) -> Response:
 async def run_cpu(request: Request, fn: Callable[..., T], *args: Any) -> T:
     """CPU-bound work off the event loop, on a bounded pool."""
     return await anyio.to_thread.run_sync(fn, *args, limiter=request.app.state.cpu_limiter)
+
+
+def _decode_and_prepare(data: bytes, max_pixels: int, served: ServedModel, imgsz: int) -> Prepared:
+    """Upload bytes -> model input, in one trip to the pool (each trip is a thread wake-up)."""
+    return prepare(decode_image(data, max_pixels), served.spec, imgsz, served.u8_input)
+
+
+def _decode_to_json(
+    decode: Decoder, outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params, prep: Prepared
+) -> orjson.Fragment:
+    """Predictions already serialised, off the event loop (often the largest part of the body)."""
+    return orjson.Fragment(orjson.dumps(decode(outputs, spec, params, prep)))
 
 
 def _ms(start: float) -> float:
@@ -106,22 +120,20 @@ async def _infer(
     catalog: Catalog = request.app.state.catalog
     triton: Triton = request.app.state.triton
     start = time.perf_counter()
-    image = await run_cpu(request, decode_image, data, settings.max_image_pixels)
-    prep = await run_cpu(request, prepare, image, served.spec, params.imgsz)
+    prep = await run_cpu(request, _decode_and_prepare, data, settings.max_image_pixels, served, params.imgsz)
     pre_ms = _ms(start)
 
     start = time.perf_counter()
     try:
-        outputs = await triton.infer(
-            served.triton_name, {served.input_name: prep.tensor}, list(served.output_names)
-        )
+        input_name = U8_INPUT if served.u8_input else served.input_name
+        outputs = await triton.infer(served.triton_name, {input_name: prep.tensor}, list(served.output_names))
     except ServiceUnavailable:
         catalog.mark_stale()  # an unknown slug now rereads the index instead of answering 404
         raise
     infer_ms = _ms(start)
 
     start = time.perf_counter()
-    predictions = await run_cpu(request, decode, outputs, served.spec, params, prep)
+    predictions = await run_cpu(request, _decode_to_json, decode, outputs, served.spec, params, prep)
     post_ms = _ms(start)
     h0, w0 = prep.orig_hw
     speed = {"preprocess": pre_ms, "inference": infer_ms, "postprocess": post_ms}

@@ -10,11 +10,18 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from postprocess.letterbox import to_model_input
+
 TOP_K = 5
 
 
 def classify_input(image: NDArray[np.uint8], size: tuple[int, int]) -> NDArray[np.float32]:
-    """BGR uint8 -> `(1, 3, h, w)` float32 RGB in [0, 1], as `ClassificationPredictor` builds it.
+    """BGR uint8 -> `(1, 3, h, w)` float32 RGB in [0, 1], as `ClassificationPredictor` builds it."""
+    return to_model_input(classify_crop(image, size))[None]
+
+
+def classify_crop(image: NDArray[np.uint8], size: tuple[int, int]) -> NDArray[np.uint8]:
+    """BGR uint8 -> the resized, centre-cropped BGR uint8 `(h, w, 3)` image the model sees.
 
     Resize runs on the BGR array wrapped as a PIL image (channel-agnostic), like Ultralytics.
     """
@@ -31,9 +38,8 @@ def classify_input(image: NDArray[np.uint8], size: tuple[int, int]) -> NDArray[n
     if (new_w, new_h) != (w, h):
         pil = pil.resize((new_w, new_h), Image.Resampling.BILINEAR)
     top, left = round((new_h - th) / 2.0), round((new_w - tw) / 2.0)
-    crop = np.asarray(pil)[top : top + th, left : left + tw]
-    chw = crop[..., ::-1].transpose(2, 0, 1)
-    return (np.ascontiguousarray(chw, dtype=np.float32) / np.float32(255))[None]
+    crop: NDArray[np.uint8] = np.asarray(pil)[top : top + th, left : left + tw]
+    return crop
 
 
 def top_classes(probs: NDArray[np.float32], k: int = TOP_K) -> tuple[NDArray[np.intp], NDArray[np.float32]]:

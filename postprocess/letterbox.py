@@ -69,10 +69,10 @@ def to_model_input(image: NDArray[np.uint8]) -> NDArray[np.float32]:
     return np.ascontiguousarray(chw, dtype=np.float32) / np.float32(255)
 
 
-def model_input(
+def letterboxed(
     image: NDArray[np.uint8], *, export_hw: tuple[int, int], stride: int, dynamic: bool, imgsz: int
-) -> tuple[NDArray[np.float32], Letterbox]:
-    """The `(1, 3, H, W)` tensor `YOLO(export).predict(imgsz=imgsz)` feeds this model.
+) -> tuple[NDArray[np.uint8], Letterbox]:
+    """The letterboxed BGR image `YOLO(export).predict(imgsz=imgsz)` builds for this model.
 
     A static model always takes its export size (the requested imgsz is ignored, as Ultralytics
     does); a dynamic one gets the minimum rectangle at the requested size.
@@ -83,4 +83,12 @@ def model_input(
         box = letterbox_geometry(h0, w0, (size, size), stride, auto=True)
     else:
         box = letterbox_geometry(h0, w0, export_hw, stride, auto=False)
-    return to_model_input(apply_letterbox(image, box))[None], box
+    return apply_letterbox(image, box), box
+
+
+def model_input(
+    image: NDArray[np.uint8], *, export_hw: tuple[int, int], stride: int, dynamic: bool, imgsz: int
+) -> tuple[NDArray[np.float32], Letterbox]:
+    """The `(1, 3, H, W)` float32 tensor `YOLO(export).predict(imgsz=imgsz)` feeds this model."""
+    image, box = letterboxed(image, export_hw=export_hw, stride=stride, dynamic=dynamic, imgsz=imgsz)
+    return to_model_input(image)[None], box

@@ -15,6 +15,22 @@ MAX_WH = 7680  # per-class coordinate offset that keeps classes apart in one NMS
 MAX_NMS = 30000  # candidates kept (by score) before NMS
 
 
+NMS_BLOCK = 256  # candidates compared with each other at once (a block x block IoU matrix)
+
+
+def _overlaps(
+    boxes: NDArray[np.float32], areas: NDArray[np.float32], a: NDArray[np.intp], b: NDArray[np.intp]
+) -> NDArray[np.float32]:
+    """IoU of every box `a` with every box `b`, computed with the same float32 operations as
+    the pairwise greedy loop (so decisions at the threshold are bit-identical)."""
+    x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
+    w = np.maximum(np.minimum(x2[a, None], x2[b]) - np.maximum(x1[a, None], x1[b]), np.float32(0))
+    h = np.maximum(np.minimum(y2[a, None], y2[b]) - np.maximum(y1[a, None], y1[b]), np.float32(0))
+    inter = w * h
+    overlap: NDArray[np.float32] = inter / (areas[a, None] + areas[b] - inter)
+    return overlap
+
+
 def nms(
     boxes: NDArray[np.float32], scores: NDArray[np.float32], iou: float, max_det: int
 ) -> NDArray[np.intp]:
@@ -22,21 +38,34 @@ def nms(
 
     A box is suppressed when its IoU with a kept, higher-scored box is strictly above `iou`.
     Stops as soon as `max_det` boxes are kept, which gives the same first `max_det` indices.
+    Exact greedy, computed blockwise: the best `NMS_BLOCK` remaining candidates are resolved among
+    themselves from one IoU matrix, then everything below them that a kept box suppresses is
+    dropped with a second matrix; a few NumPy calls per block instead of several per kept box.
     """
     order = np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
     areas = (x2 - x1) * (y2 - y1)
-    keep: list[int] = []
-    while order.size and len(keep) < max_det:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), np.float32(0))
-        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), np.float32(0))
-        inter = w * h
-        overlap = inter / (areas[i] + areas[rest] - inter)
-        order = rest[~(overlap > iou)]  # NaN (degenerate boxes) never suppresses, as in torchvision
-    return np.asarray(keep, dtype=np.intp)
+    keep: list[NDArray[np.intp]] = []
+    kept = 0
+    while order.size and kept < max_det:
+        block, rest = order[:NMS_BLOCK], order[NMS_BLOCK:]
+        suppresses = _overlaps(boxes, areas, block, block) > iou  # NaN never suppresses
+        suppressed = np.zeros(len(block), dtype=bool)
+        local: list[int] = []
+        for j in range(len(block)):
+            if suppressed[j]:
+                continue
+            local.append(j)
+            kept += 1
+            if kept == max_det:
+                break
+            suppressed |= suppresses[j]
+        winners = block[local]
+        keep.append(winners)
+        if rest.size and kept < max_det:
+            rest = rest[~(_overlaps(boxes, areas, winners, rest) > iou).any(axis=0)]
+        order = rest
+    return np.concatenate(keep) if keep else np.zeros(0, dtype=np.intp)
 
 
 def raw_candidates(

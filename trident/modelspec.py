@@ -12,6 +12,11 @@ from typing import Any, Literal
 
 Task = Literal["detect", "segment", "pose", "classify", "obb"]
 SPEC_PARAMETER = "trident"
+# The optional second input of the local (Python-backend) models: the letterboxed image itself,
+# `(h, w, 3)` BGR uint8, normalised inside Triton. A quarter of the float32 tensor's bytes, and no
+# transpose or division in the frontend. The float32 `images` input stays first, as Ultralytics'
+# own Triton client casts its input to the first input's dtype.
+U8_INPUT = "images_u8"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,11 @@ Python stub (its own environment: numpy<2, onnxruntime), so it imports nothing f
 Requests that Triton's dynamic batcher hands over together are stacked by input shape and run as
 one ONNX Runtime call; a graph with a fixed batch size (a static export is batch 1) is run in
 chunks of that size.
+
+A request carries either the float32 model input (`images`, what Ultralytics' own client sends) or
+the letterboxed image as BGR uint8 `(n, h, w, 3)` (`images_u8`, what Trident sends, 4x fewer
+bytes); the latter is turned into the float32 RGB NCHW tensor here with the very operations the
+frontend used to run, so the numbers are bit-identical.
 """
 
 import json
@@ -13,6 +18,14 @@ import os
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+U8_INPUT = "images_u8"  # trident.modelspec.U8_INPUT (this file imports nothing from Trident)
+
+
+def from_u8(image):
+    """`(n, h, w, 3)` BGR uint8 -> `(n, 3, h, w)` RGB float32 in [0, 1]."""
+    chw = image[..., ::-1].transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(chw, dtype=np.float32) / np.float32(255)
 
 
 class TritonPythonModel:
@@ -44,12 +57,27 @@ class TritonPythonModel:
             chunks.append(self.session.run(self.output_names, {self.input_name: part}))
         return [np.concatenate([c[k] for c in chunks])[:n] for k in range(len(self.output_names))]
 
+    def model_input(self, request):
+        tensor = pb_utils.get_input_tensor_by_name(request, self.input_name)
+        if tensor is not None:
+            return tensor.as_numpy()
+        tensor = pb_utils.get_input_tensor_by_name(request, U8_INPUT)
+        if tensor is not None:
+            return from_u8(tensor.as_numpy())
+        raise ValueError(f"the request has neither {self.input_name!r} nor {U8_INPUT!r}")
+
     def execute(self, requests):
-        inputs = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
+        inputs = [None] * len(requests)
         responses = [None] * len(requests)
         by_shape = {}
-        for i, x in enumerate(inputs):
-            by_shape.setdefault(x.shape[1:], []).append(i)
+        for i, request in enumerate(requests):
+            try:
+                inputs[i] = self.model_input(request)
+            except Exception as exc:
+                error = pb_utils.TritonError(str(exc))
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=error)
+                continue
+            by_shape.setdefault(inputs[i].shape[1:], []).append(i)
         for indices in by_shape.values():
             batch = np.concatenate([inputs[i] for i in indices], axis=0)
             try:

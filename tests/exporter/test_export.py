@@ -48,8 +48,11 @@ def test_local_config_runs_onnx_runtime_in_the_python_backend(exported: Path) ->
     assert config.instance_group[0].count == 2
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert config.parameters["EXECUTION_ENV_PATH"].string_value == "/opt/runtime-env"
-    assert [(i.name, list(i.dims), i.data_type) for i in config.input] == [
-        ("images", [3, 640, 640], mc.TYPE_FP32)
+    # float32 `images` first (Ultralytics' client casts to the first input's dtype), then the
+    # letterboxed BGR uint8 image Trident sends; a request carries one of the two
+    assert [(i.name, list(i.dims), i.data_type, i.optional) for i in config.input] == [
+        ("images", [3, 640, 640], mc.TYPE_FP32, True),
+        ("images_u8", [640, 640, 3], mc.TYPE_UINT8, True),
     ]
     assert [(o.name, list(o.dims)) for o in config.output] == [("output0", [84, 8400])]
 

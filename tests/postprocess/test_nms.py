@@ -28,6 +28,18 @@ def test_nms_matches_torchvision(seed: int, iou: float) -> None:
     assert np.array_equal(nms(boxes, scores, iou, max_det=10_000), expected)
 
 
+@pytest.mark.parametrize("n", [1, 255, 256, 257, 3000])
+def test_blockwise_nms_matches_torchvision_across_blocks(n: int) -> None:
+    """Crowded boxes (many suppressions inside and across the 256-candidate blocks), ties included."""
+    rng = np.random.default_rng(n)
+    xy = rng.uniform(0, 200, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(20, 80, (n, 2))], 1).astype(np.float32)
+    scores = np.round(rng.uniform(0, 1, n), 2).astype(np.float32)  # ties: order must stay stable
+    expected = torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.45).numpy()
+    assert np.array_equal(nms(boxes, scores, 0.45, max_det=100_000), expected)
+    assert np.array_equal(nms(boxes, scores, 0.45, max_det=7), expected[:7])
+
+
 def test_nms_stops_at_max_det_with_the_same_first_boxes() -> None:
     rng = np.random.default_rng(1)
     boxes, scores = random_boxes(rng, 400), rng.uniform(0, 1, 400).astype(np.float32)

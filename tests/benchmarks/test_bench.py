@@ -1,0 +1,83 @@
+"""The harness's own arithmetic: percentiles, Server-Timing medians, ratios, the table (no timing)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+
+def load_bench() -> ModuleType:
+    path = Path(__file__).parents[2] / "benchmarks" / "bench.py"
+    spec = importlib.util.spec_from_file_location("bench", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_bench()
+
+
+@pytest.mark.parametrize("q", [0, 5, 50, 95, 100])
+def test_percentile_matches_numpy(q: float) -> None:
+    values = [5.0, 1.0, 9.0, 3.0, 7.5, 2.25]
+    assert bench.percentile(values, q) == pytest.approx(np.percentile(values, q))
+
+
+def test_percentile_of_nothing_is_nan() -> None:
+    assert np.isnan(bench.percentile([], 50))
+
+
+def test_server_timing_medians() -> None:
+    headers = [
+        "preprocess;dur=2.0, inference;dur=40, postprocess;dur=1",
+        "preprocess;dur=4.0, inference;dur=44",
+    ]
+    assert bench.server_timing_medians([*headers, ""]) == {
+        "preprocess": 3.0,
+        "inference": 42.0,
+        "postprocess": 1.0,
+    }
+
+
+def results() -> dict[str, object]:
+    lat = {
+        s: bench.latency_summary(v)
+        for s, v in {"floor": [40.0], "trident": [50.0], "ultra_triton": [100.0]}.items()
+    }
+    return {
+        "latency": {"bus.jpg": lat},
+        "throughput": {
+            "trident": {"1": {"rps": 20.0, "p95_ms": 60.0}, "8": {"rps": 30.0, "p95_ms": 300.0}},
+            "ultra_triton": {"1": {"rps": 10.0, "p95_ms": 110.0}, "8": {"rps": 12.0, "p95_ms": 700.0}},
+            "ultra_onnx": {"1": {"rps": 15.0, "p95_ms": 70.0}},
+        },
+    }
+
+
+def test_ratios_are_trident_over_each_peer() -> None:
+    r = bench.ratios(results(), "bus.jpg", 8)
+    assert r == {
+        "trident_p50/floor_p50": 1.25,
+        "trident_p50/ultra_triton_p50": 0.5,
+        "trident_rps@c8/ultra_triton_rps@c1": 3.0,
+        "trident_rps@c8/ultra_onnx_rps@c1": 2.0,
+        "trident_rps@c8/ultra_triton_rps@c8": 2.5,
+    }
+
+
+def test_table_renders_every_system_and_ratio_and_is_json_safe() -> None:
+    data = results()
+    data["ratios"] = {"bus.jpg": bench.ratios(data, "bus.jpg", 8)}
+    data["frontend_rss_mb"], data["frontend_requests"] = 123.4, 2000
+    table = bench.render_table(data)
+    for needle in ("floor", "ultra_onnx", "trident_p50/floor_p50", "1.250", "123.4 MB", "c=8"):
+        assert needle in table
+    assert json.loads(json.dumps(data)) == data
