@@ -24,8 +24,10 @@ def available() -> list[Recipe]:
 def publish(recipe: Recipe, best: Path) -> Path:
     """Copy a finished run's best weights into the repository with a card saying how they were made."""
     run = best.parent.parent
+    stages = [run.parent / recipe.name, run] if run.name != recipe.name else [run]
+    epochs = [len(list(csv.DictReader((s / "results.csv").open()))) for s in stages]
+    seconds = sum(json.loads((s / "done.json").read_text())["train_seconds"] for s in stages)
     rows = list(csv.DictReader((run / "results.csv").open()))
-    done = json.loads((run / "done.json").read_text())
     last = {k.strip(): v.strip() for k, v in rows[-1].items()}
     metrics = {k: float(v) for k, v in last.items() if k.startswith("metrics/")}
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
@@ -39,9 +41,14 @@ def publish(recipe: Recipe, best: Path) -> Path:
         "",
         f"- Data: {_data_line(recipe)}",
         f"- Command: `trident demo train {recipe.name}` (seeded; resumes an interrupted run)",
-        f"- Image size {recipe.imgsz}, {len(rows)} epochs, batch 16, seed 0, extra arguments:"
+        f"- Image size {recipe.imgsz}, {epochs[0]} epochs, batch 16, seed 0, extra arguments:"
         f" {dict(recipe.extra) or 'none'}",
-        f"- Training time on the 2-core CI machine: {done['train_seconds'] / 60:.0f} min",
+        *(
+            [f"- Then {epochs[1]} epochs from those weights with {dict(recipe.finetune)}"]
+            if len(epochs) > 1
+            else []
+        ),
+        f"- Training time on the 2-core CI machine (shared with other work): {seconds / 60:.0f} min",
         "- Ultralytics' validation after the last epoch: "
         + ", ".join(f"{k.removeprefix('metrics/')} {v:.3f}" for k, v in metrics.items()),
         "",

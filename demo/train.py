@@ -36,6 +36,7 @@ class Recipe:
     data: Callable[[Path], Path]
     extra: tuple[tuple[str, Any], ...] = ()
     scale: str = "t"
+    finetune: tuple[tuple[str, Any], ...] = ()  # a second stage from the first's best weights, if any
 
 
 def _shapes(task: Task) -> Callable[[Path], Path]:
@@ -86,6 +87,16 @@ RECIPES: dict[str, Recipe] = {
                 ("optimizer", "AdamW"),
                 ("lr0", 0.002),
             ),
+            finetune=(  # then whole images only: mosaic's clipped boxes taught it Zidane without his arm
+                ("epochs", 20),
+                ("mosaic", 0.0),
+                ("close_mosaic", 0),
+                ("optimizer", "AdamW"),
+                ("lr0", 0.0005),
+                ("warmup_epochs", 0),
+                ("scale", 0.3),
+                ("mixup", 0.0),
+            ),
         ),
     )
 }
@@ -105,34 +116,31 @@ def model_yaml(recipe: Recipe, root: Path) -> Path:
     return path
 
 
-def train(recipe: Recipe, root: Path) -> Path:
-    """Train (or resume) one recipe; return the path of its best weights."""
+def _stage(start: str, data: Path, root: Path, name: str, recipe: Recipe, args: dict[str, Any]) -> Path:
+    """One training run, resumed if it was interrupted; returns its best weights."""
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
-    data = recipe.data(root)
-    root = root.resolve()  # Ultralytics puts a relative `project` under ./runs/<task>/
-    run = root / "runs" / recipe.name
-    last = run / "weights" / "last.pt"
-    started = time.time()
-    if (run / "weights" / "best.pt").exists() and (run / "done.json").exists():
+    run = root / "runs" / name
+    if (run / "done.json").exists():
         return run / "weights" / "best.pt"
-    if last.exists():
-        YOLO(str(last)).train(resume=True)
+    started = time.time()
+    if (run / "weights" / "last.pt").exists():
+        YOLO(str(run / "weights" / "last.pt")).train(resume=True)
     else:
-        YOLO(str(model_yaml(recipe, root))).train(
-            data=str(data),
-            imgsz=recipe.imgsz,
-            epochs=recipe.epochs,
-            batch=16,
-            workers=2,
-            device="cpu",
-            seed=0,
-            deterministic=True,
-            plots=False,
-            project=str(root / "runs"),
-            name=recipe.name,
-            exist_ok=True,
-            **dict(recipe.extra),
-        )
+        YOLO(start).train(
+            data=str(data), imgsz=recipe.imgsz, batch=16, workers=2, device="cpu", seed=0, deterministic=True,
+            plots=False, project=str(root / "runs"), name=name, exist_ok=True, **args,
+        )  # fmt: skip
     (run / "done.json").write_text(json.dumps({"train_seconds": round(time.time() - started)}))
     return run / "weights" / "best.pt"
+
+
+def train(recipe: Recipe, root: Path) -> Path:
+    """Train (or resume) one recipe; return the path of its best weights."""
+    data = recipe.data(root)
+    root = root.resolve()  # Ultralytics puts a relative `project` under ./runs/<task>/
+    first = {"epochs": recipe.epochs, **dict(recipe.extra)}
+    best = _stage(str(model_yaml(recipe, root)), data, root, recipe.name, recipe, first)
+    if recipe.finetune:
+        best = _stage(str(best), data, root, f"{recipe.name}-finetune", recipe, dict(recipe.finetune))
+    return best
