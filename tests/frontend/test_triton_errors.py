@@ -75,3 +75,46 @@ def test_nan_scores_are_dropped_not_served() -> None:
     output = np.full((1, 84, 8400), np.nan, dtype=np.float32)
     prep = Prepared(np.zeros((1, 3, 640, 640), np.float32), (640, 640), (480, 640))
     assert decode_detect({"output0": output}, _spec("detect"), Params(), prep) == []  # type: ignore[arg-type]
+
+
+def _growth(work: object, rounds: int = 200) -> tuple[int, int]:
+    """Bytes still allocated and file descriptors still open after `rounds` more runs of `work`."""
+    import gc
+    import os
+    import tracemalloc
+
+    for _ in range(20):  # warm-up: caches, lazy imports
+        work()  # type: ignore[operator]
+    gc.collect()
+    tracemalloc.start()
+    fds, before = len(os.listdir("/proc/self/fd")), tracemalloc.get_traced_memory()[0]
+    for _ in range(rounds):
+        work()  # type: ignore[operator]
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return after - before, len(os.listdir("/proc/self/fd")) - fds
+
+
+def _error_table_once() -> None:
+    import numpy as np
+
+    from frontend.inference import DECODERS, Params, Prepared
+
+    for status in ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.INTERNAL", None):
+        _map_error(InferenceServerException(msg="x", status=status), "demo~x~y").to_response()
+    prep = Prepared(np.zeros((1, 3, 64, 64), np.float32), (64, 64), (64, 64))
+    for task in ("detect", "segment", "pose", "obb", "classify"):
+        with pytest.raises(ServingError):
+            DECODERS[task]({"output0": np.zeros((84,), np.float32)}, _spec(task), Params(), prep)  # type: ignore[arg-type]
+
+
+def test_the_error_table_leaks_neither_memory_nor_file_descriptors() -> None:
+    memory, fds = _growth(_error_table_once)
+    assert memory < 256 * 1024 and fds == 0
+
+
+def test_negative_control_the_leak_probe_sees_a_deliberate_leak() -> None:
+    kept: list[bytes] = []
+    memory, _ = _growth(lambda: (_error_table_once(), kept.append(bytes(4096))))
+    assert memory >= 200 * 4096
