@@ -252,6 +252,7 @@ def start_stack(args: argparse.Namespace, work: Path, stack: ExitStack) -> Stack
         max_batch=args.max_batch,
         instances=args.instances,
         queue_delay_us=args.queue_delay_us,
+        compact_output=args.candidates,
         execution_env=str(settings.runtime_dir),
     )
     result = export_model(
@@ -374,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--queue-delay-us", type=int, default=2000)
+    parser.add_argument(
+        "--candidates",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the backend returns only the anchors that can pass conf (trident_candidates)",
+    )
     parser.add_argument("--images", nargs="+", default=["bus.jpg", "zidane.jpg"])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--latency-requests", type=int, default=8, help="per system, image and round")

@@ -53,8 +53,13 @@ def test_local_config_runs_onnx_runtime_in_the_python_backend(exported: Path) ->
     assert [(i.name, list(i.dims), i.data_type, i.optional) for i in config.input] == [
         ("images", [3, 640, 640], mc.TYPE_FP32, True),
         ("images_u8", [640, 640, 3], mc.TYPE_UINT8, True),
+        ("conf_threshold", [1], mc.TYPE_FP32, True),
     ]
-    assert [(o.name, list(o.dims)) for o in config.output] == [("output0", [84, 8400])]
+    # and returns, when asked, only the anchors that can pass that threshold (see trident.modelspec)
+    assert [(o.name, list(o.dims)) for o in config.output] == [
+        ("output0", [84, 8400]),
+        ("trident_candidates", [84, -1]),
+    ]
 
 
 def test_native_config_is_for_the_ngc_onnxruntime_backend(exported: Path) -> None:
