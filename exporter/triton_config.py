@@ -36,6 +36,8 @@ class ServingOptions:
     u8_input: bool = True  # the Python-backend config also takes the uint8 image (see `U8_INPUT`)
     compact_output: bool = True  # ... and returns only the candidate anchors (`CANDIDATES_OUTPUT`)
     execution_env: str = ""  # Python-backend runtime env (local CPU runtime only)
+    ort_threads: int = 0  # ONNX Runtime intra-op threads in the Python backend (0: its default)
+    ort_spinning: bool | None = None  # whether idle intra-op threads spin (None: ONNX Runtime's default, yes)
 
 
 def _tensor(name: str, dims: list[int], spec_dtype: str) -> dict[str, Any]:
@@ -109,6 +111,10 @@ def render_configs(
     local.instance_group.add(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
     if options.execution_env:
         local.parameters["EXECUTION_ENV_PATH"].string_value = options.execution_env
+    if options.ort_threads:
+        local.parameters["ORT_INTRA_OP_THREADS"].string_value = str(options.ort_threads)
+    if options.ort_spinning is not None:
+        local.parameters["ORT_ALLOW_SPINNING"].string_value = "1" if options.ort_spinning else "0"
 
     # Triton's ONNX Runtime backend checks shapes against the graph: a batch-1 graph is not batchable
     fixed_batch = any(dims[0] != -1 for _, dims in inputs)

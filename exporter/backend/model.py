@@ -53,8 +53,10 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         options = ort.SessionOptions()
-        threads = int(config.get("parameters", {}).get("ORT_INTRA_OP_THREADS", {}).get("string_value", "0"))
-        options.intra_op_num_threads = threads
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        options.intra_op_num_threads = int(params.get("ORT_INTRA_OP_THREADS") or 0)
+        if params.get("ORT_ALLOW_SPINNING") in ("0", "1"):  # idle intra-op threads spin by default
+            options.add_session_config_entry("session.intra_op.allow_spinning", params["ORT_ALLOW_SPINNING"])
         self.session = ort.InferenceSession(
             os.path.join(version_dir, "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
@@ -62,7 +64,7 @@ class TritonPythonModel:
         self.output_names = [o.name for o in self.session.get_outputs()]
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
-        spec = json.loads(config.get("parameters", {}).get("trident", {}).get("string_value", "{}"))
+        spec = json.loads(params.get("trident") or "{}")
         self.nc = len(spec.get("names", {}))
 
     def run(self, batch):
