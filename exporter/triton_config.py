@@ -16,7 +16,14 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from trident.modelspec import SPEC_PARAMETER, U8_INPUT, ModelSpec
+from trident.modelspec import (
+    CANDIDATES_OUTPUT,
+    CONF_INPUT,
+    RAW_HEAD_TASKS,
+    SPEC_PARAMETER,
+    U8_INPUT,
+    ModelSpec,
+)
 
 NATIVE_CONFIG_NAME = "onnxruntime"
 
@@ -27,7 +34,10 @@ class ServingOptions:
     instances: int = 1
     queue_delay_us: int = 2000
     u8_input: bool = True  # the Python-backend config also takes the uint8 image (see `U8_INPUT`)
+    compact_output: bool = True  # ... and returns only the candidate anchors (`CANDIDATES_OUTPUT`)
     execution_env: str = ""  # Python-backend runtime env (local CPU runtime only)
+    ort_threads: int = 0  # ONNX Runtime intra-op threads in the Python backend (0: its default)
+    ort_spinning: bool | None = None  # whether idle intra-op threads spin (None: ONNX Runtime's default, yes)
 
 
 def _tensor(name: str, dims: list[int], spec_dtype: str) -> dict[str, Any]:
@@ -58,6 +68,18 @@ def _base_config(
     return config
 
 
+def has_raw_head(spec: ModelSpec, outputs: list[tuple[str, list[int]]]) -> bool:
+    """A one-to-many head `output0 (batch, 4 + nc + extra, anchors)`, filtered by score in NMS."""
+    return (
+        spec.task in RAW_HEAD_TASKS
+        and not spec.end2end
+        and bool(outputs)
+        and outputs[0][0] == "output0"
+        and len(outputs[0][1]) == 3
+        and outputs[0][1][1] > 0
+    )
+
+
 def render_configs(
     name: str,
     spec: ModelSpec,
@@ -81,9 +103,18 @@ def render_configs(
             dims=hwc if options.max_batch else [1, *hwc],
             optional=True,
         )
+    if options.compact_output and has_raw_head(spec, outputs):
+        batched = (lambda dims: dims) if options.max_batch else (lambda dims: [1, *dims])
+        local.input.add(name=CONF_INPUT, data_type=mc.TYPE_FP32, dims=batched([1]), optional=True)
+        channels = outputs[0][1][1]  # output0 (batch, 4 + nc + extra, anchors)
+        local.output.add(name=CANDIDATES_OUTPUT, data_type=mc.TYPE_FP32, dims=batched([channels, -1]))
     local.instance_group.add(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
     if options.execution_env:
         local.parameters["EXECUTION_ENV_PATH"].string_value = options.execution_env
+    if options.ort_threads:
+        local.parameters["ORT_INTRA_OP_THREADS"].string_value = str(options.ort_threads)
+    if options.ort_spinning is not None:
+        local.parameters["ORT_ALLOW_SPINNING"].string_value = "1" if options.ort_spinning else "0"
 
     # Triton's ONNX Runtime backend checks shapes against the graph: a batch-1 graph is not batchable
     fixed_batch = any(dims[0] != -1 for _, dims in inputs)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from frontend.errors import ModelNotFound, ServingError
 from frontend.triton import Triton
-from trident.modelspec import SPEC_PARAMETER, U8_INPUT, ModelSpec
+from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, SPEC_PARAMETER, U8_INPUT, ModelSpec
 from trident.slug import InvalidSlugError, Slug
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class ServedModel:
     input_name: str
     output_names: tuple[str, ...]
     u8_input: bool = False  # the model takes the letterboxed BGR uint8 image (`U8_INPUT`)
+    candidates: bool = False  # the model returns only the candidate anchors (`CANDIDATES_OUTPUT`)
 
 
 def served_model_from_config(slug: Slug, version: str, config: dict[str, object]) -> ServedModel | None:
@@ -48,8 +49,11 @@ def served_model_from_config(slug: Slug, version: str, config: dict[str, object]
         version=version,
         spec=spec,
         input_name=inputs[0]["name"],
-        output_names=tuple(sorted(o["name"] for o in outputs)),
+        output_names=tuple(sorted(o["name"] for o in outputs if o["name"] != CANDIDATES_OUTPUT)),
         u8_input=any(i.get("name") == U8_INPUT and i.get("data_type") == "TYPE_UINT8" for i in inputs),
+        candidates=any(o["name"] == CANDIDATES_OUTPUT for o in outputs)
+        and any(i.get("name") == CONF_INPUT for i in inputs)
+        and "output0" in (o["name"] for o in outputs),
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import numpy as np
 import orjson
 from fastapi import APIRouter
 from numpy.typing import NDArray
@@ -24,7 +25,7 @@ from frontend.ratelimit import DAY_S, Plan
 from frontend.schemas import PREDICT_BODY, ErrorResponse, PredictResponse
 from frontend.triton import Triton
 from trident.keys import Principal
-from trident.modelspec import U8_INPUT, ModelSpec
+from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT, ModelSpec
 from trident.settings import Settings
 from trident.slug import InvalidSlugError, Slug
 
@@ -54,6 +55,21 @@ def _decode_to_json(
 ) -> orjson.Fragment:
     """Predictions already serialised, off the event loop (often the largest part of the body)."""
     return orjson.Fragment(orjson.dumps(decode(outputs, spec, params, prep)))
+
+
+async def _run_model(
+    triton: Triton, served: ServedModel, prep: Prepared, params: Params
+) -> dict[str, NDArray[Any]]:
+    """Triton's outputs by name; with `candidates`, `output0` holds only the anchors that can pass
+    `conf` (what `raw_candidates` then keeps from it is exactly what it keeps from the full head)."""
+    inputs: dict[str, NDArray[Any]] = {U8_INPUT if served.u8_input else served.input_name: prep.tensor}
+    if not served.candidates:
+        return await triton.infer(served.triton_name, inputs, list(served.output_names))
+    inputs[CONF_INPUT] = np.full((1, 1), params.conf, dtype=np.float32)
+    wanted = [CANDIDATES_OUTPUT if name == "output0" else name for name in served.output_names]
+    outputs = await triton.infer(served.triton_name, inputs, wanted)
+    outputs["output0"] = outputs.pop(CANDIDATES_OUTPUT)
+    return outputs
 
 
 def _ms(start: float) -> float:
@@ -125,8 +141,7 @@ async def _infer(
 
     start = time.perf_counter()
     try:
-        input_name = U8_INPUT if served.u8_input else served.input_name
-        outputs = await triton.infer(served.triton_name, {input_name: prep.tensor}, list(served.output_names))
+        outputs = await _run_model(triton, served, prep, params)
     except ServiceUnavailable:
         catalog.mark_stale()  # an unknown slug now rereads the index instead of answering 404
         raise

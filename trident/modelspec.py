@@ -17,6 +17,16 @@ SPEC_PARAMETER = "trident"
 # transpose or division in the frontend. The float32 `images` input stays first, as Ultralytics'
 # own Triton client casts its input to the first input's dtype.
 U8_INPUT = "images_u8"
+# The optional compact head of the local models with a raw head (detect, segment, pose, obb): the
+# request sends its confidence threshold (`CONF_INPUT`, FP32 `(1,)`) and asks for `CANDIDATES_OUTPUT`,
+# `output0` with only the anchors (columns) whose best class score can pass it, in their original
+# order: the frontend's exact filter then finds the same candidates in the same order, so NMS is
+# bit-identical, and a few hundred columns cross gRPC instead of 8,400. The name sorts after
+# `output0`/`output1`: Ultralytics' client sorts the outputs by name and reads them by position
+# (it asks for this one too, without a threshold, and gets an empty tensor).
+CONF_INPUT = "conf_threshold"
+CANDIDATES_OUTPUT = "trident_candidates"
+RAW_HEAD_TASKS = ("detect", "segment", "pose", "obb")
 
 
 @dataclass(frozen=True)

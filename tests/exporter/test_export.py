@@ -13,7 +13,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from exporter import onnx_export
 from exporter.errors import ExportError
 from exporter.export import ExportRequest, export_model
-from exporter.triton_config import ServingOptions
+from exporter.triton_config import ServingOptions, render_configs
 from trident.modelspec import ModelSpec
 from trident.slug import Slug
 
@@ -53,8 +53,13 @@ def test_local_config_runs_onnx_runtime_in_the_python_backend(exported: Path) ->
     assert [(i.name, list(i.dims), i.data_type, i.optional) for i in config.input] == [
         ("images", [3, 640, 640], mc.TYPE_FP32, True),
         ("images_u8", [640, 640, 3], mc.TYPE_UINT8, True),
+        ("conf_threshold", [1], mc.TYPE_FP32, True),
     ]
-    assert [(o.name, list(o.dims)) for o in config.output] == [("output0", [84, 8400])]
+    # and returns, when asked, only the anchors that can pass that threshold (see trident.modelspec)
+    assert [(o.name, list(o.dims)) for o in config.output] == [
+        ("output0", [84, 8400]),
+        ("trident_candidates", [84, -1]),
+    ]
 
 
 def test_native_config_is_for_the_ngc_onnxruntime_backend(exported: Path) -> None:
@@ -118,3 +123,45 @@ def test_a_parity_mismatch_aborts_and_publishes_nothing(
         export_model(ExportRequest(yolo11n_pt, SLUG, repo))
     assert not (repo / SLUG.triton_name).exists()
     assert not list(tmp_path.glob(".*staging*"))
+
+
+@pytest.mark.parametrize(
+    ("task", "end2end", "output0", "compact"),
+    [
+        ("detect", False, [-1, 84, -1], True),
+        ("segment", False, [-1, 116, -1], True),  # the mask coefficients travel with their anchor
+        ("pose", False, [-1, 56, -1], True),
+        ("obb", False, [-1, 20, -1], True),
+        ("detect", True, [-1, 300, 6], False),  # final rows, not anchors: nothing to compact
+        ("classify", False, [-1, 1000], False),
+    ],
+)
+def test_compact_head_only_for_raw_one_to_many_heads(
+    task: Any, end2end: bool, output0: list[int], compact: bool
+) -> None:
+    spec = ModelSpec(task=task, names={0: "a"}, imgsz=(640, 640), stride=32, dynamic=True, end2end=end2end)
+    outputs = [("output0", output0)]
+    if task == "segment":
+        outputs.append(("output1", [-1, 32, -1, -1]))
+    configs = render_configs("a~b~c", spec, {}, [("images", [-1, 3, -1, -1])], outputs, ServingOptions())
+    local = text_format.Parse(configs["config.pbtxt"], mc.ModelConfig())
+    native = text_format.Parse(configs["configs/onnxruntime.pbtxt"], mc.ModelConfig())
+    declared = [(o.name, list(o.dims)) for o in local.output]
+    assert (("trident_candidates", [output0[1], -1]) in declared) is compact
+    assert ("conf_threshold" in [i.name for i in local.input]) is compact
+    assert [o.name for o in native.output] == [name for name, _ in outputs]  # never in the native config
+    # Ultralytics' client sorts the outputs by name and reads them by position: it must sort last
+    assert sorted(o.name for o in local.output)[: len(outputs)] == [name for name, _ in outputs]
+
+
+def test_onnx_runtime_threads_and_spinning_are_parameters_of_the_local_config() -> None:
+    spec = ModelSpec(task="detect", names={0: "a"}, imgsz=(640, 640), stride=32, dynamic=True, end2end=False)
+    inputs, outputs = [("images", [-1, 3, -1, -1])], [("output0", [-1, 5, -1])]
+    options = ServingOptions(ort_threads=1, ort_spinning=False)
+    local = text_format.Parse(
+        render_configs("a", spec, {}, inputs, outputs, options)["config.pbtxt"], mc.ModelConfig()
+    )
+    assert local.parameters["ORT_INTRA_OP_THREADS"].string_value == "1"
+    assert local.parameters["ORT_ALLOW_SPINNING"].string_value == "0"
+    default = render_configs("a", spec, {}, inputs, outputs, ServingOptions())["config.pbtxt"]
+    assert "ORT_" not in default
