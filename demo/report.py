@@ -116,7 +116,7 @@ def examples_table(api: Api, recipe: Recipe) -> Table:
 
 
 def evaluate_models(base: str, key: str, names: list[str] | None, limit: int | None, root: Path) -> None:
-    console = Console()
+    console = Console(width=140)
     api = Api(base, key)
     recipes = [r for r in available() if names is None or r.name in names]
     shapes = [r for r in recipes if not r.name.startswith("examples")]
