@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
+from typing import Any
 
 from demo.train import RECIPES, Recipe
 
@@ -31,7 +31,7 @@ def publish(recipe: Recipe, best: Path) -> Path:
     last = {k.strip(): v.strip() for k, v in rows[-1].items()}
     metrics = {k: float(v) for k, v in last.items() if k.startswith("metrics/")}
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(best, weights(recipe))
+    _without_local_paths(best, weights(recipe))
     lines = [
         f"# {recipe.name}",
         "",
@@ -58,6 +58,33 @@ def publish(recipe: Recipe, best: Path) -> Path:
     ]
     weights(recipe).with_suffix(".md").write_text("\n".join(lines))
     return weights(recipe)
+
+
+def _without_local_paths(source: Path, target: Path) -> None:
+    """Copy a checkpoint with this machine's absolute paths (run folders, YAMLs, git root) made relative:
+    they mean nothing elsewhere and would leak where it was trained."""
+    import torch
+
+    prefix = f"{Path.cwd().resolve()}/"
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(prefix, "")
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        return value
+
+    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    checkpoint["train_args"] = clean(checkpoint.get("train_args", {}))
+    checkpoint.pop("git", None)
+    for key in ("model", "ema"):
+        model = checkpoint.get(key)
+        if model is not None:
+            model.args = clean(getattr(model, "args", {}))
+            model.yaml = clean(getattr(model, "yaml", {}))
+            if isinstance(getattr(model, "pt_path", None), str):  # set when a stage starts from weights
+                model.pt_path = clean(model.pt_path)
+    torch.save(checkpoint, target)
 
 
 def _data_line(recipe: Recipe) -> str:

@@ -32,7 +32,6 @@ def demo_models(stack: Stack) -> None:
         stack.wait_model(recipe.slug)
 
 
-
 @pytest.mark.parametrize("name", SHAPES)
 def test_a_shapes_model_meets_its_target_through_the_api_and_matches_yolo(
     stack: Stack, demo_models: None, name: str, tmp_path_factory: pytest.TempPathFactory
