@@ -221,6 +221,20 @@ class Stack:
     pt: Path
 
 
+def local_settings(data_dir: Path, work: Path) -> Any:
+    """Settings for a private stack: free ports, the runtime in `data_dir`, a key store in `work`."""
+    from trident.settings import Settings
+
+    return Settings(
+        port=free_port(),
+        triton_grpc_port=free_port(),
+        triton_http_port=free_port(),
+        triton_metrics_port=free_port(),
+        data_dir=data_dir.resolve(),
+        database_url=f"sqlite:///{work / 'keys.db'}",
+    )
+
+
 def free_port() -> int:
     import socket
 
@@ -235,17 +249,9 @@ def start_stack(args: argparse.Namespace, work: Path, stack: ExitStack) -> Stack
     from tests.helpers.models import build_busy_model
     from trident import runtime
     from trident.keys import KeyStore
-    from trident.settings import Settings
     from trident.slug import Slug
 
-    settings = Settings(
-        port=free_port(),
-        triton_grpc_port=free_port(),
-        triton_http_port=free_port(),
-        triton_metrics_port=free_port(),
-        data_dir=Path(args.data_dir).resolve(),
-        database_url=f"sqlite:///{work / 'keys.db'}",
-    )
+    settings = local_settings(Path(args.data_dir), work)
     pt = build_busy_model(args.model, work / "model.pt", cls_bias=args.cls_bias)
     repository = work / "model_repository"
     options = ServingOptions(

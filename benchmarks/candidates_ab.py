@@ -73,25 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     import tritonclient.grpc as grpcclient
     from ultralytics.utils import ASSETS
 
-    from benchmarks.bench import free_port
+    from benchmarks.bench import local_settings
     from exporter.export import ExportRequest, export_model
     from exporter.triton_config import ServingOptions
     from frontend.inference import Prepared, prepare
     from tests.helpers.models import build_busy_model
     from trident import runtime
     from trident.modelspec import ModelSpec
-    from trident.settings import Settings
     from trident.slug import Slug
 
     work = Path(tempfile.mkdtemp(prefix="trident-ab-"))
-    settings = Settings(
-        port=free_port(),
-        triton_grpc_port=free_port(),
-        triton_http_port=free_port(),
-        triton_metrics_port=free_port(),
-        data_dir=Path(args.data_dir).resolve(),
-        database_url=f"sqlite:///{work / 'keys.db'}",
-    )
+    settings = local_settings(Path(args.data_dir), work)
     repository = work / "model_repository"
     names = {}
     for bias in args.cls_bias:
