@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import httpx
 import pytest
 
@@ -60,11 +61,21 @@ def in_flight(base: str) -> float:
     return 0.0
 
 
-def test_sigterm_lets_in_flight_requests_finish(stack: Stack, bus: Path, tmp_path: Path) -> None:
-    # one CPU thread: the 20 requests queue inside the app, so all of them are in flight at once
+@pytest.fixture
+def big_bus(bus: Path, tmp_path: Path) -> Path:
+    """bus.jpg at 17 MP (3 MB): a decode takes long enough that 20 of them queue up."""
+    image = cv2.imread(str(bus))
+    path = tmp_path / "big_bus.jpg"
+    cv2.imwrite(str(path), cv2.resize(image, None, fx=4.5, fy=4.5, interpolation=cv2.INTER_LINEAR))
+    return path
+
+
+def test_sigterm_lets_in_flight_requests_finish(stack: Stack, big_bus: Path, tmp_path: Path) -> None:
+    # one CPU thread and big images: the 20 requests queue inside the app for seconds, so all of them
+    # are in flight at once even on a loaded machine
     process, base = stack.spawn_frontend(tmp_path / "shutdown.log", TRIDENT_CPU_THREADS="1")
     with ThreadPoolExecutor(20) as pool:
-        futures = [pool.submit(predict, base, stack.api_key, bus) for _ in range(20)]
+        futures = [pool.submit(predict, base, stack.api_key, big_bus) for _ in range(20)]
         deadline = time.monotonic() + 20
         while in_flight(base) < 20:  # all 20 are being served (connections not yet accepted would be refused)
             assert time.monotonic() < deadline, f"only {in_flight(base)} requests got in"
