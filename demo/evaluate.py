@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from demo.generate import CLASSIFY_SPLITS, SIZES, SPLITS, Task, Thing, image_path, save_image, scene
+from demo.generate import CLASSIFY_SPLITS, SHAPES, SIZES, SPLITS, Task, Thing, image_path, save_image, scene
 
 THRESHOLDS: dict[Task, float] = {"detect": 0.90, "obb": 0.90, "segment": 0.85, "pose": 0.80, "classify": 0.95}
 METRIC: dict[Task, str] = {
@@ -74,6 +74,8 @@ class Score:
 
 def from_api(task: Task, predictions: list[dict[str, Any]]) -> list[Found]:
     """Trident's JSON predictions as `Found`s."""
+    if task == "classify":  # by name: Ultralytics numbers class folders alphabetically, not as SHAPES does
+        return [Found(SHAPES.index(p["class"]), p["confidence"], np.zeros(4)) for p in predictions]
     found = []
     for p in predictions:
         b = p.get("box", {})
@@ -94,7 +96,7 @@ def from_result(task: Task, result: Any) -> list[Found]:
     """An Ultralytics `Results` as `Found`s (the polygons are the ones Ultralytics draws: `masks.xy`)."""
     if task == "classify":
         return [
-            Found(int(c), float(s), np.zeros(4))
+            Found(SHAPES.index(result.names[int(c)]), float(s), np.zeros(4))
             for c, s in zip(result.probs.top5, result.probs.top5conf, strict=True)
         ]
     if task == "obb":

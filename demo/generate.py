@@ -25,7 +25,7 @@ POSE_NAMES = ("pointer",)  # a narrow isosceles triangle: apex, then its base co
 KPT_NAMES = ("apex", "right", "left")
 SIZES: dict[Task, int] = {"detect": 320, "segment": 320, "pose": 320, "obb": 320, "classify": 128}
 SPLITS: dict[str, tuple[int, int]] = {"train": (0, 800), "val": (1, 100), "test": (2, 200)}  # (seed, count)
-CLASSIFY_SPLITS: dict[str, tuple[int, int]] = {"train": (0, 1200), "val": (1, 200), "test": (2, 400)}
+CLASSIFY_SPLITS: dict[str, tuple[int, int]] = {"train": (0, 6000), "val": (1, 200), "test": (2, 400)}
 TASK_SEED = {task: i for i, task in enumerate(TASKS)}
 
 Points = NDArray[np.float64]
@@ -207,7 +207,7 @@ def write_dataset(task: Task, root: Path) -> Path:
     splits = CLASSIFY_SPLITS if task == "classify" else SPLITS
     for split, (_seed, count) in splits.items():
         done = base / split / ".complete"
-        if done.exists():
+        if done.exists() and done.read_text() == str(count):
             continue
         for index in range(count):
             image, things = scene(task, split, index)

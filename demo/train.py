@@ -56,11 +56,18 @@ RECIPES: dict[str, Recipe] = {
             "shapes-classify",
             "classify",
             "yolo11-cls.yaml",
-            128,
+            64,  # the shapes fill the 128 px images; at 64 px an epoch of 6000 images takes 30 s here
             30,
             "demo/shapes/classify",
             _shapes("classify"),
-            (("erasing", 0.0), ("auto_augment", None), ("scale", 0.2)),
+            # From scratch, 1200 images stayed at chance for 13 epochs; 6000 at 64 px reach 0.93 in 6.
+            (
+                ("erasing", 0.0),
+                ("auto_augment", None),
+                ("scale", 0.2),
+                ("optimizer", "AdamW"),
+                ("lr0", 0.002),
+            ),
             scale="n",
         ),
         Recipe("shapes-detect", "detect", "yolo11.yaml", 320, 30, "demo/shapes/detect", _shapes("detect")),

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from demo.evaluate import Found, Score, add
-from demo.generate import SIZES, Task, Thing, scene
+from demo.evaluate import Found, Score, add, from_api
+from demo.generate import SHAPES, SIZES, Task, Thing, scene
 
 
 def _perfect(task: Task, thing: Thing) -> Found:
@@ -72,3 +72,17 @@ def test_a_mask_off_by_its_own_width_is_a_miss() -> None:
         return found
 
     assert _score("segment", moved) < 0.1
+
+
+def test_classes_are_matched_by_name_not_by_ultralytics_folder_order() -> None:
+    # Ultralytics numbers class folders alphabetically (star 2, triangle 3); SHAPES has them the other way
+    alphabetical = sorted(SHAPES)
+
+    def answer(truth: list[Thing]) -> list[Found]:
+        name = SHAPES[truth[0].cls]
+        return from_api(
+            "classify", [{"class": name, "class_id": alphabetical.index(name), "confidence": 0.9}]
+        )
+
+    assert {SHAPES[scene("classify", "test", i)[1][0].cls] for i in range(12)} & {"star", "triangle"}
+    assert _score("classify", answer) == 1.0
