@@ -94,6 +94,11 @@ def _data_line(recipe: Recipe) -> str:
             " (person, bus, tie; COCO ids), repeated with Ultralytics' augmentation, pasted on generated"
             " backgrounds, plus empty backgrounds. A demo fitted to these two images, not a general detector."
         )
+    from demo.generate import CLASSIFY_SPLITS, SIZES, SPLITS
+
+    splits = CLASSIFY_SPLITS if recipe.task == "classify" else SPLITS
+    counts = " / ".join(f"{name} {count}" for name, (_seed, count) in splits.items())
     return (
-        f"`demo/generate.py` shapes, task `{recipe.task}`: seeded train/val/test splits (test never trained)"
+        f"`demo/generate.py` shapes, task `{recipe.task}`, {SIZES[recipe.task]} px images, seeded splits"
+        f" {counts} (test never trained)"
     )
