@@ -13,9 +13,11 @@ alike):
 
 It checks that both return identical tensors and that the shared-memory side really used its
 region, and prints the p50 of each and the p50 of the paired difference (grpc - shm; positive:
-shared memory is faster). With `--http-pairs N` (default 40; 0 skips it) it also starts two
-frontends on that Triton, one per setting, and alternates whole predict requests (multipart upload
-to JSON) between them the same way.
+shared memory is faster), for the call and for the call less Triton's compute time for that very
+request (from its statistics API, as `bench.py`'s floor): the part the transport can change.
+With `--http-pairs N` (default 40; 0 skips it) it also starts two frontends on that Triton, one
+per setting, alternates whole predict requests (multipart upload to JSON) between them the same
+way, and reports each frontend's mean CPU time per request.
 """
 
 from __future__ import annotations
@@ -50,10 +52,19 @@ def summary(label: str, samples: dict[str, list[float]]) -> str:
     )
 
 
-async def infer_pairs(url: str, name: str, images: list[str], pairs: int, conf: float) -> list[str]:
+def cpu_ms(pid: int) -> float:
+    """User + system CPU time of a process so far (clock ticks, so only totals over many requests)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+async def infer_pairs(
+    url: str, http_port: int, name: str, images: list[str], pairs: int, conf: float
+) -> list[str]:
     import cv2
     from ultralytics.utils import ASSETS
 
+    from benchmarks.bench import triton_stats
     from frontend.inference import prepare
     from frontend.triton import Triton
     from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT, ModelSpec
@@ -71,20 +82,31 @@ async def infer_pairs(url: str, name: str, images: list[str], pairs: int, conf: 
             tensor = prepare(cv2.imread(str(Path(ASSETS) / image_name)), spec, 640, u8=True).tensor
             inputs = {U8_INPUT: tensor, CONF_INPUT: np.full((1, 1), conf, dtype=np.float32)}
 
-            async def call(transport: str, inputs: dict[str, Any] = inputs) -> tuple[float, Any]:
+            async def call(transport: str, inputs: dict[str, Any] = inputs) -> tuple[float, float, Any]:
+                """(call ms, call ms less Triton's compute for it, the output)."""
+                count, compute_ns = triton_stats(http_port, name)
                 start = time.perf_counter()
                 out = await clients[transport].infer(name, inputs, [CANDIDATES_OUTPUT])
-                return (time.perf_counter() - start) * 1000, out[CANDIDATES_OUTPUT]
+                ms = (time.perf_counter() - start) * 1000
+                for _ in range(100):  # Triton counts the request just after it answers
+                    count_after, compute_after = triton_stats(http_port, name)
+                    if count_after == count + 1:
+                        break
+                    await asyncio.sleep(0.002)
+                assert count_after == count + 1, (count, count_after)
+                return ms, ms - (compute_after - compute_ns) / 1e6, out[CANDIDATES_OUTPUT]
 
             for transport in clients:  # warm up (registers the region)
                 await call(transport)
             samples: dict[str, list[float]] = {"shm": [], "grpc": []}
+            outside: dict[str, list[float]] = {"shm": [], "grpc": []}
             for i in range(pairs):
                 order = ("shm", "grpc") if i % 2 == 0 else ("grpc", "shm")
                 results = {}
                 for transport in order:
-                    ms, results[transport] = await call(transport)
+                    ms, rest, results[transport] = await call(transport)
                     samples[transport].append(ms)
+                    outside[transport].append(rest)
                 np.testing.assert_array_equal(results["shm"], results["grpc"])
             pool = clients["shm"].regions
             assert pool is not None and pool.enabled and any(r.registered for r in pool.regions), (
@@ -95,6 +117,7 @@ async def infer_pairs(url: str, name: str, images: list[str], pairs: int, conf: 
                 f" outputs identical in {pairs} pairs"
             )
             lines.append(summary("Triton.infer", samples))
+            lines.append(summary("  less Triton compute", outside))
     finally:
         for client in clients.values():
             await client.close()
@@ -111,6 +134,7 @@ def http_pairs(settings: Any, work: Path, images: list[str], pairs: int, cleanup
     key = KeyStore(settings.key_store_url).create_key("bench", "bench")[0]
     bodies = {name: multipart(Path(ASSETS) / name, {"conf": "0.25"}) for name in images}
     clients: dict[str, Callable[[str], None]] = {}
+    pids: dict[str, int] = {}
     for transport, mode in (("shm", "auto"), ("grpc", "off")):
         port = free_port()
         env = {
@@ -131,6 +155,7 @@ def http_pairs(settings: Any, work: Path, images: list[str], pairs: int, cleanup
             cwd=work,
         )
         cleanup.callback(runtime.stop, frontend)
+        pids[transport] = frontend.pid
         clients[transport] = TridentClient(port, key, bodies)
     lines = []
     for image_name in images:
@@ -139,13 +164,18 @@ def http_pairs(settings: Any, work: Path, images: list[str], pairs: int, cleanup
             for _ in range(3):
                 client(image_name)
         samples: dict[str, list[float]] = {"shm": [], "grpc": []}
+        cpu = {t: -cpu_ms(pid) for t, pid in pids.items()}
         for i in range(pairs):
             for transport in ("shm", "grpc") if i % 2 == 0 else ("grpc", "shm"):
                 start = time.perf_counter()
                 clients[transport](image_name)
                 samples[transport].append((time.perf_counter() - start) * 1000)
+        cpu = {t: (cpu[t] + cpu_ms(pid)) / pairs for t, pid in pids.items()}
         lines.append(f"{image_name}:")
         lines.append(summary("whole request (HTTP)", samples))
+        lines.append(
+            f"  frontend CPU per request (mean)   shm {cpu['shm']:5.2f} ms   grpc {cpu['grpc']:5.2f} ms"
+        )
     return lines
 
 
@@ -181,7 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         cleanup.callback(runtime.stop, triton)
         runtime.wait_ready(settings, triton)
         lines = asyncio.run(
-            infer_pairs(settings.triton_grpc_url, result.triton_name, args.images, args.pairs, args.conf)
+            infer_pairs(
+                settings.triton_grpc_url,
+                settings.triton_http_port,
+                result.triton_name,
+                args.images,
+                args.pairs,
+                args.conf,
+            )
         )
         print("\n".join(lines), flush=True)
         if args.http_pairs:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from multiprocessing import shared_memory
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from frontend.shm import MIN_REGION_BYTES, Region, RegionPool, Transient
 
 MB = 1024 * 1024
+T = TypeVar("T")
 
 
 class FakeTriton:
@@ -48,7 +51,7 @@ def triton() -> FakeTriton:
     return FakeTriton()
 
 
-def run(coroutine):  # type: ignore[no-untyped-def]
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
@@ -184,7 +187,7 @@ def test_close_unregisters_and_unlinks_every_segment(triton: FakeTriton) -> None
     async def scenario() -> None:
         pool = RegionPool(triton.register, triton.unregister)
         held = [await pool.acquire(MB) for _ in range(3)]
-        assert len(segments(pool)) == 3
+        assert len(segments(pool)) == 3 and held[0] is not None
         pool.release(held[0])  # one free, two still busy: close takes them all
         await pool.close()
         assert segments(pool) == []

@@ -75,7 +75,7 @@ def infer_with(
     async def scenario() -> list[float]:
         triton = Triton(url, 5.0, shared_memory=mode)  # type: ignore[arg-type]
         await triton._client.close()
-        triton._client = server  # type: ignore[assignment]
+        triton._client = server
         totals = []
         for _ in range(requests):
             out = await triton.infer("m", {"images_u8": IMAGE}, ["output0"])
@@ -136,7 +136,7 @@ def test_regions_triton_forgot_are_registered_again_after_one_grpc_request() -> 
     async def scenario() -> None:
         triton = Triton("127.0.0.1:8001", 5.0, shared_memory="auto")
         await triton._client.close()
-        triton._client = server  # type: ignore[assignment]
+        triton._client = server
         await triton.infer("m", {"images_u8": IMAGE}, ["output0"])
         server.keys.clear()  # Triton restarted
         for _ in range(2):
