@@ -130,6 +130,20 @@ def test_no_segment_is_left_after_the_frontend_stops(stack: Stack, tmp_path: Pat
     assert not mine & set(triton_regions(stack))  # unregistered, not only unlinked
 
 
+def test_a_killed_frontend_leaves_no_segment_either(stack: Stack, tmp_path: Path, bus: Path) -> None:
+    """SIGKILL skips the shutdown; Python's resource tracker, a process of its own, unlinks the
+    segments when the frontend dies (Triton keeps the stale registrations until it restarts)."""
+    process, base = stack.spawn_frontend(tmp_path / "frontend.log")
+    predictions(predict(base, stack.api_key, bus))
+    assert segments(process.pid)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while segments(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert segments(process.pid) == set()
+
+
 def test_a_refused_registration_falls_back_to_grpc_with_the_same_answer(
     stack: Stack, bus: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
