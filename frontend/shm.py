@@ -2,13 +2,15 @@
 
 A few regions (`/dev/shm/trident-<pid>-<token>-<i>`) are created on demand and registered with
 Triton once; each carries one request's input at a time and goes back to the pool after the call.
-A request that needs more than a free region holds gets a region that fits (a free one is grown
-and registered again, or a new one is added); when every region is busy and the pool is full the
-request simply goes over gRPC. Nothing here speaks gRPC: registering is the caller's `register`
-(`frontend.triton`), which raises `Transient` when Triton is only unreachable right now (the
-request fails anyway; shared memory stays on) and anything else when Triton refuses the region,
-e.g. because it runs in another container without this host's `/dev/shm`: then shared memory is
-off for good, with one warning, and every request goes over gRPC.
+A request that needs more than any free region holds gets one that fits (a new region while the
+pool has room, else a free one grown and registered again); when every region is busy and the pool
+is full the request simply goes over gRPC.
+
+Nothing here speaks gRPC: registering is the caller's `register` (`frontend.triton`; it must
+replace a registration of the same name), which raises `Transient` when Triton is only unreachable
+right now (the request fails anyway; shared memory stays on) and anything else when Triton refuses
+the region, e.g. because it runs in another container without this host's `/dev/shm`: then shared
+memory is off for good, with one warning, and every request goes over gRPC.
 """
 
 from __future__ import annotations
@@ -106,6 +108,9 @@ class RegionPool:
             region.busy = False
             self._give_up(exc)
             return None
+        except BaseException:  # cancelled mid-registration: register it afresh next time
+            region.busy, region.registered = False, False
+            raise
         return region
 
     def release(self, region: Region) -> None:

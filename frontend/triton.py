@@ -11,6 +11,7 @@ over gRPC, so it is never lost to shared memory.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import time
@@ -84,6 +85,10 @@ class Triton:
         await self._client.close()
 
     async def _register(self, region: Region) -> None:
+        """Register `region`, replacing any registration of its name (one cut short by a cancelled
+        request, or of its size before it grew)."""
+        with contextlib.suppress(InferenceServerException):
+            await self._client.unregister_system_shared_memory(region.name, client_timeout=CONTROL_TIMEOUT_S)
         try:
             await self._client.register_system_shared_memory(
                 region.name, region.key, region.byte_size, client_timeout=CONTROL_TIMEOUT_S

@@ -168,6 +168,22 @@ def test_an_unreachable_triton_does_not_turn_shared_memory_off(triton: FakeTrito
     run(scenario())
 
 
+def test_a_request_cancelled_while_registering_gives_its_region_back(triton: FakeTriton) -> None:
+    async def scenario() -> None:
+        pool = RegionPool(triton.register, triton.unregister, max_regions=1)
+        waiting = asyncio.ensure_future(pool.acquire(MB))
+        await asyncio.sleep(0)  # inside `register`
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert pool.enabled and not pool.regions[0].busy and not pool.regions[0].registered
+        region = await pool.acquire(MB)
+        assert region is pool.regions[0] and region.registered
+        await pool.close()
+
+    run(scenario())
+
+
 def test_regions_forgotten_by_triton_are_registered_again_when_next_used(triton: FakeTriton) -> None:
     async def scenario() -> None:
         pool = RegionPool(triton.register, triton.unregister)
