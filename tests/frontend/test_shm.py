@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
 from multiprocessing import shared_memory
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 
 from frontend.shm import MIN_REGION_BYTES, Region, RegionPool, Transient
+from tests.helpers.aio import run
 
 MB = 1024 * 1024
-T = TypeVar("T")
 
 
 class FakeTriton:
@@ -49,10 +47,6 @@ def segments(pool: RegionPool) -> list[str]:
 @pytest.fixture
 def triton() -> FakeTriton:
     return FakeTriton()
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
 
 
 def test_concurrent_requests_get_distinct_registered_regions(triton: FakeTriton) -> None:

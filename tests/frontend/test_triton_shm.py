@@ -6,7 +6,6 @@ The gRPC client is replaced by a fake server that reads shared-memory inputs the
 
 from __future__ import annotations
 
-import asyncio
 from multiprocessing import shared_memory
 from typing import Any
 
@@ -17,6 +16,7 @@ from tritonclient.utils import InferenceServerException
 from frontend import triton as triton_module
 from frontend.errors import InferenceTimeout
 from frontend.triton import Triton, is_loopback
+from tests.helpers.aio import run
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (1, 480, 640, 3), dtype=np.uint8)
 EXPECTED = float(IMAGE.sum(dtype=np.int64))
@@ -83,7 +83,7 @@ def infer_with(
         await triton.close()
         return totals
 
-    return asyncio.run(scenario())
+    return run(scenario())
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_regions_triton_forgot_are_registered_again_after_one_grpc_request() -> 
             assert float(out["output0"][0, 0]) == EXPECTED
         await triton.close()
 
-    asyncio.run(scenario())
+    run(scenario())
     assert server.calls == ["shm", "shm", "grpc", "shm"]
 
 

@@ -7,7 +7,6 @@ never lose a request to shared memory, and leave nothing behind.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.helpers.aio import run
 from tests.integration.conftest import Stack, free_port
 from trident import runtime
 
@@ -174,7 +174,7 @@ def test_a_refused_registration_falls_back_to_grpc_with_the_same_answer(
         return answers
 
     with caplog.at_level("WARNING", "trident.frontend"):
-        shm, grpc = asyncio.run(scenario())
+        shm, grpc = run(scenario())
     np.testing.assert_array_equal(shm["output0"], grpc["output0"])
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "shared memory with Triton is off from now on" in warnings[0]
