@@ -54,7 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        triton = Triton(settings.triton_grpc_url, settings.triton_timeout_s)
+        triton = Triton(
+            settings.triton_grpc_url,
+            settings.triton_timeout_s,
+            shared_memory=settings.triton_shared_memory,
+            max_regions=settings.max_in_flight,
+        )
         catalog = Catalog(triton, settings.model_refresh_s)
         counter = (
             RedisCounter(settings.redis_url, settings.redis_timeout_s)

@@ -57,6 +57,12 @@ RATE_LIMITED = Counter(
     "trident_rate_limit_rejections", "Requests refused by rate limits or quotas", ["plan", "reason"]
 )
 TRITON_ERRORS = Counter("trident_triton_errors", "Failed Triton inference calls by gRPC status", ["kind"])
+INPUT_TRANSPORTS = ("shm", "grpc")
+TRITON_INPUTS = Counter(
+    "trident_triton_inputs",
+    "Inference calls by how their input reached Triton: shared memory or the gRPC message",
+    ["transport"],
+)
 TRITON_READY = Gauge(
     "trident_triton_ready",
     "1 when Triton answered ready at the last scrape",
@@ -66,6 +72,8 @@ TRITON_READY = Gauge(
 # Series that exist from the start, so dashboards and alerts see 0 rather than nothing.
 for _kind in TRITON_ERROR_KINDS:
     TRITON_ERRORS.labels(_kind)
+for _transport in INPUT_TRANSPORTS:
+    TRITON_INPUTS.labels(_transport)
 for _reason in RATE_LIMIT_REASONS:
     RATE_LIMITED.labels(UNKNOWN, _reason)
 
@@ -79,6 +87,11 @@ def record_triton_error(kind: str | None) -> None:
     """Count one failed Triton inference by its gRPC status (e.g. "StatusCode.UNAVAILABLE")."""
     name = (kind or "").rsplit(".", 1)[-1].upper()
     TRITON_ERRORS.labels(name if name in TRITON_ERROR_KINDS else "OTHER").inc()
+
+
+def record_input_transport(transport: str) -> None:
+    """Count one inference call whose input went by `transport` ("shm" or "grpc")."""
+    TRITON_INPUTS.labels(transport if transport in INPUT_TRANSPORTS else "grpc").inc()
 
 
 def _multiprocess() -> bool:

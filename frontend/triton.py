@@ -2,11 +2,20 @@
 
 The channel reconnects within a second after Triton comes back (gRPC's default backoff grows to
 two minutes, which would keep answering 503 long after Triton is up again).
+
+With `shared_memory` (Triton on this host), large inputs travel through system shared memory
+regions registered once (`frontend.shm`); the outputs still come back over gRPC. A request whose
+shared-memory call fails for any reason but the deadline or an unreachable Triton is sent again
+over gRPC, so it is never lost to shared memory.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import ipaddress
+import logging
+import time
+from typing import Any, Literal
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -14,7 +23,8 @@ from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from frontend.errors import InferenceTimeout, ServiceUnavailable, ServingError
-from frontend.metrics import record_triton_error
+from frontend.metrics import record_input_transport, record_triton_error
+from frontend.shm import Region, RegionPool, Transient, aligned
 
 _CHANNEL_ARGS = [
     ("grpc.max_send_message_length", 2**31 - 1),
@@ -26,6 +36,24 @@ _CHANNEL_ARGS = [
     ("grpc.keepalive_timeout_ms", 2_000),
 ]
 CONTROL_TIMEOUT_S = 1.0  # health, index and config calls
+SHM_MIN_INPUT_BYTES = 64 * 1024  # smaller inputs (the conf threshold) stay in the gRPC message
+SharedMemoryMode = Literal["auto", "off"]
+log = logging.getLogger("trident.frontend")
+
+
+def is_loopback(url: str) -> bool:
+    """Whether `host:port` names this host (127.0.0.0/8, ::1 or `[::1]`, localhost)."""
+    host = url.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _unreachable(status: str) -> bool:
+    return any(s in status for s in ("UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED"))
 
 
 def _map_error(exc: InferenceServerException, model: str = "") -> ServingError:
@@ -42,12 +70,39 @@ def _map_error(exc: InferenceServerException, model: str = "") -> ServingError:
 
 
 class Triton:
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(
+        self, url: str, timeout_s: float, shared_memory: SharedMemoryMode = "off", max_regions: int = 8
+    ) -> None:
         self._client = grpcclient.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)
         self._timeout_s = timeout_s
+        self.regions: RegionPool | None = None
+        if shared_memory == "auto" and is_loopback(url):
+            self.regions = RegionPool(self._register, self._unregister, max_regions)
 
     async def close(self) -> None:
+        if self.regions is not None:
+            await self.regions.close()
         await self._client.close()
+
+    async def _register(self, region: Region) -> None:
+        """Register `region`, replacing any registration of its name (one cut short by a cancelled
+        request, or of its size before it grew)."""
+        with contextlib.suppress(InferenceServerException):
+            await self._client.unregister_system_shared_memory(region.name, client_timeout=CONTROL_TIMEOUT_S)
+        try:
+            await self._client.register_system_shared_memory(
+                region.name, region.key, region.byte_size, client_timeout=CONTROL_TIMEOUT_S
+            )
+        except InferenceServerException as exc:
+            if _unreachable(exc.status() or ""):
+                raise Transient(exc.message()) from None
+            raise
+
+    async def _unregister(self, region: Region) -> None:
+        try:
+            await self._client.unregister_system_shared_memory(region.name, client_timeout=CONTROL_TIMEOUT_S)
+        except InferenceServerException as exc:
+            raise Transient(exc.message()) from None
 
     async def is_ready(self) -> bool:
         try:
@@ -77,15 +132,65 @@ class Triton:
         self, name: str, inputs: dict[str, NDArray[Any]], outputs: list[str]
     ) -> dict[str, NDArray[Any]]:
         """One inference with the configured deadline; the call is cancelled when it passes."""
+        start = time.monotonic()
+        pool = self.regions
+        large = [k for k, a in inputs.items() if a.nbytes >= SHM_MIN_INPUT_BYTES]
+        region = None
+        if pool is not None and large:
+            region = await pool.acquire(sum(aligned(inputs[k].nbytes) for k in large))
+        if pool is None or region is None:
+            record_input_transport("grpc")
+            return await self._infer(name, inputs, outputs, self._timeout_s)
+        try:
+            offsets = dict(zip(large, region.write([inputs[k] for k in large]), strict=True))
+            result = await self._infer(name, inputs, outputs, self._timeout_s, region, offsets)
+        except InferenceServerException as exc:
+            if _unreachable(exc.status() or ""):
+                record_triton_error(exc.status())
+                raise _map_error(exc, name) from None
+            if "shared memory" in (exc.message() or "").lower():
+                pool.forget_registrations()  # Triton restarted: register again next time
+            reason = exc.message() or type(exc).__name__
+        except ServingError:
+            raise
+        except Exception as exc:  # the region itself (SharedMemoryException); gRPC still works
+            reason = repr(exc)
+        else:
+            record_input_transport("shm")
+            return result
+        finally:
+            pool.release(region)
+        log.info("shared-memory inference failed (%s); sent again over gRPC", reason)
+        record_input_transport("grpc")
+        left = max(self._timeout_s - (time.monotonic() - start), CONTROL_TIMEOUT_S)
+        return await self._infer(name, inputs, outputs, left)
+
+    async def _infer(
+        self,
+        name: str,
+        inputs: dict[str, NDArray[Any]],
+        outputs: list[str],
+        timeout_s: float,
+        region: Region | None = None,
+        offsets: dict[str, int] | None = None,
+    ) -> dict[str, NDArray[Any]]:
+        """The call itself; with `region`, the inputs named in `offsets` are already in it.
+
+        Errors are mapped, except a shared-memory call's, which `infer` handles."""
         request = []
         for input_name, array in inputs.items():
             tensor = grpcclient.InferInput(input_name, list(array.shape), np_to_triton_dtype(array.dtype))
-            tensor.set_data_from_numpy(array)
+            if region is not None and offsets is not None and input_name in offsets:
+                tensor.set_shared_memory(region.name, array.nbytes, offsets[input_name])
+            else:
+                tensor.set_data_from_numpy(array)
             request.append(tensor)
         wanted = [grpcclient.InferRequestedOutput(o) for o in outputs]
         try:
-            result = await self._client.infer(name, request, outputs=wanted, client_timeout=self._timeout_s)
+            result = await self._client.infer(name, request, outputs=wanted, client_timeout=timeout_s)
         except InferenceServerException as exc:
+            if region is not None:
+                raise
             record_triton_error(exc.status())
             raise _map_error(exc, name) from None
         arrays: dict[str, NDArray[Any]] = {}

@@ -6,6 +6,7 @@ The defaults serve the local stack: API on 127.0.0.1:8080, Triton gRPC 8001, HTT
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
     triton_http_port: int = 8000
     triton_metrics_port: int = 8002
     triton_timeout_s: float = Field(10.0, gt=0, description="deadline of one inference call")
+    triton_shared_memory: Literal["auto", "off"] = Field(
+        "auto", description="auto: inputs through /dev/shm when Triton's host is loopback, gRPC on failure"
+    )
     triton_poll_s: int = Field(1, ge=1, description="how often Triton rescans the model repository")
 
     model_repository: Path = Path("model_repository")

@@ -93,6 +93,17 @@ def test_rate_limit_and_triton_error_counters_start_at_zero_and_count() -> None:
     assert value("trident_triton_errors_total", kind="OTHER") == before + 1
 
 
+def test_inference_inputs_are_counted_by_transport_from_zero() -> None:
+    for transport in ("shm", "grpc"):
+        assert REGISTRY.get_sample_value("trident_triton_inputs_total", {"transport": transport}) is not None
+    before = value("trident_triton_inputs_total", transport="shm")
+    metrics.record_input_transport("shm")
+    assert value("trident_triton_inputs_total", transport="shm") == before + 1
+    before = value("trident_triton_inputs_total", transport="grpc")
+    metrics.record_input_transport("carrier pigeon")  # unknown: counted as gRPC, no new series
+    assert value("trident_triton_inputs_total", transport="grpc") == before + 1
+
+
 def test_multiprocess_dir_only_for_several_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(MULTIPROC_ENV, raising=False)
     assert prepare_multiprocess_dir(1) is None
