@@ -5,8 +5,8 @@ two minutes, which would keep answering 503 long after Triton is up again).
 
 With `shared_memory` (Triton on this host), large inputs travel through system shared memory
 regions registered once (`frontend.shm`); the outputs still come back over gRPC. A request whose
-shared-memory call fails for any reason but the deadline or an unreachable Triton is sent again
-over gRPC, so it is never lost to shared memory.
+shared-memory call fails because of the shared memory (a region Triton forgot or cannot read) is
+sent again over gRPC, so it is never lost to shared memory; any other error is the request's own.
 """
 
 from __future__ import annotations
@@ -148,9 +148,11 @@ class Triton:
             if _unreachable(exc.status() or ""):
                 record_triton_error(exc.status())
                 raise _map_error(exc, name) from None
-            if "shared memory" in (exc.message() or "").lower():
-                pool.forget_registrations()  # Triton restarted: register again next time
             reason = exc.message() or type(exc).__name__
+            if "shared memory" not in reason.lower():  # the model's own error: gRPC would get it too
+                record_triton_error(exc.status())
+                raise _map_error(exc, name) from None
+            pool.forget_registrations()  # e.g. Triton restarted: register again next time
         except ServingError:
             raise
         except Exception as exc:  # the region itself (SharedMemoryException); gRPC still works

@@ -14,7 +14,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from frontend import triton as triton_module
-from frontend.errors import InferenceTimeout
+from frontend.errors import InferenceTimeout, ServingError
 from frontend.triton import Triton, is_loopback
 from tests.helpers.aio import run
 
@@ -128,6 +128,16 @@ def test_a_failed_shared_memory_call_is_sent_again_over_grpc() -> None:
     server.fail_shm_infer = InferenceServerException("shared memory went away", "StatusCode.INTERNAL")
     assert infer_with(server, requests=2) == [EXPECTED] * 2
     assert server.calls == ["shm", "grpc", "shm", "grpc"]
+
+
+def test_the_models_own_error_is_not_sent_twice() -> None:
+    server = FakeServer()
+    server.fail_shm_infer = InferenceServerException(
+        "unexpected shape for input", "StatusCode.INVALID_ARGUMENT"
+    )
+    with pytest.raises(ServingError):
+        infer_with(server)
+    assert server.calls == ["shm"]
 
 
 def test_regions_triton_forgot_are_registered_again_after_one_grpc_request() -> None:
