@@ -6,7 +6,6 @@ import base64
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -14,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.browser.conftest import DETECT, TestTab
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, wait_out_minute_edge
 
 pytestmark = pytest.mark.integration
 
@@ -289,9 +288,7 @@ def test_phone_width(browser: Browser, stack: Stack) -> None:
 def test_an_over_limit_key_is_told_how_long_to_wait(tab: TestTab, stack: Stack, bus: Path) -> None:
     """A real Free key spends its 10 requests a minute through the API; the page then explains the 429."""
     key = stack.create_key("browser-free", "free")
-    left = 60 - time.time() % 60  # the limit counts per clock minute: spend it and be refused in one
-    if left < 25:
-        time.sleep(left + 0.5)
+    wait_out_minute_edge(25)  # the limit counts per clock minute: spend it and be refused in one
     for _ in range(10):
         assert stack.predict(DETECT, bus, key=key).status_code == 200
     tab.allowed_statuses = {429}

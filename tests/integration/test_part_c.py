@@ -61,7 +61,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.integration.conftest import Stack, assert_error, free_port, start_redis
+from tests.integration.conftest import Stack, assert_error, free_port, start_redis, wait_out_minute_edge
 from trident import runtime
 from trident.keys import _checksum
 from trident.slug import Slug
@@ -130,12 +130,6 @@ def forged(key: str) -> str:
     """The same key id with another secret and a valid checksum: looked up, then refused."""
     body = key[:12] + ("0" * 32 if key[12:44] != "0" * 32 else "1" * 32)
     return body + _checksum(body)
-
-
-def wait_out_minute_edge(seconds_needed: float) -> None:
-    """Start a test that counts in one minute window only once that window has room for it."""
-    if time.time() % 60 > 60 - seconds_needed:
-        time.sleep(61 - time.time() % 60)
 
 
 def peak_rss_kib(pid: int) -> int:
