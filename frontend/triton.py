@@ -56,6 +56,12 @@ def _unreachable(status: str) -> bool:
     return any(s in status for s in ("UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED"))
 
 
+def _shared_memory_failure(exc: InferenceServerException) -> bool:
+    """Triton could not read a region (it forgot or cannot see it); not a deadline, not the model's
+    own error, which plain gRPC would meet too."""
+    return not _unreachable(exc.status() or "") and "shared memory" in (exc.message() or "").lower()
+
+
 def _map_error(exc: InferenceServerException, model: str = "") -> ServingError:
     status = exc.status() or ""
     if "DEADLINE_EXCEEDED" in status:
@@ -144,14 +150,8 @@ class Triton:
         try:
             offsets = dict(zip(large, region.write([inputs[k] for k in large]), strict=True))
             result = await self._infer(name, inputs, outputs, self._timeout_s, region, offsets)
-        except InferenceServerException as exc:
-            if _unreachable(exc.status() or ""):
-                record_triton_error(exc.status())
-                raise _map_error(exc, name) from None
+        except InferenceServerException as exc:  # only a shared-memory failure gets here (`_infer`)
             reason = exc.message() or type(exc).__name__
-            if "shared memory" not in reason.lower():  # the model's own error: gRPC would get it too
-                record_triton_error(exc.status())
-                raise _map_error(exc, name) from None
             pool.forget_registrations()  # e.g. Triton restarted: register again next time
         except ServingError:
             raise
@@ -178,7 +178,7 @@ class Triton:
     ) -> dict[str, NDArray[Any]]:
         """The call itself; with `region`, the inputs named in `offsets` are already in it.
 
-        Errors are mapped, except a shared-memory call's, which `infer` handles."""
+        Errors are mapped, except a failure of the shared memory itself, which `infer` handles."""
         request = []
         for input_name, array in inputs.items():
             tensor = grpcclient.InferInput(input_name, list(array.shape), np_to_triton_dtype(array.dtype))
@@ -191,8 +191,8 @@ class Triton:
         try:
             result = await self._client.infer(name, request, outputs=wanted, client_timeout=timeout_s)
         except InferenceServerException as exc:
-            if region is not None:
-                raise
+            if region is not None and _shared_memory_failure(exc):
+                raise  # `infer` sends it again over gRPC
             record_triton_error(exc.status())
             raise _map_error(exc, name) from None
         arrays: dict[str, NDArray[Any]] = {}
