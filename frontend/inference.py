@@ -21,9 +21,11 @@ from postprocess.letterbox import letterboxed, round_to_stride, to_model_input
 from postprocess.masks import decode_masks
 from postprocess.obb import select_obb_rows, to_oriented
 from postprocess.pose import decode_keypoints
+from postprocess.rounding import round_like_python
 from trident.modelspec import ModelSpec
 
 DECIMALS = 5  # as Ultralytics' Results.summary()
+OBB_KEYS = ("cx", "cy", "w", "h", "angle")
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,11 @@ def prepare(image: NDArray[np.uint8], spec: ModelSpec, imgsz: int, u8: bool = Fa
     return Prepared(tensor, input_hw, orig_hw)
 
 
-def _r(value: float) -> float:
-    return round(float(value), DECIMALS)
+def _rounded(array: NDArray[Any]) -> list[Any]:
+    """`array` as (nested) lists of floats rounded as `Results.summary()` rounds boxes and scores:
+    `round(x, 5)`, bit for bit, but vectorised (300 boxes are 1,500 numbers)."""
+    rounded: list[Any] = round_like_python(array, DECIMALS).tolist()
+    return rounded
 
 
 def _single(outputs: dict[str, NDArray[Any]], name: str, ndim: int) -> NDArray[np.float32]:
@@ -81,12 +86,17 @@ def _points(points: NDArray[np.float32]) -> list[list[float]]:
     return rounded
 
 
-def _base(spec: ModelSpec, cls: int, conf: float) -> dict[str, Any]:
-    return {"class": spec.names.get(cls, str(cls)), "class_id": cls, "confidence": _r(conf)}
+def _bases(spec: ModelSpec, cls: NDArray[Any], conf: NDArray[np.float32]) -> list[dict[str, Any]]:
+    """Class name, id and confidence of each prediction."""
+    names = spec.names
+    return [
+        {"class": names.get(c, str(c)), "class_id": c, "confidence": s}
+        for c, s in zip(cls.astype(np.int64).tolist(), _rounded(conf), strict=True)
+    ]
 
 
-def _box(xyxy: NDArray[np.float32]) -> dict[str, float]:
-    return {"x1": _r(xyxy[0]), "y1": _r(xyxy[1]), "x2": _r(xyxy[2]), "y2": _r(xyxy[3])}
+def _boxes(xyxy: NDArray[np.float32]) -> list[dict[str, float]]:
+    return [{"x1": x1, "y1": y1, "x2": x2, "y2": y2} for x1, y1, x2, y2 in _rounded(xyxy.reshape(-1, 4))]
 
 
 def _rows(outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params) -> NDArray[np.float32]:
@@ -99,8 +109,8 @@ def decode_detect(
 ) -> list[dict[str, Any]]:
     det = to_detections(_rows(outputs, spec, params), prep.input_hw, prep.orig_hw)
     return [
-        {**_base(spec, int(c), s), "box": _box(b)}
-        for b, s, c in zip(det.xyxy, det.conf, det.cls, strict=True)
+        {**base, "box": box}
+        for base, box in zip(_bases(spec, det.cls, det.conf), _boxes(det.xyxy), strict=True)
     ]
 
 
@@ -111,8 +121,8 @@ def decode_segment(
     keep, polygons = decode_masks(rows, _single(outputs, "output1", 4), prep.input_hw, prep.orig_hw)
     det = to_detections(rows[keep], prep.input_hw, prep.orig_hw)
     return [
-        {**_base(spec, int(c), s), "box": _box(b), "segments": _points(poly)}
-        for b, s, c, poly in zip(det.xyxy, det.conf, det.cls, polygons, strict=True)
+        {**base, "box": box, "segments": _points(poly)}
+        for base, box, poly in zip(_bases(spec, det.cls, det.conf), _boxes(det.xyxy), polygons, strict=True)
     ]
 
 
@@ -122,13 +132,11 @@ def decode_pose(
     if spec.kpt_shape is None:
         raise ServingError("the pose model has no kpt_shape in its metadata")
     det, kpts = decode_keypoints(_rows(outputs, spec, params), spec.kpt_shape, prep.input_hw, prep.orig_hw)
-
-    def point(k: NDArray[np.float32]) -> dict[str, float]:
-        return {"x": _r(k[0]), "y": _r(k[1]), **({"conf": _r(k[2])} if len(k) > 2 else {})}
-
+    keys = ("x", "y", "conf")[: spec.kpt_shape[1]]  # visibility only when the model has it
+    people = _rounded(kpts)
     return [
-        {**_base(spec, int(c), s), "box": _box(b), "keypoints": [point(k) for k in person]}
-        for b, s, c, person in zip(det.xyxy, det.conf, det.cls, kpts, strict=True)
+        {**base, "box": box, "keypoints": [dict(zip(keys, k, strict=True)) for k in person]}
+        for base, box, person in zip(_bases(spec, det.cls, det.conf), _boxes(det.xyxy), people, strict=True)
     ]
 
 
@@ -140,19 +148,27 @@ def decode_obb(
         output0, nc=len(spec.names), end2end=spec.end2end, conf=params.conf, iou=params.iou
     )
     obb = to_oriented(rows, prep.input_hw, prep.orig_hw)
-    predictions = []
-    for xywhr, corners, s, c in zip(obb.xywhr, obb.corners(), obb.conf, obb.cls, strict=True):
-        box = {f"{axis}{i + 1}": _r(corners[i][j]) for i in range(4) for j, axis in enumerate("xy")}
-        rotated = dict(zip(("cx", "cy", "w", "h", "angle"), (_r(v) for v in xywhr), strict=True))
-        predictions.append({**_base(spec, int(c), s), "box": box, "obb": rotated})
-    return predictions
+    corner_keys = ("x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4")
+    return [
+        {
+            **base,
+            "box": dict(zip(corner_keys, corners, strict=True)),
+            "obb": dict(zip(OBB_KEYS, xywhr, strict=True)),
+        }
+        for base, corners, xywhr in zip(
+            _bases(spec, obb.cls, obb.conf),
+            _rounded(obb.corners().reshape(-1, 8)),
+            _rounded(obb.xywhr.reshape(-1, 5)),
+            strict=True,
+        )
+    ]
 
 
 def decode_classify(
     outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params, prep: Prepared
 ) -> list[dict[str, Any]]:
     indices, probs = top_classes(_single(outputs, "output0", 2))
-    return [_base(spec, int(i), p) for i, p in zip(indices, probs, strict=True)]
+    return _bases(spec, np.asarray(indices), np.asarray(probs, dtype=np.float32))
 
 
 Decoder = Callable[[dict[str, NDArray[Any]], ModelSpec, Params, Prepared], list[dict[str, Any]]]
