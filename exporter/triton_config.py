@@ -32,7 +32,7 @@ NATIVE_CONFIG_NAME = "onnxruntime"
 class ServingOptions:
     max_batch: int = 8
     instances: int = 1
-    queue_delay_us: int = 2000
+    queue_delay_us: int = 0  # no wait for a lone request; requests queued meanwhile still batch
     u8_input: bool = True  # the Python-backend config also takes the uint8 image (see `U8_INPUT`)
     compact_output: bool = True  # ... and returns only the candidate anchors (`CANDIDATES_OUTPUT`)
     execution_env: str = ""  # Python-backend runtime env (local CPU runtime only)
@@ -62,6 +62,7 @@ def _base_config(
     for out_name, out_dims in outputs:
         config.output.add(**_tensor(out_name, out_dims[1:] if max_batch else out_dims, "FP32"))
     if max_batch > 1:
+        config.dynamic_batching.SetInParent()  # batches whatever queued while the instance was busy
         config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     config.parameters[SPEC_PARAMETER].string_value = spec.to_json()
     config.parameters["metadata"].string_value = str(metadata)
