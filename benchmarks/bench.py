@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--instances", type=int, default=1)
-    parser.add_argument("--queue-delay-us", type=int, default=2000)
+    parser.add_argument("--queue-delay-us", type=int, default=0)
     parser.add_argument(
         "--candidates",
         action=argparse.BooleanOptionalAction,
