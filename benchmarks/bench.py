@@ -148,6 +148,9 @@ def render_table(results: dict[str, Any]) -> str:
     if breakdown:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in breakdown.items())
         lines.append(f"trident Server-Timing medians at c=1 (ms): {parts}")
+    for c, cpu in results.get("trident_cpu_ms_per_request", {}).items():
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+        lines.append(f"trident CPU per request at c={c} (ms, all cores): {parts}")
     rss = results.get("frontend_rss_mb")
     if rss is not None:
         lines.append(f"frontend worker RSS after {results['frontend_requests']} requests: {rss:.1f} MB")
@@ -336,6 +339,30 @@ def worker_rss_mb(pid: int) -> float:
     return best
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn workers; Triton's Python-backend stubs)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = task / "children"
+        if children.exists():
+            for child in children.read_text().split():
+                pids += process_tree(int(child))
+    return pids
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and the descendants still running."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # it ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def run_concurrent(
     make: Callable[[], Callable[[], None]], concurrency: int, seconds: float
 ) -> dict[str, float]:
@@ -511,12 +538,26 @@ def main(argv: list[str] | None = None) -> int:
         if "ultra_triton" in peers:
             makers["ultra_triton"] = triton_peer
         tput_runs: dict[str, dict[int, list[dict[str, float]]]] = {}
+        cpu_runs: dict[int, list[dict[str, float]]] = {}  # trident: CPU ms per request, by process
         for r in range(args.tput_rounds):
             for c in args.concurrency:
                 systems = list(makers) if r % 2 == 0 else list(reversed(makers))
                 for system in systems:
+                    count0 = triton_stats(stack.http_port, stack.triton_name)[0]
+                    cpu0 = {
+                        "frontend": tree_cpu_s(stack.frontend.pid),
+                        "triton": tree_cpu_s(stack.triton.pid),
+                    }
                     run = run_concurrent(makers[system], c, args.tput_seconds)
                     tput_runs.setdefault(system, {}).setdefault(c, []).append(run)
+                    served = triton_stats(stack.http_port, stack.triton_name)[0] - count0
+                    if system == "trident" and served > 0:
+                        cpu1 = {
+                            "frontend": tree_cpu_s(stack.frontend.pid),
+                            "triton": tree_cpu_s(stack.triton.pid),
+                        }
+                        cpu = {k: (cpu1[k] - cpu0[k]) * 1000 / served for k in cpu0}
+                        cpu_runs.setdefault(c, []).append(cpu)
             for system in ("ultra_onnx", "ultra_pt"):
                 if system in peers:
                     run = run_concurrent(in_process(system), 1, args.tput_seconds)
@@ -572,6 +613,10 @@ def main(argv: list[str] | None = None) -> int:
             for system, by_c in tput_runs.items()
         },
         "trident_server_timing_ms": server_timing_medians(timings),
+        "trident_cpu_ms_per_request": {
+            str(c): {k: round(median([run[k] for run in runs]), 1) for k in ("frontend", "triton")}
+            for c, runs in cpu_runs.items()
+        },
         "frontend_requests": sent[0],
         "frontend_rss_mb": round(rss, 1),
     }

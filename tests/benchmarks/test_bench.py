@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -77,7 +80,27 @@ def test_table_renders_every_system_and_ratio_and_is_json_safe() -> None:
     data = results()
     data["ratios"] = {"bus.jpg": bench.ratios(data, "bus.jpg", 8)}
     data["frontend_rss_mb"], data["frontend_requests"] = 123.4, 2000
+    data["trident_cpu_ms_per_request"] = {"8": {"frontend": 19.5, "triton": 84.0}}
     table = bench.render_table(data)
     for needle in ("floor", "ultra_onnx", "trident_p50/floor_p50", "1.250", "123.4 MB", "c=8"):
         assert needle in table
+    assert "trident CPU per request at c=8 (ms, all cores): frontend 19.5, triton 84.0" in table
     assert json.loads(json.dumps(data)) == data
+
+
+def test_cpu_of_a_process_tree_counts_its_children() -> None:
+    """What `trident_cpu_ms_per_request` adds up: a process and its children (Triton's stubs)."""
+    burn = (
+        "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ntime.sleep(60)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        deadline = time.monotonic() + 30
+        while bench.tree_cpu_s(child.pid) < 0.5:
+            assert time.monotonic() < deadline, "the child never burnt its 0.5 s"
+            time.sleep(0.05)
+        assert child.pid in bench.process_tree(os.getpid())
+        assert bench.tree_cpu_s(os.getpid()) >= time.process_time() + 0.45  # ours plus the child's
+    finally:
+        child.kill()
+        child.wait()
