@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -72,9 +73,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.auth_failures = FailedAuthLimiter(counter, settings.auth_failures_per_minute)
         app.state.in_flight = InFlight(settings.max_in_flight)
         refresher = asyncio.create_task(catalog.run())
+        # Everything alive now (modules, the app, about 115,000 objects) lives as long as the
+        # process: out of the collector's sight, a full collection no longer walks it (70 ms with
+        # the GIL held, every few hundred requests, measured).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
