@@ -24,10 +24,16 @@ def _overlaps(
     """IoU of every box `a` with every box `b`, computed with the same float32 operations as
     the pairwise greedy loop (so decisions at the threshold are bit-identical)."""
     x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
-    w = np.maximum(np.minimum(x2[a, None], x2[b]) - np.maximum(x1[a, None], x1[b]), np.float32(0))
-    h = np.maximum(np.minimum(y2[a, None], y2[b]) - np.maximum(y1[a, None], y1[b]), np.float32(0))
-    inter = w * h
-    overlap: NDArray[np.float32] = inter / (areas[a, None] + areas[b] - inter)
+    w = np.minimum(x2[a, None], x2[b])  # each step in place: a matrix is large, fresh ones fault in
+    w -= np.maximum(x1[a, None], x1[b])
+    np.maximum(w, np.float32(0), out=w)
+    h = np.minimum(y2[a, None], y2[b])
+    h -= np.maximum(y1[a, None], y1[b])
+    np.maximum(h, np.float32(0), out=h)
+    inter = np.multiply(w, h, out=w)
+    union = np.add(areas[a, None], areas[b], out=h)
+    union -= inter
+    overlap: NDArray[np.float32] = np.divide(inter, union, out=inter)
     return overlap
 
 
