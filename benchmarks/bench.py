@@ -144,10 +144,9 @@ def render_table(results: dict[str, Any]) -> str:
     for image, image_ratios in results["ratios"].items():
         for name, value in image_ratios.items():
             lines.append(f"  {image:<11}{name:<46}{value:>8.3f}")
-    breakdown = results.get("trident_server_timing_ms")
-    if breakdown:
+    for image, breakdown in results.get("trident_server_timing_ms", {}).items():
         parts = ", ".join(f"{k} {v:.2f}" for k, v in breakdown.items())
-        lines.append(f"trident Server-Timing medians at c=1 (ms): {parts}")
+        lines.append(f"trident Server-Timing medians at c=1, {image} (ms): {parts}")
     for c, cpu in results.get("trident_cpu_ms_per_request", {}).items():
         parts = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
         lines.append(f"trident CPU per request at c={c} (ms, all cores): {parts}")
@@ -496,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
 
         lat: dict[str, dict[str, list[float]]] = {im: {} for im in args.images}
         floor_ns: dict[str, list[float]] = {im: [] for im in args.images}
-        timings: list[str] = []
+        timings: dict[str, list[str]] = {im: [] for im in args.images}  # the timed requests' only
         order = ["trident", *peers]
         for r in range(args.rounds):
             rotated = order[r % len(order) :] + order[: r % len(order)]
@@ -515,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                         elapsed = (time.perf_counter() - t) * 1000
                         sent[0] += 1
                         count1, ns1 = triton_stats(stack.http_port, stack.triton_name)
+                        timings[image].append(probe.server_timing[-1])
                         if count1 - count0 == 1:
                             floor_ns[image].append((ns1 - ns0) / 1e6)
                     else:
@@ -523,7 +523,6 @@ def main(argv: list[str] | None = None) -> int:
                         elapsed = (time.perf_counter() - t) * 1000
                     lat[image].setdefault(system, []).append(elapsed)
             print(f"latency round {r + 1}/{args.rounds} done", file=sys.stderr)
-        timings = probe.server_timing
 
         def triton_peer() -> Callable[[], None]:
             model = YOLO(grpc_url, task="detect")
@@ -612,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for system, by_c in tput_runs.items()
         },
-        "trident_server_timing_ms": server_timing_medians(timings),
+        "trident_server_timing_ms": {image: server_timing_medians(t) for image, t in timings.items()},
         "trident_cpu_ms_per_request": {
             str(c): {k: round(median([run[k] for run in runs]), 1) for k in ("frontend", "triton")}
             for c, runs in cpu_runs.items()

@@ -81,10 +81,12 @@ def test_table_renders_every_system_and_ratio_and_is_json_safe() -> None:
     data["ratios"] = {"bus.jpg": bench.ratios(data, "bus.jpg", 8)}
     data["frontend_rss_mb"], data["frontend_requests"] = 123.4, 2000
     data["trident_cpu_ms_per_request"] = {"8": {"frontend": 19.5, "triton": 84.0}}
+    data["trident_server_timing_ms"] = {"bus.jpg": {"preprocess": 5.5, "inference": 41.0}}
     table = bench.render_table(data)
     for needle in ("floor", "ultra_onnx", "trident_p50/floor_p50", "1.250", "123.4 MB", "c=8"):
         assert needle in table
     assert "trident CPU per request at c=8 (ms, all cores): frontend 19.5, triton 84.0" in table
+    assert "trident Server-Timing medians at c=1, bus.jpg (ms): preprocess 5.50, inference 41.00" in table
     assert json.loads(json.dumps(data)) == data
 
 
