@@ -18,9 +18,10 @@ of the systems so that machine drift hits all alike, measures:
 
 Latency is measured at concurrency 1 (p50, p95) on each image; throughput at each `--concurrency`
 for the two Triton-backed systems (threads, one connection or client each) and single-stream for
-the in-process ones. Finally the frontend gets enough requests to have served `--rss-requests`
-in all and its worker's resident memory is read. One table of ratios is printed, everything is
-written as JSON.
+the in-process ones; for Trident also the CPU time per request of the frontend and of Triton
+(its Python-backend stubs included), which bounds what two cores can serve. Finally the frontend
+gets enough requests to have served `--rss-requests` in all and its worker's resident memory is
+read. One table of ratios is printed, everything is written as JSON.
 """
 
 from __future__ import annotations
