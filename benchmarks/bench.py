@@ -326,13 +326,9 @@ def wait_callable(call: Callable[[], None], timeout_s: float = 120) -> None:
 
 
 def worker_rss_mb(pid: int) -> float:
-    """Largest resident set among the frontend process and its children (uvicorn workers)."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
+    """Largest resident set among the frontend process and its descendants (uvicorn workers)."""
     best = 0.0
-    for p in pids:
+    for p in process_tree(pid):
         for line in Path(f"/proc/{p}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 best = max(best, int(line.split()[1]) / 1024)
@@ -361,6 +357,11 @@ def tree_cpu_s(pid: int) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / ticks
+
+
+def stack_cpu_s(stack: Stack) -> dict[str, float]:
+    """CPU seconds used so far by the frontend and by Triton (its Python-backend stubs included)."""
+    return {"frontend": tree_cpu_s(stack.frontend.pid), "triton": tree_cpu_s(stack.triton.pid)}
 
 
 def run_concurrent(
@@ -543,21 +544,17 @@ def main(argv: list[str] | None = None) -> int:
             for c in args.concurrency:
                 systems = list(makers) if r % 2 == 0 else list(reversed(makers))
                 for system in systems:
-                    count0 = triton_stats(stack.http_port, stack.triton_name)[0]
-                    cpu0 = {
-                        "frontend": tree_cpu_s(stack.frontend.pid),
-                        "triton": tree_cpu_s(stack.triton.pid),
-                    }
+                    if system == "trident":
+                        count0, cpu0 = triton_stats(stack.http_port, stack.triton_name)[0], stack_cpu_s(stack)
                     run = run_concurrent(makers[system], c, args.tput_seconds)
                     tput_runs.setdefault(system, {}).setdefault(c, []).append(run)
-                    served = triton_stats(stack.http_port, stack.triton_name)[0] - count0
-                    if system == "trident" and served > 0:
-                        cpu1 = {
-                            "frontend": tree_cpu_s(stack.frontend.pid),
-                            "triton": tree_cpu_s(stack.triton.pid),
-                        }
-                        cpu = {k: (cpu1[k] - cpu0[k]) * 1000 / served for k in cpu0}
-                        cpu_runs.setdefault(c, []).append(cpu)
+                    if system == "trident":
+                        served = triton_stats(stack.http_port, stack.triton_name)[0] - count0
+                        cpu1 = stack_cpu_s(stack)
+                        if served > 0:
+                            cpu_runs.setdefault(c, []).append(
+                                {k: (cpu1[k] - cpu0[k]) * 1000 / served for k in cpu0}
+                            )
             for system in ("ultra_onnx", "ultra_pt"):
                 if system in peers:
                     run = run_concurrent(in_process(system), 1, args.tput_seconds)
