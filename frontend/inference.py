@@ -168,7 +168,7 @@ def decode_classify(
     outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params, prep: Prepared
 ) -> list[dict[str, Any]]:
     indices, probs = top_classes(_single(outputs, "output0", 2))
-    return _bases(spec, np.asarray(indices), np.asarray(probs, dtype=np.float32))
+    return _bases(spec, indices, probs)
 
 
 Decoder = Callable[[dict[str, NDArray[Any]], ModelSpec, Params, Prepared], list[dict[str, Any]]]
