@@ -162,3 +162,31 @@ def install(app: Any) -> None:
     """Add the middleware and the `/metrics` route to a Starlette/FastAPI app."""
     app.add_middleware(MetricsMiddleware)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+
+
+# `source` intake (frontend.source): one count per `source` field read, by how it ended. A closed set:
+# never the URL, its host or its query (they may carry secrets), so the series cannot grow.
+SOURCE_OUTCOMES = (
+    "ok",  # URL fetched
+    "base64",  # base64 decoded
+    "invalid",  # too long, empty, malformed URL or data URI
+    "invalid_base64",
+    "refused_scheme",  # not http(s)
+    "refused_address",  # loopback, private, link-local, ... (TRIDENT_SOURCE_ALLOW_PRIVATE off)
+    "unresolvable",
+    "network_error",  # connect, TLS or protocol failure
+    "timeout",
+    "http_error",  # non-2xx final answer
+    "redirects",  # more than allowed
+    "too_large",
+)
+SOURCE_FETCHES = Counter(
+    "trident_source_fetches", "`source` fields read (URL fetched or base64 decoded) by outcome", ["outcome"]
+)
+for _outcome in SOURCE_OUTCOMES:
+    SOURCE_FETCHES.labels(_outcome)
+
+
+def record_source_fetch(outcome: str) -> None:
+    """Count one `source` read by `outcome` (one of SOURCE_OUTCOMES; anything else counts as "invalid")."""
+    SOURCE_FETCHES.labels(outcome if outcome in SOURCE_OUTCOMES else "invalid").inc()
