@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.bench import local_settings
     from exporter.export import ExportRequest, export_model
     from exporter.triton_config import ServingOptions
-    from frontend.inference import Prepared, prepare
+    from pipeline.prepare import Prepared, prepare
     from tests.helpers.models import build_busy_model
     from trident import runtime
     from trident.modelspec import ModelSpec

@@ -22,7 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from frontend.inference import Params, Prepared, decode_segment
+from pipeline.contract import PredictOptions
+from pipeline.decode import decode_segment
+from pipeline.prepare import Prepared
+from pipeline.render_seed import seed_predictions
 from trident.modelspec import ModelSpec
 
 INPUT_HW = (640, 640)
@@ -65,12 +68,12 @@ def main() -> None:
     )
     prep = Prepared(np.zeros((1, 3, *INPUT_HW), np.float32), INPUT_HW, ORIG_HW)
     outputs = synthetic_outputs(args.instances)
-    params = Params(conf=0.25, iou=0.45)
+    params = PredictOptions(conf=0.25, iou=0.45)
     times, peaks, count = [], [], 0
     for _ in range(args.repeat):
         tracemalloc.start()
         start = time.perf_counter()
-        predictions = decode_segment(outputs, spec, params, prep)
+        predictions = seed_predictions(decode_segment(outputs, spec, params, prep), params)
         times.append(time.perf_counter() - start)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()

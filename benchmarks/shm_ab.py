@@ -65,8 +65,8 @@ async def infer_pairs(
     from ultralytics.utils import ASSETS
 
     from benchmarks.bench import triton_stats
-    from frontend.inference import prepare
     from frontend.triton import Triton
+    from pipeline.prepare import prepare
     from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT, ModelSpec
 
     clients = {"shm": Triton(url, 30.0, shared_memory="auto"), "grpc": Triton(url, 30.0, shared_memory="off")}

@@ -1,7 +1,7 @@
-"""Check the exported ONNX, run through the frontend's own pipeline, against `YOLO(weights).predict()`.
+"""Check the exported ONNX, run through Trident's own pipeline, against `YOLO(weights).predict()`.
 
 This runs before anything is published: an export that does not reproduce Ultralytics' results
-never reaches Triton. The pipeline is the serving code itself (`frontend.inference`), with ONNX
+never reaches Triton. The pipeline is the serving code itself (`pipeline/`), with ONNX
 Runtime standing in for Triton.
 """
 
@@ -17,7 +17,10 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from exporter.errors import ExportError
-from frontend.inference import DECODERS, Params, prepare
+from pipeline.contract import PredictOptions
+from pipeline.decode import DECODERS
+from pipeline.prepare import prepare
+from pipeline.render_seed import seed_predictions
 from trident.modelspec import ModelSpec
 
 CHECK_CONF = 0.01  # low enough that even an untrained model yields boxes to compare
@@ -35,13 +38,13 @@ class ParityReport:
 
 
 def run_pipeline(
-    session: ort.InferenceSession, spec: ModelSpec, image: NDArray[np.uint8], params: Params
+    session: ort.InferenceSession, spec: ModelSpec, image: NDArray[np.uint8], params: PredictOptions
 ) -> list[dict[str, Any]]:
-    """The frontend's predictions for one image, with ONNX Runtime standing in for Triton."""
+    """The served predictions for one image, with ONNX Runtime standing in for Triton."""
     prep = prepare(image, spec, spec.imgsz[0])
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(names, {session.get_inputs()[0].name: prep.tensor}), strict=True))
-    return DECODERS[spec.task](outputs, spec, params, prep)
+    return seed_predictions(DECODERS[spec.task](outputs, spec, params, prep), params)
 
 
 def _iou(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -93,7 +96,7 @@ def check_parity(
     result = results[0]
     ref_xyxy, ref_conf, ref_cls = _reference(result, spec.task)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    ours = run_pipeline(session, spec, image, Params(conf=conf, iou=iou))
+    ours = run_pipeline(session, spec, image, PredictOptions(conf=conf, iou=iou))
     our_conf = np.array([p["confidence"] for p in ours], dtype=np.float64)
     our_cls = np.array([p["class_id"] for p in ours])
     top = np.argsort(-ref_conf, kind="stable")[:TOP_N]

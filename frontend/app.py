@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 
-import orjson
 from anyio import CapacityLimiter
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -20,13 +19,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontend.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
 from frontend.catalog import Catalog
+from frontend.deps import Services
 from frontend.errors import InvalidRequest, ServingError
+from frontend.formats import resolve_format
 from frontend.metrics import install as install_metrics
 from frontend.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
 from frontend.routes import router
 from frontend.shedding import InFlight
 from frontend.triton import Triton
 from frontend.web import router as web_router
+from pipeline.contract import ApiFormat
+from pipeline.decode import ModelOutputError
 from trident import __version__
 from trident.keys import KeyStore
 from trident.settings import Settings
@@ -67,11 +70,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.redis_url
             else MemoryCounter()
         )
-        app.state.triton, app.state.catalog = triton, catalog
-        app.state.keys = KeyStore(settings.key_store_url)
-        app.state.limiter = RateLimiter(counter)
-        app.state.auth_failures = FailedAuthLimiter(counter, settings.auth_failures_per_minute)
-        app.state.in_flight = InFlight(settings.max_in_flight)
+        keys = KeyStore(settings.key_store_url)
+        app.state.services = Services(
+            triton=triton,
+            catalog=catalog,
+            keys=keys,
+            limiter=RateLimiter(counter),
+            auth_failures=FailedAuthLimiter(counter, settings.auth_failures_per_minute),
+            in_flight=InFlight(settings.max_in_flight),
+            cpu_limiter=CapacityLimiter(settings.cpu_threads),
+        )
         refresher = asyncio.create_task(catalog.run())
         # Everything alive now (modules, the app, about 115,000 objects) lives as long as the
         # process: out of the collector's sight, a full collection no longer walks it (70 ms with
@@ -88,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await triton.close()
             if isinstance(counter, RedisCounter):
                 await counter.close()
-            app.state.keys.engine.dispose()
+            keys.engine.dispose()
 
     app = FastAPI(
         title="Trident",
@@ -97,41 +105,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.cpu_limiter = CapacityLimiter(settings.cpu_threads)
     app.include_router(router)
-    app.add_middleware(BodyLimit, max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.add_middleware(
+        BodyLimit,
+        max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        default_format=settings.api_format,
+    )
     app.include_router(web_router)
     install_metrics(app)  # /metrics and the predict-call middleware
     app.add_middleware(NoSniff)  # outermost: also on the 413 answered before the app runs
 
+    def api_format(request: Request) -> ApiFormat:
+        return resolve_format(request.url.path, request.query_params.get("format"), settings.api_format)
+
     @app.exception_handler(ServingError)
-    async def serving_error(_: Request, exc: ServingError) -> Response:
-        return exc.to_response()
+    async def serving_error(request: Request, exc: ServingError) -> Response:
+        return exc.to_response(api_format(request))
+
+    @app.exception_handler(ModelOutputError)
+    async def model_output_error(request: Request, exc: ModelOutputError) -> Response:
+        return ServingError(str(exc)).to_response(api_format(request))
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return InvalidRequest(f"{where}: {first.get('msg', 'invalid')}").to_response()
+        return InvalidRequest(f"{where}: {first.get('msg', 'invalid')}").to_response(api_format(request))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         phrase = HTTPStatus(exc.status_code).phrase
-        body = {
-            "success": False,
-            "error": {"code": phrase.lower().replace(" ", "_"), "message": phrase, "detail": str(exc.detail)},
-        }
-        return Response(
-            orjson.dumps(body),
-            status_code=exc.status_code,
-            headers=exc.headers,
-            media_type="application/json",
-        )  # keeps `Allow` on a 405
+
+        class Refused(ServingError):  # 404 for an unknown route, 405 for a wrong method
+            status_code, code, message = exc.status_code, phrase.lower().replace(" ", "_"), phrase
+
+        response = Refused(str(exc.detail), headers=dict(exc.headers or {})).to_response(api_format(request))
+        return response  # keeps `Allow` on a 405
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> Response:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error")  # the trace goes to the log, never to the client
-        response = ServingError("unexpected error; the request was not processed").to_response()
+        error = ServingError("unexpected error; the request was not processed")
+        response = error.to_response(api_format(request))
         response.headers["X-Content-Type-Options"] = "nosniff"  # answered outside `NoSniff`
         return response
 

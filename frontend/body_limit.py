@@ -10,6 +10,8 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontend.errors import PayloadTooLarge
+from frontend.formats import scope_format
+from pipeline.contract import ApiFormat
 
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form fields
 
@@ -19,9 +21,10 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, default_format: ApiFormat = "seed") -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.default_format = default_format
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -30,9 +33,10 @@ class BodyLimit:
         limit = self.max_body_bytes
         megabytes = (limit - FORM_OVERHEAD_BYTES) // (1024 * 1024)
         too_large = PayloadTooLarge(f"the upload is larger than {megabytes} MB")
+        api_format = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await too_large.to_response()(scope, receive, send)
+                await too_large.to_response(api_format)(scope, receive, send)
                 return
         received = 0
         started = False
@@ -55,4 +59,4 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await too_large.to_response()(scope, receive, send)
+                await too_large.to_response(api_format)(scope, receive, send)

@@ -10,8 +10,10 @@
     ├── ServiceUnavailable (503 Service unavailable, Retry-After)
     └── InferenceTimeout (504 Inference timeout)
 
-The body is `{"success": false, "error": {"code", "message", "detail"}}`: `message` is the
-Platform's words, `detail` says what exactly was wrong. Never a stack trace.
+In the seed format the body is `{"success": false, "error": {"code", "message", "detail"}}`:
+`message` is the Platform's words, `detail` says what exactly was wrong. In the Platform format
+it is `{"error": "<message>: <detail>"}` and nothing else, as that contract allows. Never a stack
+trace.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import ClassVar
 
 import orjson
 from starlette.responses import Response
+
+from pipeline.contract import ApiFormat
 
 
 class ServingError(Exception):
@@ -35,17 +39,23 @@ class ServingError(Exception):
         self.retry_after = retry_after
         self.headers = dict(headers or {})
 
-    def to_response(self) -> Response:
-        body = {
-            "success": False,
-            "error": {"code": self.code, "message": self.message, "detail": self.detail},
-        }
+    def to_response(self, api_format: ApiFormat = "seed") -> Response:
+        body = self.body(api_format)
         headers = dict(self.headers)
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
         return Response(
             orjson.dumps(body), status_code=self.status_code, headers=headers, media_type="application/json"
         )
+
+    def body(self, api_format: ApiFormat) -> dict[str, object]:
+        if api_format == "platform":
+            detail = "" if self.detail == self.message else f": {self.detail}"
+            return {"error": f"{self.message}{detail}"}
+        return {
+            "success": False,
+            "error": {"code": self.code, "message": self.message, "detail": self.detail},
+        }
 
 
 class InvalidRequest(ServingError):

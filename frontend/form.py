@@ -1,43 +1,54 @@
-"""Parse and validate the multipart predict request: `file`, `conf`, `iou`, `imgsz`."""
+"""Parse and validate the multipart predict request against the contract (`pipeline.contract`).
+
+The image comes as `file` (an upload) or `source` (a URL or base64 text, fetched by
+`frontend.source`); the options are validated by `PredictOptions` itself, so bounds and defaults
+live in one place and the error names the field and its range.
+"""
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from typing import Any
 
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from frontend.body_limit import BodyTooLarge
 from frontend.errors import InvalidImage, InvalidRequest, PayloadTooLarge
-from frontend.inference import Params
+from pipeline.contract import MAX_SOURCE_CHARS, PredictOptions
 
 
-def _number(raw: object, name: str, low: float, high: float, default: float) -> float:
-    if raw is None or raw == "":
-        return default
+@dataclass(frozen=True)
+class PredictForm:
+    data: bytes | None  # the uploaded file, or None when the image is named by `source`
+    source: str | None
+    options: PredictOptions
+
+
+def _field_rule(name: str) -> str:
+    """What a field accepts, in words, from its declaration."""
+    field = PredictOptions.model_fields[name]
+    if field.annotation is bool:
+        return f"{name} must be true or false"
+    low = next(m.ge for m in field.metadata if getattr(m, "ge", None) is not None)
+    high = next(m.le for m in field.metadata if getattr(m, "le", None) is not None)
+    kind = "an integer" if field.annotation is int else "a number"
+    return f"{name} must be {kind} between {low:g} and {high:g}"
+
+
+def parse_options(fields: dict[str, Any]) -> PredictOptions:
+    """`PredictOptions` from form strings; empty strings take the default."""
+    given = {k: v for k, v in fields.items() if k in PredictOptions.model_fields and v not in (None, "")}
     try:
-        value = float(str(raw))
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a number between {low:g} and {high:g}") from None
-    if not math.isfinite(value) or not low <= value <= high:
-        raise InvalidRequest(f"{name} must be between {low:g} and {high:g}, got {raw}")
-    return value
+        return PredictOptions.model_validate(given)
+    except ValidationError as exc:
+        name = str(exc.errors()[0]["loc"][0])
+        raise InvalidRequest(f"{_field_rule(name)}, got {given[name]!r}") from None
 
 
-def _integer(raw: object, name: str, low: int, high: int, default: int) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(str(raw))
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer between {low} and {high}") from None
-    if not low <= value <= high:
-        raise InvalidRequest(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-async def read_predict_form(request: Request, max_upload_bytes: int) -> tuple[bytes, Params]:
-    """The uploaded bytes and validated parameters (the body's size is capped by `BodyLimit`)."""
+async def read_predict_form(request: Request, max_upload_bytes: int) -> PredictForm:
+    """The image (bytes or `source`) and validated options (the body's size is capped by `BodyLimit`)."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("send the image as multipart/form-data with a 'file' field")
@@ -48,17 +59,21 @@ async def read_predict_form(request: Request, max_upload_bytes: int) -> tuple[by
     except Exception:
         raise InvalidRequest("the multipart body could not be parsed") from None
     try:
-        upload = form.get("file")
+        upload, source = form.get("file"), form.get("source")
+        if isinstance(source, UploadFile):
+            raise InvalidRequest("source must be text: an http(s) URL or a base64 image")
+        if upload is not None and source:
+            raise InvalidRequest("send either 'file' or 'source', not both")
+        options = parse_options({name: form.get(name) for name in PredictOptions.model_fields})
+        if source:
+            if len(source) > MAX_SOURCE_CHARS:
+                raise InvalidRequest(f"source is longer than {MAX_SOURCE_CHARS} characters")
+            return PredictForm(None, source, options)
         if not isinstance(upload, UploadFile):
-            raise InvalidImage("no image: send it in the 'file' field")
+            raise InvalidImage("no image: send it in the 'file' field (or a URL or base64 in 'source')")
         data = await upload.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise PayloadTooLarge(f"the image is larger than {max_upload_bytes // (1024 * 1024)} MB")
-        params = Params(
-            conf=_number(form.get("conf"), "conf", 0.0, 1.0, Params.conf),
-            iou=_number(form.get("iou"), "iou", 0.0, 1.0, Params.iou),
-            imgsz=_integer(form.get("imgsz"), "imgsz", 32, 1280, Params.imgsz),
-        )
     finally:
         await form.close()
-    return data, params
+    return PredictForm(data, None, options)

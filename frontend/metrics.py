@@ -104,7 +104,8 @@ if _multiprocess():  # a worker leaving takes its live gauges (in-flight, ready)
 
 async def metrics_endpoint(request: Request) -> Response:
     """The Prometheus exposition; checks Triton's readiness first so `trident_triton_ready` is current."""
-    triton = getattr(request.app.state, "triton", None)
+    services = getattr(request.app.state, "services", None)
+    triton = services.triton if services is not None else None
     TRITON_READY.set(1 if triton is not None and await triton.is_ready() else 0)
     if _multiprocess():
         registry = CollectorRegistry()

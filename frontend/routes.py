@@ -1,4 +1,8 @@
-"""HTTP routes: the Platform's predict endpoint, the model list, and health."""
+"""HTTP routes: predict (both contracts), the model lists, and health.
+
+Handlers only wire dependencies (caller, quota, model, contract) to the pipeline and pick a
+rendering; everything between the image and the `Result` is `pipeline/`.
+"""
 
 from __future__ import annotations
 
@@ -14,35 +18,45 @@ from numpy.typing import NDArray
 from starlette.requests import Request
 from starlette.responses import Response
 
-from frontend.auth import authenticate, ensure_visible
+from frontend.auth import ensure_visible
 from frontend.catalog import Catalog, ServedModel
-from frontend.errors import ModelNotFound, RateLimited, ServiceUnavailable, ServingError
-from frontend.form import read_predict_form
+from frontend.deps import (
+    ApiFormatDep,
+    CallerDep,
+    CatalogDep,
+    QuotaDep,
+    Services,
+    ServicesDep,
+    SettingsDep,
+)
+from frontend.errors import ModelNotFound, ServiceUnavailable, ServingError
+from frontend.form import PredictForm, read_predict_form
 from frontend.imaging import decode_image
-from frontend.inference import Decoder, Params, Prepared, decoder_for, prepare
-from frontend.metrics import record_rate_limited
-from frontend.ratelimit import DAY_S, Plan
-from frontend.schemas import PREDICT_BODY, ErrorResponse, PredictResponse
-from frontend.triton import Triton
+from frontend.schemas import PREDICT_BODY, PREDICT_RESPONSES, ErrorResponse, PlatformErrorResponse
+from frontend.source import read_source
+from pipeline.contract import ApiFormat, PredictOptions
+from pipeline.decode import Decoder, decoder_for
+from pipeline.prepare import Prepared, prepare
+from pipeline.render_platform import ModelInfo, platform_body, platform_image, platform_results
+from pipeline.render_seed import seed_body, seed_predictions
+from pipeline.result import Result, Speed
+from trident import __version__
 from trident.keys import Principal
-from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT, ModelSpec
+from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
 from trident.settings import Settings
 from trident.slug import InvalidSlugError, Slug
 
 T = TypeVar("T")
 router = APIRouter()
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 500, 503, 504)
-}
 
 
 def json_response(body: object, status_code: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
 
 
-async def run_cpu(request: Request, fn: Callable[..., T], *args: Any) -> T:
+async def run_cpu(services: Services, fn: Callable[..., T], *args: Any) -> T:
     """CPU-bound work off the event loop, on a bounded pool."""
-    return await anyio.to_thread.run_sync(fn, *args, limiter=request.app.state.cpu_limiter)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=services.cpu_limiter)
 
 
 def _decode_and_prepare(data: bytes, max_pixels: int, served: ServedModel, imgsz: int) -> Prepared:
@@ -50,22 +64,33 @@ def _decode_and_prepare(data: bytes, max_pixels: int, served: ServedModel, imgsz
     return prepare(decode_image(data, max_pixels), served.spec, imgsz, served.u8_input)
 
 
-def _decode_to_json(
-    decode: Decoder, outputs: dict[str, NDArray[Any]], spec: ModelSpec, params: Params, prep: Prepared
-) -> orjson.Fragment:
-    """Predictions already serialised, off the event loop (often the largest part of the body)."""
-    return orjson.Fragment(orjson.dumps(decode(outputs, spec, params, prep)))
+def _decode_and_render(
+    decode: Decoder,
+    outputs: dict[str, NDArray[Any]],
+    served: ServedModel,
+    options: PredictOptions,
+    prep: Prepared,
+    api_format: ApiFormat,
+) -> tuple[Result, orjson.Fragment]:
+    """The result and its predictions already serialised, off the event loop (often the largest
+    part of the body)."""
+    result = decode(outputs, served.spec, options, prep)
+    rows = (
+        platform_results(result, options) if api_format == "platform" else seed_predictions(result, options)
+    )
+    return result, orjson.Fragment(orjson.dumps(rows))
 
 
 async def _run_model(
-    triton: Triton, served: ServedModel, prep: Prepared, params: Params
+    services: Services, served: ServedModel, prep: Prepared, options: PredictOptions
 ) -> dict[str, NDArray[Any]]:
     """Triton's outputs by name; with `candidates`, `output0` holds only the anchors that can pass
     `conf` (what `raw_candidates` then keeps from it is exactly what it keeps from the full head)."""
+    triton = services.triton
     inputs: dict[str, NDArray[Any]] = {U8_INPUT if served.u8_input else served.input_name: prep.tensor}
     if not served.candidates:
         return await triton.infer(served.triton_name, inputs, list(served.output_names))
-    inputs[CONF_INPUT] = np.full((1, 1), params.conf, dtype=np.float32)
+    inputs[CONF_INPUT] = np.full((1, 1), options.conf, dtype=np.float32)
     wanted = [CANDIDATES_OUTPUT if name == "output0" else name for name in served.output_names]
     outputs = await triton.infer(served.triton_name, inputs, wanted)
     outputs["output0"] = outputs.pop(CANDIDATES_OUTPUT)
@@ -76,87 +101,107 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
 
 
-@router.post(
-    "/api/models/{owner}/{project}/{model}/predict",
-    response_model=PredictResponse,
-    responses=ERRORS,
-    openapi_extra=PREDICT_BODY,
-    summary="Run a model on one image",
-)
-async def predict(owner: str, project: str, model: str, request: Request) -> Response:
-    """The Ultralytics Platform predict call: multipart `file` plus `conf`, `iou`, `imgsz`.
-
-    Order matters: the key first (a failed auth spends no quota and learns nothing about models),
-    then the quota, then the model (one the key may not see is "not found"), then the body.
-    """
-    state = request.app.state
-    principal = await authenticate(request, state.keys, state.auth_failures)
-    request.state.plan = principal.plan  # for metrics
-    plan = state.settings.plans.get(principal.plan)
-    if plan is None:
-        raise ServingError(f"the plan {principal.plan!r} of this key is not configured")
-    decision = await state.limiter.check(principal.key_id, Plan(*plan))
-    limit_headers = decision.headers()
-    try:
-        if not decision.allowed:
-            record_rate_limited(principal.plan, "quota" if decision.window_s == DAY_S else "rate")
-            raise RateLimited(
-                f"the {principal.plan} plan allows {plan[0]} requests per minute and {plan[1]} per day; "
-                f"retry in {decision.retry_after_s} s",
-                retry_after=decision.retry_after_s,
-            )
-        response = await _predict(request, principal, owner, project, model)
-    except ServingError as exc:
-        exc.headers.update(limit_headers)
-        raise
-    response.headers.update(limit_headers)
-    return response
-
-
-async def _predict(request: Request, principal: Principal, owner: str, project: str, model: str) -> Response:
-    settings: Settings = request.app.state.settings
-    catalog: Catalog = request.app.state.catalog
+async def _visible_model(
+    catalog: Catalog, caller: Principal, owner: str, project: str, model: str
+) -> ServedModel:
+    """The model the slug names, if this caller may see it; any other case is 404."""
     try:
         slug = Slug.from_parts(owner, project, model)
     except InvalidSlugError:
         raise ModelNotFound(f"no model {owner}/{project}/{model}") from None
     served = await catalog.get(slug)
-    ensure_visible(served.spec, principal, str(slug))
-    request.state.model, request.state.task = str(slug), served.spec.task  # for metrics
-    decode = decoder_for(served)
-    data, params = await read_predict_form(request, settings.max_upload_bytes)
-    with request.app.state.in_flight.slot():
-        return await _infer(request, served, decode, data, params)
+    ensure_visible(served.spec, caller, str(slug))
+    return served
+
+
+@router.post(
+    "/api/models/{owner}/{project}/{model}/predict",
+    responses=PREDICT_RESPONSES,
+    openapi_extra=PREDICT_BODY,
+    summary="Run a model on one image",
+)
+async def predict(
+    owner: str,
+    project: str,
+    model: str,
+    request: Request,
+    api_format: ApiFormatDep,
+    caller: CallerDep,
+    quota: QuotaDep,
+    services: ServicesDep,
+    settings: SettingsDep,
+) -> Response:
+    """The Ultralytics Platform predict call: multipart `file` (or `source`) plus the options.
+
+    Order matters: the key first (a failed auth spends no quota and learns nothing about models),
+    then the quota, then the model (one the key may not see is "not found"), then the body.
+    The answer is in the reference page's format (`seed`) or the Platform's (`platform`).
+    """
+    call_start = time.perf_counter()
+    try:
+        served = await _visible_model(services.catalog, caller, owner, project, model)
+        request.state.model, request.state.task = str(served.slug), served.spec.task  # for metrics
+        decode = decoder_for(served.spec)
+        form = await read_predict_form(request, settings.max_upload_bytes)
+        with services.in_flight.slot():
+            response = await _infer(request, services, settings, served, decode, form, api_format, call_start)
+    except ServingError as exc:
+        exc.headers.update(quota.headers())
+        raise
+    response.headers.update(quota.headers())
+    return response
 
 
 async def _infer(
-    request: Request, served: ServedModel, decode: Decoder, data: bytes, params: Params
+    request: Request,
+    services: Services,
+    settings: Settings,
+    served: ServedModel,
+    decode: Decoder,
+    form: PredictForm,
+    api_format: ApiFormat,
+    call_start: float,
 ) -> Response:
-    settings: Settings = request.app.state.settings
-    catalog: Catalog = request.app.state.catalog
-    triton: Triton = request.app.state.triton
+    options = form.options
     start = time.perf_counter()
-    prep = await run_cpu(request, _decode_and_prepare, data, settings.max_image_pixels, served, params.imgsz)
+    data = form.data if form.data is not None else await read_source(form.source or "", settings)
+    prep = await run_cpu(
+        services, _decode_and_prepare, data, settings.max_image_pixels, served, options.imgsz
+    )
     pre_ms = _ms(start)
 
     start = time.perf_counter()
     try:
-        outputs = await _run_model(triton, served, prep, params)
+        outputs = await _run_model(services, served, prep, options)
     except ServiceUnavailable:
-        catalog.mark_stale()  # an unknown slug now rereads the index instead of answering 404
+        services.catalog.mark_stale()  # an unknown slug now rereads the index instead of answering 404
         raise
     infer_ms = _ms(start)
 
     start = time.perf_counter()
-    predictions = await run_cpu(request, _decode_to_json, decode, outputs, served.spec, params, prep)
-    post_ms = _ms(start)
-    h0, w0 = prep.orig_hw
-    speed = {"preprocess": pre_ms, "inference": infer_ms, "postprocess": post_ms}
-    request.state.timings = speed  # for metrics
-    body = {"success": True, "predictions": predictions, "image": {"width": w0, "height": h0}, "speed": speed}
+    result, rows = await run_cpu(
+        services, _decode_and_render, decode, outputs, served, options, prep, api_format
+    )
+    speed = Speed(pre_ms, infer_ms, _ms(start))
+    request.state.timings = speed.as_dict()  # for metrics
+    if api_format == "platform":
+        image = platform_image(rows, result, speed)
+        alive_s, call_s = time.monotonic() - services.started, time.perf_counter() - call_start
+        body = platform_body([image], _model_info(served), alive_s, call_s)
+    else:
+        body = seed_body(rows, result, speed)
     response = json_response(body)
-    response.headers["Server-Timing"] = ", ".join(f"{stage};dur={ms}" for stage, ms in speed.items())
+    response.headers["Server-Timing"] = ", ".join(
+        f"{stage};dur={ms}" for stage, ms in speed.as_dict().items()
+    )
     return response
+
+
+def _model_info(served: ServedModel) -> ModelInfo:
+    version = {"trident": __version__, "model": served.version}
+    if ultralytics := served.spec.provenance.get("ultralytics_version"):
+        version["ultralytics"] = ultralytics
+    return ModelInfo(str(served.slug), served.spec.task, served.spec.names, version)
 
 
 @router.get(
@@ -164,11 +209,8 @@ async def _infer(
     summary="Models this key can run",
     responses={code: {"model": ErrorResponse} for code in (401, 429, 503)},
 )
-async def list_models(request: Request) -> Response:
-    state = request.app.state
-    principal = await authenticate(request, state.keys, state.auth_failures)
-    catalog: Catalog = request.app.state.catalog
-    visible = [m for m in catalog.models if m.spec.visibility == "public" or m.spec.owner == principal.user]
+async def list_models(caller: CallerDep, catalog: CatalogDep) -> Response:
+    visible = [m for m in catalog.models if _may_see(m, caller)]
     return json_response(
         {
             "success": True,
@@ -187,14 +229,78 @@ async def list_models(request: Request) -> Response:
     )
 
 
+def _may_see(model: ServedModel, caller: Principal) -> bool:
+    return model.spec.visibility == "public" or model.spec.owner == caller.user
+
+
+def _platform_model(model: ServedModel) -> dict[str, Any]:
+    """A model in the SDK's `ModelsListResponseModelsItem` shape, with what Trident truly knows."""
+    spec, slug = model.spec, model.slug
+    exported = spec.provenance.get("exported_at", "")
+    return {
+        "id": str(slug),
+        "owner": slug.owner,
+        "project": slug.project,
+        "projectName": slug.project,
+        "model": slug.model,
+        "visibility": spec.visibility,
+        "name": slug.model,
+        "task": spec.task,
+        "hasWeights": True,
+        "version": model.version,
+        "classNames": [spec.names.get(i, str(i)) for i in range(max(spec.names, default=-1) + 1)],
+        "starCount": 0,
+        "isStarred": False,
+        "createdAt": exported,
+        "updatedAt": exported,
+    }
+
+
+@router.get(
+    "/api/models/{owner}/{project}",
+    summary="Models of a project (the Platform SDK's models.list)",
+    responses={code: {"model": PlatformErrorResponse} for code in (401, 404, 429, 503)},
+)
+async def list_project_models(
+    owner: str, project: str, caller: CallerDep, catalog: CatalogDep, settings: SettingsDep
+) -> Response:
+    models = [
+        _platform_model(m)
+        for m in catalog.models
+        if m.slug.owner == owner and m.slug.project == project and _may_see(m, caller)
+    ]
+    return json_response({"models": models, "region": settings.region})
+
+
+@router.get(
+    "/api/models/{owner}/{project}/{model}",
+    summary="One model (the Platform SDK's models.retrieve)",
+    responses={code: {"model": PlatformErrorResponse} for code in (401, 404, 429, 503)},
+)
+async def retrieve_model(
+    owner: str, project: str, model: str, caller: CallerDep, catalog: CatalogDep
+) -> Response:
+    served = await _visible_model(catalog, caller, owner, project, model)
+    spec = served.spec
+    metadata = {
+        "imgsz": list(spec.imgsz),
+        "stride": spec.stride,
+        "dynamic": spec.dynamic,
+        "end2end": spec.end2end,
+        "kpt_shape": list(spec.kpt_shape) if spec.kpt_shape else None,
+        "provenance": spec.provenance,
+    }
+    body = {"model": {**_platform_model(served), "metadata": metadata}, "isOwner": spec.owner == caller.user}
+    return json_response(body)
+
+
 @router.get("/livez", summary="The process is alive")
 async def livez() -> Response:
     return json_response({"status": "ok"})
 
 
 @router.get("/readyz", summary="Triton is reachable and ready", responses={503: {"model": ErrorResponse}})
-async def readyz(request: Request) -> Response:
-    triton: Triton = request.app.state.triton
-    if await triton.is_ready():
-        return json_response({"status": "ready", "models": len(request.app.state.catalog.models)})
+async def readyz(services: ServicesDep) -> Response:
+    if await services.triton.is_ready():
+        return json_response({"status": "ready", "models": len(services.catalog.models)})
     raise ServiceUnavailable("the inference server is not ready")

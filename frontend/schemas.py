@@ -1,22 +1,55 @@
-"""Response shapes, for the OpenAPI document at /docs (responses are built as plain dicts)."""
+"""Response shapes of both contracts, for the OpenAPI document at /docs.
+
+Answers are built by the renderings in `pipeline/` (plain dicts, serialised once); these models
+describe them. The Platform's mirror the SDK's TypedDicts and forbid additional properties, as
+its contract does.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.contract import form_schema
+
+Strict = ConfigDict(extra="forbid")
 
 
+# --- the seed format (the reference page's) ---------------------------------------------------
 class Box(BaseModel):
     x1: float
     y1: float
     x2: float
     y2: float
+    x3: float | None = Field(None, description="obb: third corner")
+    y3: float | None = None
+    x4: float | None = Field(None, description="obb: fourth corner")
+    y4: float | None = None
 
 
-class Detection(BaseModel):
+class Keypoint(BaseModel):
+    x: float
+    y: float
+    conf: float | None = Field(None, description="the raw visibility, when the model has one")
+
+
+class RotatedBox(BaseModel):
+    cx: float
+    cy: float
+    w: float
+    h: float
+    angle: float = Field(description="radians, as the model gives it")
+
+
+class Prediction(BaseModel):
     class_: str = Field(alias="class", description="class name")
     class_id: int
     confidence: float
-    box: Box
+    box: Box | None = Field(None, description="every task but classify (obb: four corners)")
+    segments: list[list[float]] | None = Field(None, description="segment: the outline, [[x, y], ...]")
+    keypoints: list[Keypoint] | None = Field(None, description="pose: in the model's kpt_shape order")
+    obb: RotatedBox | None = Field(None, description="obb: centre, size and angle")
 
 
 class ImageSize(BaseModel):
@@ -27,12 +60,14 @@ class ImageSize(BaseModel):
 class Speed(BaseModel):
     preprocess: float = Field(description="ms: decode and letterbox")
     inference: float = Field(description="ms: the Triton call")
-    postprocess: float = Field(description="ms: NMS and scaling")
+    postprocess: float = Field(description="ms: NMS, masks, scaling and rendering")
 
 
 class PredictResponse(BaseModel):
-    success: bool = True
-    predictions: list[Detection]
+    """`?format=seed`: the reference page's answer."""
+
+    success: Literal[True] = True
+    predictions: list[Prediction]
     image: ImageSize
     speed: Speed
 
@@ -44,30 +79,99 @@ class ErrorBody(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    success: bool = False
+    """`?format=seed` errors."""
+
+    success: Literal[False] = False
     error: ErrorBody
 
 
-PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "JPEG, PNG, WebP or GIF",
-                        },
-                        "conf": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.25},
-                        "iou": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.45},
-                        "imgsz": {"type": "integer", "minimum": 32, "maximum": 1280, "default": 640},
-                    },
-                }
-            }
-        },
-    }
+# --- the Platform format (OpenAPI 0.1.9, SDK `ultralytics-platform`) ---------------------------
+class PlatformSpeed(BaseModel):
+    model_config = Strict
+    preprocess: float
+    inference: float
+    postprocess: float
+
+
+class PlatformBox(BaseModel):
+    model_config = Strict
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    x3: float | None = Field(None, description="obb only")
+    y3: float | None = None
+    x4: float | None = Field(None, description="obb only")
+    y4: float | None = None
+
+
+class PlatformSegments(BaseModel):
+    model_config = Strict
+    x: list[float]
+    y: list[float]
+
+
+class PlatformKeypoints(BaseModel):
+    model_config = Strict
+    x: list[float]
+    y: list[float]
+    visible: list[float] | None = Field(None, description="when the model has a visibility channel")
+
+
+class PlatformResult(BaseModel):
+    model_config = Strict
+    name: str
+    class_: int = Field(alias="class", description="class id")
+    confidence: float | None = None
+    box: PlatformBox | None = Field(None, description="every task but classify")
+    segments: PlatformSegments | None = Field(None, description="segment")
+    keypoints: PlatformKeypoints | None = Field(None, description="pose")
+
+
+class PlatformImage(BaseModel):
+    model_config = Strict
+    shape: list[int] = Field(description="[height, width] of the image")
+    speed: PlatformSpeed
+    results: list[PlatformResult]
+
+
+class PlatformMetadata(BaseModel):
+    model_config = Strict
+    imageCount: int
+    functionTimeAlive: float = Field(description="s this worker has been up")
+    functionTimeCall: float = Field(description="s this request took")
+    model: str = Field(description="owner/project/model")
+    task: Literal["detect", "segment", "semantic", "depth", "classify", "pose", "obb"]
+    version: dict[str, str]
+    classNames: list[str]
+
+
+class PlatformPredictResponse(BaseModel):
+    """`?format=platform`: the Platform's answer."""
+
+    model_config = Strict
+    images: list[PlatformImage]
+    metadata: PlatformMetadata
+
+
+class PlatformErrorResponse(BaseModel):
+    """`?format=platform` errors, and every Platform-only route's."""
+
+    model_config = Strict
+    error: str
+
+
+PREDICT_BODY: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form_schema()}}}
+}
+ERROR_STATUSES = (400, 401, 404, 413, 429, 500, 503, 504)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse | PlatformErrorResponse} for code in ERROR_STATUSES
+}
+PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": PredictResponse | PlatformPredictResponse,
+        "description": "seed or platform, per `format`",
+    },
+    **ERRORS,
 }

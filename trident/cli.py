@@ -15,6 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from pipeline.contract import IMGSZ_BOUNDS, PredictOptions
 from trident.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,7 +40,9 @@ def export(
     weights: Annotated[Path, typer.Argument(help="Ultralytics .pt checkpoint")],
     slug: Annotated[str, typer.Option(help="owner/project/model, as in the Platform's URL")],
     repository: Annotated[Path | None, typer.Option(help="Triton model repository")] = None,
-    imgsz: Annotated[int, typer.Option(min=32, max=1280, help="export image size")] = 640,
+    imgsz: Annotated[
+        int, typer.Option(min=IMGSZ_BOUNDS[0], max=IMGSZ_BOUNDS[1], help="export image size")
+    ] = PredictOptions.model_fields["imgsz"].default,
     dynamic: Annotated[
         bool, typer.Option("--dynamic/--static", help="dynamic H/W or fixed square input")
     ] = False,

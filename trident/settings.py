@@ -50,6 +50,19 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, description="width x height above which an image is refused")
     cpu_threads: int = Field(4, ge=1, description="threads for decode, letterbox and postprocessing")
 
+    api_format: Literal["seed", "platform"] = Field(
+        "seed", description="the predict answer's contract when a request names none (`?format=`)"
+    )
+    region: Literal["us", "eu", "ap"] = Field(
+        "us", description="what the Platform's `models.list` reports as region (its contract requires one)"
+    )
+    source_allow_private: bool = Field(
+        False, description="let `source` URLs reach loopback and private addresses (tests, closed networks)"
+    )
+    source_max_concurrent: int = Field(4, ge=1, description="`source` URL fetches per worker at once")
+    source_connect_timeout_s: float = Field(5.0, gt=0, description="`source` fetch: connect deadline")
+    source_timeout_s: float = Field(10.0, gt=0, description="`source` fetch: whole-download deadline")
+
     @property
     def triton_grpc_url(self) -> str:
         return f"{self.triton_host}:{self.triton_grpc_port}"

@@ -12,7 +12,8 @@ const DEBOUNCE_MS = 500;
 
 const $ = (id) => document.getElementById(id);
 const slug = decodeURIComponent(location.pathname.replace(/^\/models\//, "").replace(/\/+$/, ""));
-const endpoint = `/api/models/${slug}/predict`;
+// The page reads the reference page's format; it says so, whatever the server's default (TRIDENT_API_FORMAT).
+const endpoint = `/api/models/${slug}/predict?format=seed`;
 const stage = $("stage");
 const canvas = $("canvas");
 const controls = { conf: $("conf"), iou: $("iou"), imgsz: $("imgsz") };

@@ -12,7 +12,7 @@ import cv2
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import DETECT, TestTab
+from tests.browser.conftest import DETECT, PREDICT, TestTab
 from tests.integration.conftest import Stack, wait_out_minute_edge
 
 pytestmark = pytest.mark.integration
@@ -154,7 +154,7 @@ def test_changes_during_a_request_wait_for_it(tab: TestTab) -> None:
     tab.click_example("bus.jpg")
     before = len(tab.predicts)
     tab.hold()  # the server is slow to answer the next call
-    with tab.page.expect_request(lambda r: r.url.endswith("/predict")):
+    with tab.page.expect_request(lambda r: r.url.endswith(PREDICT)):
         tab.page.fill("#conf", "0.4")  # fill on a range input sets it and fires `input`
     tab.page.fill("#conf", "0.5")
     tab.page.fill("#iou", "0.6")
@@ -212,7 +212,7 @@ def test_classification_ranks_the_top_classes(tab: TestTab, task_models: dict[st
 def test_a_bad_key_is_explained_and_can_be_replaced(tab: TestTab) -> None:
     tab.allowed_statuses = {401}
     tab.open(DETECT, key="tri_not_a_real_key")
-    with tab.page.expect_response(lambda r: r.url.endswith("/predict")) as answer:
+    with tab.page.expect_response(lambda r: r.url.endswith(PREDICT)) as answer:
         tab.page.click("[data-example='bus.jpg']")
     assert answer.value.status == 401
     expect(tab.page.locator("#stage")).to_have_attribute("data-status", "401")
@@ -293,7 +293,7 @@ def test_an_over_limit_key_is_told_how_long_to_wait(tab: TestTab, stack: Stack, 
         assert stack.predict(DETECT, bus, key=key).status_code == 200
     tab.allowed_statuses = {429}
     tab.open(DETECT, key=key)
-    with tab.page.expect_response(lambda r: r.url.endswith("/predict")) as answer:
+    with tab.page.expect_response(lambda r: r.url.endswith(PREDICT)) as answer:
         tab.page.click("[data-example='bus.jpg']")
     assert answer.value.status == 429
     wait = int(answer.value.headers["retry-after"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from frontend.catalog import served_model_from_config
-from frontend.inference import prepare
+from pipeline.prepare import prepare
 from postprocess.letterbox import model_input
 from postprocess.nms import class_aware_nms, raw_candidates
 from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT, ModelSpec

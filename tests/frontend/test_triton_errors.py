@@ -56,25 +56,28 @@ def _spec(task: str) -> object:
 def test_malformed_model_outputs_are_a_500_not_a_crash(task: str, outputs: dict[str, object]) -> None:
     import numpy as np
 
-    from frontend.inference import DECODERS, Params, Prepared
+    from pipeline.contract import PredictOptions
+    from pipeline.decode import DECODERS, ModelOutputError
+    from pipeline.prepare import Prepared
 
     arrays = {
         k: (np.zeros(v, np.float32) if isinstance(v, tuple) else np.array(v)) for k, v in outputs.items()
     }
     prep = Prepared(np.zeros((1, 3, 640, 640), np.float32), (640, 640), (480, 640))
-    with pytest.raises(ServingError) as caught:
-        DECODERS[task](arrays, _spec(task), Params(), prep)  # type: ignore[arg-type]
-    assert caught.value.status_code == 500
+    with pytest.raises(ModelOutputError, match="malformed"):
+        DECODERS[task](arrays, _spec(task), PredictOptions(), prep)  # type: ignore[arg-type]
 
 
 def test_nan_scores_are_dropped_not_served() -> None:
     import numpy as np
 
-    from frontend.inference import Params, Prepared, decode_detect
+    from pipeline.contract import PredictOptions
+    from pipeline.decode import decode_detect
+    from pipeline.prepare import Prepared
 
     output = np.full((1, 84, 8400), np.nan, dtype=np.float32)
     prep = Prepared(np.zeros((1, 3, 640, 640), np.float32), (640, 640), (480, 640))
-    assert decode_detect({"output0": output}, _spec("detect"), Params(), prep) == []  # type: ignore[arg-type]
+    assert len(decode_detect({"output0": output}, _spec("detect"), PredictOptions(), prep)) == 0  # type: ignore[arg-type]
 
 
 def _growth(work: object, rounds: int = 200) -> tuple[int, int]:
@@ -99,14 +102,16 @@ def _growth(work: object, rounds: int = 200) -> tuple[int, int]:
 def _error_table_once() -> None:
     import numpy as np
 
-    from frontend.inference import DECODERS, Params, Prepared
+    from pipeline.contract import PredictOptions
+    from pipeline.decode import DECODERS, ModelOutputError
+    from pipeline.prepare import Prepared
 
     for status in ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.INTERNAL", None):
         _map_error(InferenceServerException(msg="x", status=status), "demo~x~y").to_response()
     prep = Prepared(np.zeros((1, 3, 64, 64), np.float32), (64, 64), (64, 64))
     for task in ("detect", "segment", "pose", "obb", "classify"):
-        with pytest.raises(ServingError):
-            DECODERS[task]({"output0": np.zeros((84,), np.float32)}, _spec(task), Params(), prep)  # type: ignore[arg-type]
+        with pytest.raises(ModelOutputError):
+            DECODERS[task]({"output0": np.zeros((84,), np.float32)}, _spec(task), PredictOptions(), prep)  # type: ignore[arg-type]
 
 
 def test_the_error_table_leaks_neither_memory_nor_file_descriptors() -> None:

@@ -1,0 +1,107 @@
+"""FastAPI dependencies: what a handler needs, declared in its signature (`Annotated[..., Depends]`).
+
+The app's lifespan builds one `Services` per worker; these functions are the only readers of
+`app.state`. Order in a signature is order of resolution: the caller first (a failed key spends no
+quota and learns nothing about models), then the quota, then the model, then the body.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from anyio import CapacityLimiter
+from fastapi import Depends, Query
+from starlette.requests import Request
+
+from frontend.auth import authenticate
+from frontend.catalog import Catalog
+from frontend.errors import InvalidRequest, RateLimited, ServingError
+from frontend.formats import resolve_format
+from frontend.metrics import record_rate_limited
+from frontend.ratelimit import DAY_S, Decision, FailedAuthLimiter, Plan, RateLimiter
+from frontend.shedding import InFlight
+from frontend.triton import Triton
+from pipeline.contract import ApiFormat
+from trident.keys import KeyStore, Principal
+from trident.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a worker holds open for its lifetime."""
+
+    triton: Triton
+    catalog: Catalog
+    keys: KeyStore
+    limiter: RateLimiter
+    auth_failures: FailedAuthLimiter
+    in_flight: InFlight
+    cpu_limiter: CapacityLimiter
+    started: float = field(default_factory=time.monotonic)  # for the Platform's `functionTimeAlive`
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_catalog(services: ServicesDep) -> Catalog:
+    return services.catalog
+
+
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+
+
+async def get_caller(request: Request, services: ServicesDep) -> Principal:
+    principal = await authenticate(request, services.keys, services.auth_failures)
+    request.state.plan = principal.plan  # for metrics
+    return principal
+
+
+CallerDep = Annotated[Principal, Depends(get_caller)]
+
+
+async def get_quota(caller: CallerDep, services: ServicesDep, settings: SettingsDep) -> Decision:
+    """Spend one request of the caller's plan, or refuse with 429 and the limit's headers."""
+    plan = settings.plans.get(caller.plan)
+    if plan is None:
+        raise ServingError(f"the plan {caller.plan!r} of this key is not configured")
+    decision = await services.limiter.check(caller.key_id, Plan(*plan))
+    if not decision.allowed:
+        record_rate_limited(caller.plan, "quota" if decision.window_s == DAY_S else "rate")
+        raise RateLimited(
+            f"the {caller.plan} plan allows {plan[0]} requests per minute and {plan[1]} per day; "
+            f"retry in {decision.retry_after_s} s",
+            retry_after=decision.retry_after_s,
+            headers=decision.headers(),
+        )
+    return decision
+
+
+QuotaDep = Annotated[Decision, Depends(get_quota)]
+
+
+def get_api_format(
+    request: Request,
+    settings: SettingsDep,
+    format: Annotated[
+        str | None, Query(description="the answer's contract: seed or platform (default: the server's)")
+    ] = None,
+) -> ApiFormat:
+    if format is not None and format not in ("seed", "platform"):
+        raise InvalidRequest(f"format must be seed or platform, got {format!r}")
+    return resolve_format(request.url.path, format, settings.api_format)
+
+
+ApiFormatDep = Annotated[ApiFormat, Depends(get_api_format)]

@@ -1,0 +1,65 @@
+"""The predict request's contract, declared once: fields, bounds, defaults, and the two formats.
+
+Form parsing (`frontend.form`), the OpenAPI document at `/docs` and the CLI derive from these
+declarations. Where the reference page and the Platform's OpenAPI contract give different bounds
+(`conf` 0-1 vs 0.01-1, `iou` 0-1 vs 0-0.95) the wider range is accepted in both formats; the
+defaults are the reference page's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ApiFormat = Literal["seed", "platform"]
+API_FORMATS: tuple[ApiFormat, ...] = ("seed", "platform")
+MAX_SOURCE_CHARS = 4096
+
+
+class PredictOptions(BaseModel):
+    """The form fields besides the image; both formats accept all of them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum confidence")
+    iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
+    imgsz: int = Field(
+        640, ge=32, le=1280, description="inference size (dynamic models; static ones use their export size)"
+    )
+    normalize: bool = Field(False, description="coordinates divided by the image's width and height")
+    decimals: int = Field(5, ge=0, le=10, description="decimals of every number, rounded as Python's round")
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    """`(minimum, maximum)` of a numeric field, read from its declaration."""
+    low = high = None
+    for item in PredictOptions.model_fields[name].metadata:
+        low = getattr(item, "ge", None) if getattr(item, "ge", None) is not None else low
+        high = getattr(item, "le", None) if getattr(item, "le", None) is not None else high
+    assert low is not None and high is not None, name
+    return low, high
+
+
+IMGSZ_BOUNDS = tuple(int(v) for v in _bounds("imgsz"))
+
+
+def form_schema() -> dict[str, object]:
+    """The multipart body as OpenAPI describes it: the image (`file` or `source`) plus the options."""
+    options = PredictOptions.model_json_schema()["properties"]
+    return {
+        "type": "object",
+        "properties": {
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "description": "the image: JPEG, PNG, WebP or GIF (first frame), at most 10 MB",
+            },
+            "source": {
+                "type": "string",
+                "maxLength": MAX_SOURCE_CHARS,
+                "description": "instead of `file`: an http(s) URL or a base64 image (optionally a data: URL)",
+            },
+            **{name: {k: v for k, v in field.items() if k != "title"} for name, field in options.items()},
+        },
+    }

@@ -1,0 +1,84 @@
+"""The Platform rendering: the current Platform contract's `{"images", "metadata"}` answer.
+
+Each image's `results` are exactly what Ultralytics' `Results.summary(normalize, decimals)` gives
+(the Platform's own serialiser): boxes and confidences with Python's `round`, outlines and
+keypoints with NumPy's after a float32 division. The contract forbids any key it does not list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.contract import PredictOptions
+from pipeline.render_seed import CORNER_KEYS, rounded, xy_scale
+from pipeline.result import Result, Speed
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `metadata` says of the model that answered."""
+
+    slug: str
+    task: str
+    names: dict[int, str]
+    version: dict[str, str]
+
+
+def platform_results(result: Result, options: PredictOptions) -> list[dict[str, Any]]:
+    d = options.decimals
+    w, h = xy_scale(result, options.normalize)
+    rows = [
+        {"name": name, "class": c, "confidence": s}
+        for name, c, s in zip(result.class_names(), result.cls.tolist(), rounded(result.conf, d), strict=True)
+    ]
+    if result.task == "classify":
+        return rows
+    if result.corners is not None:
+        corners = rounded(result.corners.reshape(-1, 8).astype(np.float64) / ([w, h] * 4), d)
+        for row, values in zip(rows, corners, strict=True):
+            row["box"] = dict(zip(CORNER_KEYS, values, strict=True))
+    else:
+        boxes = rounded(result.xyxy.astype(np.float64) / (w, h, w, h), d)
+        for row, (x1, y1, x2, y2) in zip(rows, boxes, strict=True):
+            row["box"] = {"x1": x1, "y1": y1, "x2": x2, "y2": y2}
+    scale = np.array([w, h], np.float32)
+    if result.polygons is not None:
+        for row, poly in zip(rows, result.polygons, strict=True):
+            x, y = np.round((poly / scale).astype(np.float64).T, d).tolist() if len(poly) else ([], [])
+            row["segments"] = {"x": x, "y": y}
+    if result.keypoints is not None:
+        kpts = result.keypoints.copy()
+        kpts[..., :2] /= scale
+        names = ("x", "y", "visible")[: kpts.shape[-1]]
+        for row, person in zip(
+            rows, np.round(kpts.astype(np.float64), d).transpose(0, 2, 1).tolist(), strict=True
+        ):
+            row["keypoints"] = dict(zip(names, person, strict=True))
+    return rows
+
+
+def platform_image(results: object, result: Result, speed: Speed) -> dict[str, Any]:
+    """One `images` entry; `results` may come pre-serialised (an `orjson.Fragment`)."""
+    return {"shape": list(result.orig_hw), "speed": speed.as_dict(), "results": results}
+
+
+def platform_body(
+    images: list[dict[str, Any]], model: ModelInfo, alive_s: float, call_s: float
+) -> dict[str, Any]:
+    """The whole answer. `functionTimeAlive`: seconds this worker has been up; `functionTimeCall`:
+    seconds this request took, as the Platform reports its serving function's."""
+    return {
+        "images": images,
+        "metadata": {
+            "imageCount": len(images),
+            "functionTimeAlive": round(alive_s, 3),
+            "functionTimeCall": round(call_s, 3),
+            "model": model.slug,
+            "task": model.task,
+            "version": model.version,
+            "classNames": [model.names.get(i, str(i)) for i in range(max(model.names, default=-1) + 1)],
+        },
+    }
