@@ -57,7 +57,7 @@ def paired(a: Callable[[], object], b: Callable[[], object], rounds: int) -> tup
             start = time.perf_counter()
             fn()
             pair.append((fn, (time.perf_counter() - start) * 1000))
-        ms = dict((id(fn), t) for fn, t in pair)
+        ms = {id(fn): t for fn, t in pair}
         ta.append(ms[id(a)])
         tb.append(ms[id(b)])
         diff.append(ms[id(b)] - ms[id(a)])
@@ -80,8 +80,9 @@ def main() -> None:
         worst = max(worst, extra)
         detail = f", {points} outline points" if points else ""
         print(
-            f"{label} ({len(result)} instances{detail}): seed {seed_ms:.3f} ms, platform {platform_ms:.3f} ms, "
-            f"platform - seed {extra:+.3f} ms (median of {args.rounds} paired rounds)"
+            f"{label} ({len(result)} instances{detail}): seed {seed_ms:.3f} ms, "
+            f"platform {platform_ms:.3f} ms, platform - seed {extra:+.3f} ms "
+            f"(median of {args.rounds} paired rounds)"
         )
     verdict = "met" if worst <= TARGET_MS else "NOT met"
     print(f"target: platform costs at most {TARGET_MS} ms more: {verdict} (worst {worst:+.3f} ms)")
