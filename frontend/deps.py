@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from frontend.auth import authenticate
 from frontend.catalog import Catalog
-from frontend.errors import InvalidRequest, RateLimited, ServingError
+from frontend.errors import RateLimited, ServingError
 from frontend.formats import resolve_format
 from frontend.metrics import record_rate_limited
 from frontend.ratelimit import DAY_S, Decision, FailedAuthLimiter, Plan, RateLimiter
@@ -96,11 +96,9 @@ def get_api_format(
     request: Request,
     settings: SettingsDep,
     format: Annotated[
-        str | None, Query(description="the answer's contract: seed or platform (default: the server's)")
+        ApiFormat | None, Query(description="the answer's contract: seed or platform (default: the server's)")
     ] = None,
 ) -> ApiFormat:
-    if format is not None and format not in ("seed", "platform"):
-        raise InvalidRequest(f"format must be seed or platform, got {format!r}")
     return resolve_format(request.url.path, format, settings.api_format)
 
 

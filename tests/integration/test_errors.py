@@ -130,8 +130,56 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
     spec = httpx.get(f"{stack.base_url}/openapi.json").json()
     op = spec["paths"]["/api/models/{owner}/{project}/{model}/predict"]["post"]
     form = op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
-    assert set(form) == {"file", "conf", "iou", "imgsz"}
-    assert {"200", "400", "401", "404", "413", "503"} <= set(op["responses"])
+    assert set(form) == {"file", "source", "conf", "iou", "imgsz", "normalize", "decimals"}
+    bounds = {n: (f["minimum"], f["maximum"], f["default"]) for n, f in form.items() if "minimum" in f}
+    assert bounds == {
+        "conf": (0, 1, 0.25),
+        "iou": (0, 1, 0.45),
+        "imgsz": (32, 1280, 640),
+        "decimals": (0, 10, 5),
+    }
+    assert form["source"]["maxLength"] == 4096 and form["normalize"]["default"] is False
+    assert {"200", "400", "401", "404", "413", "429", "503"} <= set(op["responses"])
+    assert [p["name"] for p in op["parameters"] if p["in"] == "query"] == ["format"]
+    # both contracts' answers, every field of each, with the Platform's closed objects
+    shapes = op["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
+    assert {ref["$ref"].rsplit("/", 1)[-1] for ref in shapes} == {
+        "PredictResponse",
+        "PlatformPredictResponse",
+    }
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["PredictResponse"]["properties"]) == {"success", "predictions", "image", "speed"}
+    assert set(schemas["Prediction"]["properties"]) == {
+        "class",
+        "class_id",
+        "confidence",
+        "box",
+        "segments",
+        "keypoints",
+        "obb",
+    }
+    assert set(schemas["PlatformPredictResponse"]["properties"]) == {"images", "metadata"}
+    assert set(schemas["PlatformResult"]["properties"]) == {
+        "name",
+        "class",
+        "confidence",
+        "box",
+        "segments",
+        "keypoints",
+    }
+    assert set(schemas["PlatformMetadata"]["properties"]) == {
+        "imageCount",
+        "functionTimeAlive",
+        "functionTimeCall",
+        "model",
+        "task",
+        "version",
+        "classNames",
+    }
+    platform = [name for name in schemas if name.startswith("Platform")]
+    assert all(schemas[name].get("additionalProperties") is False for name in platform), platform
+    errors = op["responses"]["400"]["content"]["application/json"]["schema"]["anyOf"]
+    assert {ref["$ref"].rsplit("/", 1)[-1] for ref in errors} == {"ErrorResponse", "PlatformErrorResponse"}
 
 
 def test_model_list_shows_exported_models(stack: Stack) -> None:
