@@ -23,6 +23,7 @@ from frontend.deps import Services
 from frontend.errors import InvalidRequest, ServingError
 from frontend.formats import resolve_format
 from frontend.metrics import install as install_metrics
+from frontend.platform_models import router as platform_models_router
 from frontend.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
 from frontend.routes import router
 from frontend.shedding import InFlight
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(platform_models_router)
     app.add_middleware(
         BodyLimit,
         max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import anyio.to_thread
 from starlette.requests import Request
 
+from frontend.catalog import Catalog, ServedModel
 from frontend.errors import ModelNotFound, Unauthorized
 from frontend.ratelimit import FailedAuthLimiter
 from trident.keys import KeyStore, Principal, parse_key
 from trident.modelspec import ModelSpec
+from trident.slug import InvalidSlugError, Slug
 
 
 def bearer_token(request: Request) -> str:
@@ -43,7 +45,21 @@ async def authenticate(request: Request, store: KeyStore, failures: FailedAuthLi
     return principal
 
 
-def ensure_visible(spec: ModelSpec, principal: Principal, slug: str) -> None:
-    """A key sees its own models and public ones; anything else is indistinguishable from missing."""
-    if spec.visibility != "public" and spec.owner != principal.user:
+def may_see(spec: ModelSpec, principal: Principal) -> bool:
+    """A key sees its own models and public ones."""
+    return spec.visibility == "public" or spec.owner == principal.user
+
+
+async def visible_model(
+    catalog: Catalog, caller: Principal, owner: str, project: str, model: str
+) -> ServedModel:
+    """The model the slug names, if this caller may see it; anything else is indistinguishable
+    from missing (404)."""
+    try:
+        slug = Slug.from_parts(owner, project, model)
+    except InvalidSlugError:
+        raise ModelNotFound(f"no model {owner}/{project}/{model}") from None
+    served = await catalog.get(slug)
+    if not may_see(served.spec, caller):
         raise ModelNotFound(f"no model {slug}")
+    return served

@@ -18,8 +18,8 @@ from numpy.typing import NDArray
 from starlette.requests import Request
 from starlette.responses import Response
 
-from frontend.auth import ensure_visible
-from frontend.catalog import Catalog, ServedModel
+from frontend.auth import may_see, visible_model
+from frontend.catalog import ServedModel
 from frontend.deps import (
     ApiFormatDep,
     CallerDep,
@@ -29,10 +29,10 @@ from frontend.deps import (
     ServicesDep,
     SettingsDep,
 )
-from frontend.errors import ModelNotFound, ServiceUnavailable, ServingError
+from frontend.errors import ServiceUnavailable, ServingError
 from frontend.form import PredictForm, read_predict_form
 from frontend.imaging import decode_image
-from frontend.schemas import PREDICT_BODY, PREDICT_RESPONSES, ErrorResponse, PlatformErrorResponse
+from frontend.schemas import ERRORS, PREDICT_BODY, PREDICT_RESPONSES
 from frontend.source import read_source
 from pipeline.contract import ApiFormat, PredictOptions
 from pipeline.decode import Decoder, decoder_for
@@ -41,10 +41,8 @@ from pipeline.render_platform import ModelInfo, platform_body, platform_image, p
 from pipeline.render_seed import seed_body, seed_predictions
 from pipeline.result import Result, Speed
 from trident import __version__
-from trident.keys import Principal
 from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
 from trident.settings import Settings
-from trident.slug import InvalidSlugError, Slug
 
 T = TypeVar("T")
 router = APIRouter()
@@ -101,19 +99,6 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
 
 
-async def _visible_model(
-    catalog: Catalog, caller: Principal, owner: str, project: str, model: str
-) -> ServedModel:
-    """The model the slug names, if this caller may see it; any other case is 404."""
-    try:
-        slug = Slug.from_parts(owner, project, model)
-    except InvalidSlugError:
-        raise ModelNotFound(f"no model {owner}/{project}/{model}") from None
-    served = await catalog.get(slug)
-    ensure_visible(served.spec, caller, str(slug))
-    return served
-
-
 @router.post(
     "/api/models/{owner}/{project}/{model}/predict",
     responses=PREDICT_RESPONSES,
@@ -139,7 +124,7 @@ async def predict(
     """
     call_start = time.perf_counter()
     try:
-        served = await _visible_model(services.catalog, caller, owner, project, model)
+        served = await visible_model(services.catalog, caller, owner, project, model)
         request.state.model, request.state.task = str(served.slug), served.spec.task  # for metrics
         decode = decoder_for(served.spec)
         form = await read_predict_form(request, settings.max_upload_bytes)
@@ -207,10 +192,10 @@ def _model_info(served: ServedModel) -> ModelInfo:
 @router.get(
     "/api/models",
     summary="Models this key can run",
-    responses={code: {"model": ErrorResponse} for code in (401, 429, 503)},
+    responses={code: ERRORS[code] for code in (401, 429, 503)},
 )
 async def list_models(caller: CallerDep, catalog: CatalogDep) -> Response:
-    visible = [m for m in catalog.models if _may_see(m, caller)]
+    visible = [m for m in catalog.models if may_see(m.spec, caller)]
     return json_response(
         {
             "success": True,
@@ -229,77 +214,12 @@ async def list_models(caller: CallerDep, catalog: CatalogDep) -> Response:
     )
 
 
-def _may_see(model: ServedModel, caller: Principal) -> bool:
-    return model.spec.visibility == "public" or model.spec.owner == caller.user
-
-
-def _platform_model(model: ServedModel) -> dict[str, Any]:
-    """A model in the SDK's `ModelsListResponseModelsItem` shape, with what Trident truly knows."""
-    spec, slug = model.spec, model.slug
-    exported = spec.provenance.get("exported_at", "")
-    return {
-        "id": str(slug),
-        "owner": slug.owner,
-        "project": slug.project,
-        "projectName": slug.project,
-        "model": slug.model,
-        "visibility": spec.visibility,
-        "name": slug.model,
-        "task": spec.task,
-        "hasWeights": True,
-        "version": model.version,
-        "classNames": [spec.names.get(i, str(i)) for i in range(max(spec.names, default=-1) + 1)],
-        "starCount": 0,
-        "isStarred": False,
-        "createdAt": exported,
-        "updatedAt": exported,
-    }
-
-
-@router.get(
-    "/api/models/{owner}/{project}",
-    summary="Models of a project (the Platform SDK's models.list)",
-    responses={code: {"model": PlatformErrorResponse} for code in (401, 404, 429, 503)},
-)
-async def list_project_models(
-    owner: str, project: str, caller: CallerDep, catalog: CatalogDep, settings: SettingsDep
-) -> Response:
-    models = [
-        _platform_model(m)
-        for m in catalog.models
-        if m.slug.owner == owner and m.slug.project == project and _may_see(m, caller)
-    ]
-    return json_response({"models": models, "region": settings.region})
-
-
-@router.get(
-    "/api/models/{owner}/{project}/{model}",
-    summary="One model (the Platform SDK's models.retrieve)",
-    responses={code: {"model": PlatformErrorResponse} for code in (401, 404, 429, 503)},
-)
-async def retrieve_model(
-    owner: str, project: str, model: str, caller: CallerDep, catalog: CatalogDep
-) -> Response:
-    served = await _visible_model(catalog, caller, owner, project, model)
-    spec = served.spec
-    metadata = {
-        "imgsz": list(spec.imgsz),
-        "stride": spec.stride,
-        "dynamic": spec.dynamic,
-        "end2end": spec.end2end,
-        "kpt_shape": list(spec.kpt_shape) if spec.kpt_shape else None,
-        "provenance": spec.provenance,
-    }
-    body = {"model": {**_platform_model(served), "metadata": metadata}, "isOwner": spec.owner == caller.user}
-    return json_response(body)
-
-
 @router.get("/livez", summary="The process is alive")
 async def livez() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", summary="Triton is reachable and ready", responses={503: {"model": ErrorResponse}})
+@router.get("/readyz", summary="Triton is reachable and ready", responses={503: ERRORS[503]})
 async def readyz(services: ServicesDep) -> Response:
     if await services.triton.is_ready():
         return json_response({"status": "ready", "models": len(services.catalog.models)})

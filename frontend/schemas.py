@@ -93,16 +93,8 @@ class PlatformSpeed(BaseModel):
     postprocess: float
 
 
-class PlatformBox(BaseModel):
+class PlatformBox(Box):
     model_config = Strict
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    x3: float | None = Field(None, description="obb only")
-    y3: float | None = None
-    x4: float | None = Field(None, description="obb only")
-    y4: float | None = None
 
 
 class PlatformSegments(BaseModel):
@@ -167,6 +159,9 @@ PREDICT_BODY: dict[str, Any] = {
 ERROR_STATUSES = (400, 401, 404, 413, 429, 500, 503, 504)
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse | PlatformErrorResponse} for code in ERROR_STATUSES
+}
+PLATFORM_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": PlatformErrorResponse} for code in (401, 404, 429, 503)
 }
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
