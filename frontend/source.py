@@ -35,13 +35,13 @@ import httpx
 
 from frontend.errors import InvalidRequest, PayloadTooLarge, ServingError
 from frontend.metrics import record_source_fetch
+from pipeline.contract import MAX_SOURCE_CHARS
 from trident.settings import Settings
 
 __all__ = ["read_source"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-MAX_SOURCE_CHARS = 4096
 MAX_REDIRECTS = 3
 MAX_ADDRESSES_TRIED = 3  # a host with several addresses: the next one after a failed connect
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
