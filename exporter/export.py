@@ -99,9 +99,7 @@ def export_model(request: ExportRequest, console: Console | None = None) -> Expo
             status.update("checking parity with YOLO(weights).predict()")
             sample = request.sample_image or _default_sample()
             parity = check_parity(request.weights, onnx_path, spec, sample, request.nms)
-            console.log(
-                f"parity ok: top {parity.matched} boxes reproduced ({parity.ours} vs {parity.reference})"
-            )
+            console.log(f"parity ok: {parity.summary()}")
             shutil.copy(BACKEND_MODEL, version_dir / "model.py")
             # compiled now: a __pycache__ appearing later would look like a change to Triton's poller
             py_compile.compile(str(version_dir / "model.py"), doraise=True)
