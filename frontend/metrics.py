@@ -191,3 +191,11 @@ for _outcome in SOURCE_OUTCOMES:
 def record_source_fetch(outcome: str) -> None:
     """Count one `source` read by `outcome` (one of SOURCE_OUTCOMES; anything else counts as "invalid")."""
     SOURCE_FETCHES.labels(outcome if outcome in SOURCE_OUTCOMES else "invalid").inc()
+
+
+# Restarts of `trident run`'s children, counted by the supervising `trident run` process itself: it
+# shares the frontend's PROMETHEUS_MULTIPROC_DIR, so whichever worker answers `/metrics` reports them.
+SUPERVISED_PROCESSES = ("tritonserver", "frontend")
+PROCESS_RESTARTS = Counter(
+    "trident_process_restarts", "Children restarted by `trident run` after an unexpected exit", ["process"]
+)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +21,7 @@ from rich.console import Console
 
 from pipeline.contract import IMGSZ_BOUNDS, PredictOptions
 from trident.settings import Settings
+from trident.supervisor import Child
 
 if TYPE_CHECKING:
     from trident.keys import KeyStore
@@ -127,6 +132,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
     workers: Annotated[int | None, typer.Option(help="uvicorn worker processes")] = None,
+    metrics_dir_ready: Annotated[
+        bool, typer.Option(hidden=True, help="`trident run`: keep its PROMETHEUS_MULTIPROC_DIR as it is")
+    ] = False,
 ) -> None:
     """Serve the REST API (Triton must be running)."""
     import uvicorn
@@ -134,7 +142,8 @@ def serve(
     from frontend.metrics_dir import prepare_multiprocess_dir
 
     settings = Settings()
-    prepare_multiprocess_dir(workers or settings.workers)  # metrics add up across worker processes
+    if not metrics_dir_ready:  # under `trident run` it holds the restart counts and earlier workers' counts
+        prepare_multiprocess_dir(workers or settings.workers)  # metrics add up across worker processes
     uvicorn.run(
         "frontend.app:create_app",
         factory=True,
@@ -314,58 +323,154 @@ def _has_models(repository: Path) -> bool:
     return repository.is_dir() and any((p / "config.pbtxt").is_file() for p in repository.iterdir())
 
 
+def _needs_demo(repository: Path) -> bool:
+    """No repository, or an empty folder; a path that is not a folder is Triton's to report."""
+    return not repository.exists() or (repository.is_dir() and not _has_models(repository))
+
+
 @app.command()
 def run() -> None:
-    """The whole local stack: Triton, a demo model if there is none, and the API on TRIDENT_PORT."""
+    """The whole local stack, kept up: Triton, a demo model if there is none, and the API on TRIDENT_PORT.
+
+    Triton or the frontend exiting unexpectedly is restarted (see `trident.supervisor`); Ctrl-C or
+    SIGTERM stops both, the frontend first so requests in flight finish."""
     from trident import runtime
+    from trident.supervisor import GaveUp, RestartPolicy, Supervisor
 
     settings = Settings()
     key = _dev_key(settings)
     me = [sys.executable, "-m", "trident"]
     try:
         runtime.ensure_runtime(settings.runtime_dir)
-        if not _has_models(settings.model_repository):
+        if _needs_demo(settings.model_repository):
             console.print("no models yet: exporting the demo models")
             subprocess.run([*me, "demo", "export"], check=True)
-        triton_process = runtime.start_triton(settings, settings.model_repository)
-        processes = [triton_process]
-        asked_to_stop = _stop_on_signals(processes)
-        runtime.wait_ready(settings, triton_process)
+        triton_command, triton_env = runtime.launch(settings, settings.model_repository)
     except (runtime.TritonRuntimeError, subprocess.CalledProcessError) as exc:
         raise _fail(str(exc)) from None
-    processes.append(subprocess.Popen([*me, "serve"]))
+    created_metrics_dir = _shared_metrics_dir(settings.workers)
+    from frontend.metrics import PROCESS_RESTARTS, SUPERVISED_PROCESSES  # once the directory is set
+
+    for name in SUPERVISED_PROCESSES:
+        PROCESS_RESTARTS.labels(name)  # 0 from the start, not absent
+    logs = settings.data_dir.resolve() / "logs"
     base = f"http://{settings.host}:{settings.port}"
-    if _wait_http(f"{base}/readyz", processes):
-        models = httpx.get(f"{base}/api/models", headers={"Authorization": f"Bearer {key}"}).json()["models"]
-        slugs = [m["slug"] for m in models]
-        slug = EXAMPLES_SLUG if EXAMPLES_SLUG in slugs else (slugs or ["owner/project/model"])[0]
-        console.print(f"\n[bold green]Trident is up[/] on {base}  (docs: {base}/docs)")
-        console.print(f"API key: {key}")
-        typer.echo(
-            f"curl -s -H 'Authorization: Bearer {key}' -F file=@{_example_image()} -F conf=0.25 "
-            f"{base}/api/models/{slug}/predict"
-        )
-    while all(p.poll() is None for p in processes) and not asked_to_stop.is_set():
-        time.sleep(0.3)
-    died = [p for p in processes if p.poll() is not None and not asked_to_stop.is_set()]
-    for p in reversed(processes):
-        runtime.stop(p)
-    if died:
-        which = "tritonserver" if died[0] is triton_process else "the frontend"
-        raise _fail(f"{which} exited unexpectedly (code {died[0].returncode})")
+    children = [
+        Child(
+            "tritonserver",
+            triton_command,
+            logs / "tritonserver.log",
+            env=triton_env,
+            probe=partial(_triton_serving, settings),
+            cleanup=runtime.clean_leftovers,
+            start_timeout_s=settings.triton_start_timeout_s,
+            stop_timeout_s=40,  # tritonserver's own exit timeout is 30 s
+        ),
+        Child(
+            "frontend",
+            [*me, "serve", "--metrics-dir-ready"],
+            logs / "frontend.log",
+            probe=partial(_http_ok, f"{base}/livez"),
+            cleanup=_frontend_leftovers,
+            stop_timeout_s=40,  # uvicorn drains for up to 30 s
+        ),
+    ]
+    policy = RestartPolicy(settings.restart_limit, settings.restart_window_s, settings.restart_backoff_max_s)
+    supervisor = Supervisor(
+        children,
+        policy,
+        say=lambda line: console.print(f"trident run: {line}", highlight=False, soft_wrap=True),
+        on_restart=lambda name: PROCESS_RESTARTS.labels(name).inc(),
+    )
+    stop = _stop_event_on_signals()
+    threading.Thread(target=_announce, args=(settings, key, stop), daemon=True).start()
+    try:
+        supervisor.run(stop)
+    except GaveUp as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        if created_metrics_dir is not None:
+            shutil.rmtree(created_metrics_dir, ignore_errors=True)
     console.print("stopped")
 
 
-def _wait_http(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 120) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and all(p.poll() is None for p in processes):
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    return False
+def _shared_metrics_dir(workers: int) -> Path | None:
+    """Give this process and the frontend's workers one PROMETHEUS_MULTIPROC_DIR, kept across frontend
+    restarts: the restart counter this process keeps then shows on the frontend's `/metrics`.
+
+    Returns the directory if it is a temporary one of ours (to remove at the end)."""
+    from frontend.metrics_dir import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    ours = None
+    if not os.environ.get(MULTIPROC_ENV):
+        ours = Path(tempfile.mkdtemp(prefix="trident-metrics-"))
+        os.environ[MULTIPROC_ENV] = str(ours)
+    prepare_multiprocess_dir(workers)
+    return ours
+
+
+def _triton_serving(settings: Settings) -> bool:
+    """The supervisor's probe of a starting Triton: ready yet? A Triton that is not live never will be."""
+    from trident import runtime
+    from trident.supervisor import StartFailed
+
+    state = runtime.health(settings)
+    if state == "broken":
+        raise StartFailed("reports it is not live (a startup error, such as an unusable model repository)")
+    return state == "ready"
+
+
+def _frontend_leftovers(pid: int) -> None:
+    """After the frontend is gone: its uvicorn workers, their live gauges and their shared memory."""
+    from prometheus_client import multiprocess
+
+    from frontend.shm import PREFIX as SHM_PREFIX
+    from trident.supervisor import kill_group, remove_shm, shm_named, wait_gone
+
+    pids = [pid, *kill_group(pid)]
+    wait_gone(pids, timeout_s=5.0)
+    for dead in pids:
+        multiprocess.mark_process_dead(dead)  # type: ignore[no-untyped-call]
+    remove_shm(name for dead in pids for name in shm_named(f"{SHM_PREFIX}{dead}-"))
+
+
+def _stop_event_on_signals() -> threading.Event:
+    """SIGINT/SIGTERM only set the returned event: the supervisor then stops the children in order."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _announce(settings: Settings, key: str, stop: threading.Event) -> None:
+    """Once the API is ready (the first time), print where it is, the key and a curl line to paste."""
+    base = f"http://{settings.host}:{settings.port}"
+    while not _http_ok(f"{base}/readyz"):
+        if stop.wait(0.3):
+            return
+    try:
+        models = httpx.get(f"{base}/api/models", headers={"Authorization": f"Bearer {key}"}).json()["models"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        models = []
+    slugs = [m["slug"] for m in models]
+    slug = EXAMPLES_SLUG if EXAMPLES_SLUG in slugs else (slugs or ["owner/project/model"])[0]
+    console.print(f"\n[bold green]Trident is up[/] on {base}  (docs: {base}/docs)")
+    console.print(f"API key: {key}")
+    typer.echo(
+        f"curl -s -H 'Authorization: Bearer {key}' -F file=@{_example_image()} -F conf=0.25 "
+        f"{base}/api/models/{slug}/predict"
+    )
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _example_image() -> str:

@@ -16,6 +16,7 @@ import sys
 import time
 import venv
 from pathlib import Path
+from typing import Literal
 
 import httpx
 
@@ -83,21 +84,44 @@ def server_command(settings: Settings, root: Path, repository: Path) -> list[str
     ]
 
 
+def launch(settings: Settings, repository: Path) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start `tritonserver` on `repository`.
+
+    A missing repository is created; a path that is not a folder is left for Triton to report."""
+    root = ensure_runtime(settings.runtime_dir, quiet=True)
+    if not repository.exists():
+        repository.mkdir(parents=True)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # a __pycache__ in a model folder triggers a reload
+    return server_command(settings, root, repository), env
+
+
 def start_triton(
     settings: Settings, repository: Path, log_path: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """Start `tritonserver` (not waiting for it); its output goes to `log_path` or ours."""
-    root = ensure_runtime(settings.runtime_dir, quiet=True)
-    repository.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # a __pycache__ in a model folder triggers a reload
+    command, env = launch(settings, repository)
     out = log_path.open("ab") if log_path else None
     return subprocess.Popen(
-        server_command(settings, root, repository),
+        command,
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT if out else None,
         start_new_session=True,
     )
+
+
+def health(settings: Settings) -> Literal["down", "starting", "ready", "broken"]:
+    """What Triton's HTTP health says: no answer, live but not ready, ready, or not live.
+
+    Not live while answering means it failed to start and stays up anyway (`--exit-on-error=false`,
+    e.g. a repository path that is not a folder): it will never serve."""
+    try:
+        if httpx.get(f"{settings.triton_http_url}/v2/health/live", timeout=1.0).status_code != 200:
+            return "broken"
+        ready = httpx.get(f"{settings.triton_http_url}/v2/health/ready", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return "down"
+    return "ready" if ready else "starting"
 
 
 def wait_ready(
@@ -130,3 +154,29 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float = 30) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+STUB = "triton_python_backend_stub"
+STUB_SHM_PREFIX = "triton_python_backend_shm_region_"
+
+
+def clean_leftovers(server_pid: int) -> list[str]:
+    """End what a dead tritonserver left: its Python-backend stubs (they can outlive a SIGKILL'd
+    server, holding a model's memory) and their shared-memory regions; returns the regions removed.
+
+    A stub names its server's pid and its region on its command line:
+    `triton_python_backend_stub <model.py> <region> <size> <growth> <server pid> ...`."""
+    from trident import supervisor
+
+    stubs = [
+        p
+        for p in supervisor.processes()
+        if p.state != "Z"
+        and p.argv
+        and Path(p.argv[0]).name == STUB
+        and (p.pgid == server_pid or p.argv[5:6] == [str(server_pid)])
+    ]
+    supervisor.kill(p.pid for p in stubs)
+    supervisor.wait_gone([p.pid for p in stubs] + supervisor.kill_group(server_pid), timeout_s=5.0)
+    regions = {a for p in stubs for a in p.argv if a.startswith(STUB_SHM_PREFIX)}
+    return supervisor.remove_shm(regions | set(supervisor.stale_shm(STUB_SHM_PREFIX)))

@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     source_connect_timeout_s: float = Field(5.0, gt=0, description="`source` fetch: connect deadline")
     source_timeout_s: float = Field(10.0, gt=0, description="`source` fetch: whole-download deadline")
 
+    # `trident run`'s supervision of its children (tritonserver, the frontend): see trident/supervisor.py
+    restart_limit: int = Field(
+        5, ge=0, description="restarts of one child allowed within restart_window_s; one more crash gives up"
+    )
+    restart_window_s: float = Field(600.0, gt=0, description="the sliding window restart_limit counts in")
+    restart_backoff_max_s: float = Field(
+        30.0, gt=0, description="longest wait before a restart (1 s, 2 s, 4 s ... up to this)"
+    )
+    triton_start_timeout_s: float = Field(
+        120.0, gt=0, description="a started tritonserver not ready by then counts as failed and is restarted"
+    )
+
     @property
     def triton_grpc_url(self) -> str:
         return f"{self.triton_host}:{self.triton_grpc_port}"
