@@ -37,9 +37,12 @@ unchecked. Measured float32 ONNX Runtime vs PyTorch differences (YOLO11n/s/m, YO
 task, 160 and 640 px, untrained and with spread-out scores) are at most 4.6e-4 of a channel's
 range (boxes ~0.03 px of 640, scores ~1e-4 of 1), and a 1% change to any output is 10x over it.
 """
-RAW_ATOL = 1e-7
-"""Floor for channels that are (near) zero throughout. ONNX Runtime's sigmoid saturates at
-|x| = 18 (sigmoid(-18) = 1.5e-8), so scores of 1e-8 and below may differ by that much."""
+RAW_ATOL = 1e-6
+"""Floor for channels whose values are tiny throughout: scores of 1e-5 and below (logits under
+-11) differ by float noise in the logit, about 1e-7 absolute (the demo `shapes` models: 1.4e-7 in
+a channel whose largest value is 4.7e-6), and ONNX Runtime's sigmoid saturates at |x| = 18. A
+difference under 1e-6 cannot show in an answer rounded to 5 decimals; a changed weight moves such
+scores by far more (the class-bias tamper of `tests/exporter/test_parity_gate.py`)."""
 NOISE_FACTOR = 4.0
 """A model whose own float32 arithmetic is less precise than `RAW_RTOL` gets this multiple of it.
 
