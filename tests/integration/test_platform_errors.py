@@ -1,0 +1,163 @@
+"""Errors as the official SDK sees them: `APIError` with the right status and a body that is
+exactly the Platform contract's `{"error": "<message>"}` (nothing else, no trace).
+
+Against the Platform-format frontend of `test_platform_sdk.py`; 503 against a frontend of its
+own whose Triton port answers nothing (the session's Triton keeps running).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ultralytics_platform import APIError, Platform
+
+from tests.integration.conftest import Stack, free_port, wait_out_minute_edge
+from tests.integration.test_platform_sdk import RATE_PLAN, platform_frontend
+from trident import runtime
+from trident.keys import new_key
+
+pytestmark = pytest.mark.integration
+OWNER, PROJECT, MODEL = "test", "coco", "yolo11n"
+
+
+@pytest.fixture(scope="module")
+def platform_url(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> str:
+    return platform_frontend(stack, tmp_path_factory, request.config)
+
+
+@pytest.fixture(scope="module")
+def sdk(platform_url: str, stack: Stack) -> Iterator[Platform]:
+    with Platform(api_key=stack.api_key, base_url=platform_url, max_retries=0) as client:
+        yield client
+
+
+def api_error(call: Callable[[], object], status: int) -> APIError:
+    """The `APIError` `call` raises: `status`, and a body that is exactly `{"error": <non-empty str>}`."""
+    with pytest.raises(APIError) as caught:
+        call()
+    error = caught.value
+    assert error.status_code == status, error.body
+    assert error.json is not None and isinstance(error.json, dict), error.body
+    assert set(error.json) == {"error"}, error.body
+    assert isinstance(error.json["error"], str) and error.json["error"].strip(), error.body
+    assert "Traceback" not in error.body
+    return error
+
+
+def assert_platform_error(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"], body
+
+
+def predict(client: Platform, image: Path, model: str = MODEL, **options: Any) -> Callable[[], object]:
+    def call() -> object:
+        with image.open("rb") as f:
+            return client.models.predict(OWNER, PROJECT, model, body={"file": f, **options})
+
+    return call
+
+
+def test_not_an_image_is_400(sdk: Platform, tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello, I am a text file and not a JPEG\n" * 20)
+    api_error(predict(sdk, text), 400)
+
+
+def test_an_out_of_range_option_is_400(sdk: Platform, bus: Path) -> None:
+    api_error(predict(sdk, bus, conf=2), 400)
+    api_error(predict(sdk, bus, decimals=11), 400)
+
+
+@pytest.mark.parametrize("key", ["wrong", "", "valid-format"])
+def test_a_wrong_or_missing_key_is_401(platform_url: str, stack: Stack, bus: Path, key: str) -> None:
+    api_key = {"wrong": stack.api_key[:-2] + "zz", "": "", "valid-format": new_key()[0]}[key]
+    with Platform(api_key=api_key, base_url=platform_url, max_retries=0) as client:
+        api_error(predict(client, bus), 401)
+
+
+def test_an_unknown_model_is_404(sdk: Platform, bus: Path) -> None:
+    error = api_error(predict(sdk, bus, model="no-such-model"), 404)
+    assert "Traceback" not in error.body
+
+
+def test_an_upload_over_10_mb_is_413(sdk: Platform, tmp_path: Path) -> None:
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + b"\0" * (11 * 1024 * 1024))
+    api_error(predict(sdk, big), 413)
+
+
+def test_past_the_plan_is_429_with_when_to_retry(
+    stack: Stack, platform_url: str, bus: Path, tmp_path: Path
+) -> None:
+    key = stack.create_key("platform-429", RATE_PLAN)  # 1 request a minute
+    wait_out_minute_edge(5)  # both calls in one minute window
+    with Platform(api_key=key, base_url=platform_url, max_retries=0) as client:
+        answer: Any = predict(client, bus)()
+        assert answer["metadata"]["imageCount"] == 1
+        api_error(predict(client, bus), 429)
+    r = httpx.post(
+        f"{platform_url}/api/models/{OWNER}/{PROJECT}/{MODEL}/predict",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"file": (bus.name, bus.read_bytes())},
+        timeout=30,
+    )
+    assert_platform_error(r, 429)
+    assert 1 <= int(r.headers["Retry-After"]) <= 60, r.headers
+    assert 0 <= int(r.headers["X-RateLimit-Reset"]) <= 60, r.headers
+    assert r.headers["X-RateLimit-Remaining"] == "0"
+
+
+@pytest.fixture
+def tritonless(stack: Stack, tmp_path: Path) -> Iterator[str]:
+    """A Platform-format frontend whose Triton ports answer nothing."""
+    process, base = stack.spawn_frontend(
+        tmp_path / "tritonless.log",
+        wait_for="/livez",
+        TRIDENT_API_FORMAT="platform",
+        TRIDENT_TRITON_GRPC_PORT=str(free_port()),
+        TRIDENT_TRITON_HTTP_PORT=str(free_port()),
+    )
+    try:
+        yield base
+    finally:
+        runtime.stop(process)
+
+
+def test_triton_unreachable_is_503(stack: Stack, tritonless: str, bus: Path) -> None:
+    with Platform(api_key=stack.api_key, base_url=tritonless, max_retries=0) as client:
+        api_error(predict(client, bus), 503)
+        api_error(lambda: client.models.retrieve(OWNER, PROJECT, MODEL), 503)
+    r = httpx.post(
+        f"{tritonless}/api/models/{OWNER}/{PROJECT}/{MODEL}/predict",
+        headers={"Authorization": f"Bearer {stack.api_key}"},
+        files={"file": (bus.name, bus.read_bytes())},
+        timeout=30,
+    )
+    assert_platform_error(r, 503)
+    assert int(r.headers["Retry-After"]) >= 1
+
+
+UNIMPLEMENTED: dict[str, Callable[[Platform], object]] = {
+    "models.delete": lambda c: c.models.delete(OWNER, PROJECT, MODEL),
+    "models.files": lambda c: c.models.files(OWNER, PROJECT, MODEL),
+    "models.clone": lambda c: c.models.clone(OWNER, PROJECT, MODEL, project_body="elsewhere"),
+    "models.training": lambda c: c.models.training(OWNER, PROJECT, MODEL),
+    "projects.retrieve": lambda c: c.projects.retrieve(OWNER, PROJECT),
+    "projects.list": lambda c: c.projects.list(OWNER),
+    "account.summary": lambda c: c.account.summary(),
+    "deployments.retrieve": lambda c: c.deployments.retrieve(OWNER, "some-deployment"),
+}
+
+
+@pytest.mark.parametrize("call", list(UNIMPLEMENTED))
+def test_an_sdk_call_trident_does_not_implement_is_404_in_the_contracts_shape(
+    sdk: Platform, call: str
+) -> None:
+    api_error(lambda: UNIMPLEMENTED[call](sdk), 404)
