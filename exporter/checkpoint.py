@@ -8,7 +8,8 @@ from typing import Any
 
 from exporter.errors import ExportError
 
-SUPPORTED_TASKS = ("detect", "segment", "pose", "classify", "obb")
+SUPPORTED_TASKS = ("detect", "segment", "pose", "classify", "obb", "semantic", "depth")
+MAX_SEMANTIC_CLASSES = 256  # the class map is uint8 (ONNX exports emit int32 beyond that)
 
 
 def load_checkpoint(weights: Path) -> Any:
@@ -28,4 +29,9 @@ def load_checkpoint(weights: Path) -> Any:
     task = getattr(model, "task", None)
     if task not in SUPPORTED_TASKS:
         raise ExportError(f"task {task!r} is not supported yet (supported: {', '.join(SUPPORTED_TASKS)})")
+    if task == "semantic" and len(model.names) > MAX_SEMANTIC_CLASSES:
+        raise ExportError(
+            f"semantic models with more than {MAX_SEMANTIC_CLASSES} classes are not supported "
+            f"(this one has {len(model.names)}): the class map is served as uint8"
+        )
     return model

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from exporter.checkpoint import load_checkpoint
 from exporter.errors import ExportError
-from exporter.onnx_export import export_onnx, io_shapes, read_metadata
+from exporter.onnx_export import export_onnx, io_shapes, output_types, read_metadata
 from exporter.parity import ParityReport, check_parity
 from exporter.repository import next_version, publish, staging_dir
 from exporter.triton_config import ServingOptions, render_configs
@@ -104,7 +104,9 @@ def export_model(request: ExportRequest, console: Console | None = None) -> Expo
             # compiled now: a __pycache__ appearing later would look like a change to Triton's poller
             py_compile.compile(str(version_dir / "model.py"), doraise=True)
             inputs, outputs = io_shapes(onnx_path)
-            for rel, text in render_configs(name, spec, meta, inputs, outputs, request.options).items():
+            types = output_types(onnx_path)
+            configs = render_configs(name, spec, meta, inputs, outputs, request.options, types)
+            for rel, text in configs.items():
                 (stage / name / rel).parent.mkdir(parents=True, exist_ok=True)
                 (stage / name / rel).write_text(text)
             status.update("publishing")

@@ -52,3 +52,24 @@ def io_shapes(onnx_path: Path) -> tuple[list[tuple[str, list[int]]], list[tuple[
         return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
 
     return [(i.name, dims(i)) for i in graph.input], [(o.name, dims(o)) for o in graph.output]
+
+
+TRITON_TYPES = {
+    onnx.TensorProto.FLOAT: "FP32",
+    onnx.TensorProto.FLOAT16: "FP16",
+    onnx.TensorProto.UINT8: "UINT8",
+    onnx.TensorProto.INT32: "INT32",
+    onnx.TensorProto.INT64: "INT64",
+}
+
+
+def output_types(onnx_path: Path) -> dict[str, str]:
+    """Each output's Triton data type (`FP32`, `UINT8`: a semantic model's class map, ...)."""
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    types = {}
+    for output in graph.output:
+        elem = output.type.tensor_type.elem_type
+        if elem not in TRITON_TYPES:
+            raise ExportError(f"output {output.name!r} has an unsupported ONNX type {elem}")
+        types[output.name] = TRITON_TYPES[elem]
+    return types

@@ -21,13 +21,16 @@ from pipeline.contract import PredictOptions
 from pipeline.decode import DECODERS
 from pipeline.prepare import prepare
 from pipeline.render_seed import seed_predictions
-from trident.modelspec import ModelSpec
+from pipeline.result import Result
+from trident.modelspec import MAP_TASKS, ModelSpec
 
 CHECK_CONF = 0.01  # a trained model yields many boxes here; an untrained one none (the raw check covers it)
 CHECK_IOU = 0.45
 BAKED_CONF, BAKED_IOU = 0.25, 0.7  # what Ultralytics bakes into an nms=True graph by default
 TOP_N = 50  # the highest-scored reference results that must all be reproduced
 BOX_TOL_PX = 0.1
+LABEL_AGREEMENT = 0.999  # semantic: share of pixels with the same class as Ultralytics'
+DEPTH_RTOL = 1e-3  # depth: |ours - Ultralytics'| <= this x Ultralytics' depth, every pixel
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ParityReport:
     raw_outputs_checked: int  # ONNX tensors compared with the PyTorch model's (exporter.raw_parity)
     max_abs_diff: float  # the largest difference among them
     raw_rtol: float  # the tolerance they met, as a fraction of each channel's range
+    map_check: str = ""  # semantic / depth: how the served map compared with Ultralytics', in words
 
     def summary(self) -> str:
         """What was compared: with nothing found on the sample, only the raw outputs prove parity."""
@@ -45,19 +49,74 @@ class ParityReport:
             f"{self.raw_outputs_checked} raw outputs match PyTorch (max |diff| {self.max_abs_diff:.3g}, "
             f"within {self.raw_rtol:.3g} of each channel's range)"
         )
+        if self.map_check:
+            return f"{self.map_check}; {raw}"
         if self.reference == 0:
             return f"Ultralytics found no results on the sample to compare; {raw}"
         return f"top {self.matched} results reproduced ({self.ours} vs {self.reference}); {raw}"
+
+
+def pipeline_result(
+    session: ort.InferenceSession, spec: ModelSpec, image: NDArray[np.uint8], params: PredictOptions
+) -> Result:
+    """The served `Result` for one image, with ONNX Runtime standing in for Triton."""
+    prep = prepare(image, spec, spec.imgsz[0])
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(names, {session.get_inputs()[0].name: prep.tensor}), strict=True))
+    return DECODERS[spec.task](outputs, spec, params, prep)
 
 
 def run_pipeline(
     session: ort.InferenceSession, spec: ModelSpec, image: NDArray[np.uint8], params: PredictOptions
 ) -> list[dict[str, Any]]:
     """The served predictions for one image, with ONNX Runtime standing in for Triton."""
-    prep = prepare(image, spec, spec.imgsz[0])
-    names = [o.name for o in session.get_outputs()]
-    outputs = dict(zip(names, session.run(names, {session.get_inputs()[0].name: prep.tensor}), strict=True))
-    return seed_predictions(DECODERS[spec.task](outputs, spec, params, prep), params)
+    return seed_predictions(pipeline_result(session, spec, image, params), params)
+
+
+def compare_maps(ours: Result, ref: Any, where: str) -> str:
+    """A semantic or depth map against Ultralytics' `Results`; raise `ExportError` if they differ.
+    Returns what was compared, in words."""
+    if ours.semantic_mask is not None:
+        theirs = ref.semantic_mask.data.numpy() if ref.semantic_mask is not None else None
+        if theirs is None or theirs.shape != ours.semantic_mask.shape:
+            raise ExportError(f"parity check failed on {where}: no class map of the image's size")
+        same = float(np.count_nonzero(theirs == ours.semantic_mask)) / theirs.size
+        if same < LABEL_AGREEMENT:
+            raise ExportError(
+                f"parity check failed on {where}: the class map matches Ultralytics' on {same:.3%} of "
+                f"the pixels (at least {LABEL_AGREEMENT:.1%} required)"
+            )
+        return f"class map equal on {same:.3%} of {theirs.size} pixels"
+    assert ours.depth is not None
+    depth = ref.depth.data.numpy() if ref.depth is not None else None
+    if depth is None or depth.shape != ours.depth.shape:
+        raise ExportError(f"parity check failed on {where}: no depth map of the image's size")
+    rel = float(np.max(np.abs(ours.depth - depth) / np.maximum(np.abs(depth), 1e-6)))
+    if not rel <= DEPTH_RTOL:
+        raise ExportError(
+            f"parity check failed on {where}: the depth differs from Ultralytics' by up to {rel:.3g} "
+            f"of the depth (at most {DEPTH_RTOL:g})"
+        )
+    return f"depth within {rel:.2g} relative on {depth.size} pixels"
+
+
+def _check_map_parity(
+    onnx_path: Path, spec: ModelSpec, image: NDArray[np.uint8], image_path: Path, raw: Any
+) -> ParityReport:
+    """Dense tasks: the served map against `YOLO(<the ONNX>).predict()`'s. The weights are proven by
+    the raw check (logits and class map, or depth, against the PyTorch model); this proves the
+    decoding (crop, resize, interpolation), which `YOLO(weights)` cannot: on a `.pt` it takes the
+    argmax after upsampling the logits (other pixels at class borders) and a rectangular input."""
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    results: Any = YOLO(str(onnx_path), task=spec.task).predict(
+        str(image_path), imgsz=list(spec.imgsz), verbose=False
+    )
+    ref = results[0]
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ours = pipeline_result(session, spec, image, PredictOptions())
+    check = compare_maps(ours, ref, image_path.name)
+    return ParityReport(1, 1, 1, raw.outputs_checked, raw.max_abs_diff, raw.rtol, check)
 
 
 def _iou(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -105,6 +164,8 @@ def check_parity(
         raise ExportError(f"cannot read the parity sample image {image_path}")
     # first, and whatever Ultralytics finds: the one comparison that cannot come out empty
     raw = check_raw_outputs(weights, onnx_path, spec, prepare(image, spec, spec.imgsz[0]).tensor, nms)
+    if spec.task in MAP_TASKS:
+        return _check_map_parity(onnx_path, spec, image, image_path, raw)
     conf, iou = (BAKED_CONF, BAKED_IOU) if nms else (CHECK_CONF, CHECK_IOU)
     extra: dict[str, Any] = {} if spec.task == "classify" else {"rect": spec.dynamic, "nms": nms}
     results: Any = model.predict(

@@ -11,6 +11,12 @@ comparable element by element: near-tied scores come out in another order, and r
 cut-off swap in and out. For those the dense head tensor the selection reads (every anchor,
 before any selection) is taken from inside the graph and compared element by element, and the
 selected rows are compared as sets (see `_compare_rows`).
+
+A semantic model's graph ends in an ArgMax over the class logits (a uint8 class map): its input,
+the upsampled logits, is taken from inside the graph and compared element by element (channel =
+class), and the class maps themselves must agree on `LABEL_AGREEMENT` of the pixels (a pixel whose
+two best logits are within float noise may flip). A depth model's `(1, 1, H, W)` map is compared
+element by element like any dense output.
 """
 
 from __future__ import annotations
@@ -51,7 +57,10 @@ float64 by up to 1e-2 of a channel's range, and ONNX Runtime from PyTorch by as 
 1.2x the float64 difference, measured). Only the PyTorch model sets this, never the ONNX, and
 only after the strict comparison failed (the float64 run takes seconds on large models).
 """
+LABEL_AGREEMENT = 0.999
+"""The fraction of a class map's pixels that must carry the same class in the ONNX and PyTorch."""
 DENSE = "the head's output before NMS / top-k"
+LOGITS = "the class logits before the ArgMax"
 SCORE_COL, CLASS_COL = 4, 5  # selected rows are [x1, y1, x2, y2, score, class, extra...]
 
 
@@ -69,6 +78,7 @@ class _Reference:
     model: Any
     args: Any
     selects: bool  # the graph ends in a selection (NMS or top-k) of rows
+    semantic: bool = False  # the graph ends in an ArgMax (a class map)
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class _Pair:
     ours: NDArray[np.float32]
     ref: NDArray[np.float32]
     rows: bool  # selected rows, compared as sets; otherwise element by element
+    labels: bool = False  # a class map: compared by the fraction of equal pixels
 
 
 def reference_model(weights: Path, nms: bool | None, dynamic: bool, imgsz: tuple[int, int]) -> _Reference:
@@ -104,7 +115,8 @@ def reference_model(weights: Path, nms: bool | None, dynamic: bool, imgsz: tuple
     anchors = sum(int(imgsz[0] / s) * int(imgsz[1] / s) for s in model.stride.tolist())
     for m in model.modules():
         _trace_mode(m, args, anchors)
-    return _Reference(model, args, bool(nms) or bool(getattr(model, "end2end", False)))
+    semantic = type(head).__name__ == "SemanticSegment"
+    return _Reference(model, args, bool(nms) or bool(getattr(model, "end2end", False)), semantic)
 
 
 def _trace_mode(module: Any, args: Any, anchors: int) -> None:
@@ -128,6 +140,15 @@ def _forward(model: Any, x: Any) -> tuple[list[Any], Any]:
     import torch
 
     head = model.model[-1]
+    if type(head).__name__ == "SemanticSegment":
+        with torch.no_grad():
+            y = model(x)
+            head.format = "trident-logits"  # not an ArgMax format: the head returns its logits
+            try:
+                logits = model(x)
+            finally:
+                head.format = "onnx"
+        return [y], logits
     dense: list[Any] = []
     patched = bool(getattr(head, "end2end", False))
     if patched:
@@ -161,7 +182,7 @@ def torch_outputs(
         with torch.no_grad():
             y = NMSModel(ref.model, ref.args)(x)  # type: ignore[no-untyped-call]
         outputs = [y] if isinstance(y, torch.Tensor) else list(y)
-    return [o.numpy() for o in outputs], dense.numpy() if ref.selects else None
+    return [o.numpy() for o in outputs], dense.numpy() if ref.selects or ref.semantic else None
 
 
 def float32_error(ref: _Reference, tensor: NDArray[np.float32]) -> float:
@@ -192,19 +213,20 @@ def _needed_rtol(ours: NDArray[Any], ref: NDArray[Any]) -> float:
 
 
 def onnx_outputs(
-    onnx_path: Path, tensor: NDArray[np.float32], dense_shape: tuple[int, ...] | None
+    onnx_path: Path, tensor: NDArray[np.float32], dense_shape: tuple[int, ...] | None, op: str = "Transpose"
 ) -> tuple[list[tuple[str, NDArray[np.float32]]], tuple[str, NDArray[np.float32]] | None]:
-    """The graph's outputs by name, and the first tensor of `dense_shape` a Transpose reads.
+    """The graph's outputs by name, and the first tensor of `dense_shape` an `op` node reads.
 
     Both selections start by transposing the dense head tensor to one row per anchor
     (`NMSModel.forward`, `Detect.forward`), so the inputs of Transpose nodes are exposed as extra
-    outputs and the first whose shape is the head's is it (shapes are only known once run).
+    outputs and the first whose shape is the head's is it (shapes are only known once run); a
+    semantic head's logits are the input of its ArgMax.
     """
     proto = onnx.load(str(onnx_path))
     names = [o.name for o in proto.graph.output]
     candidates: list[str] = []
     if dense_shape is not None:
-        consumed = {i for n in proto.graph.node if n.op_type == "Transpose" for i in n.input}
+        consumed = {i for n in proto.graph.node if n.op_type == op for i in n.input}
         candidates = [t for n in proto.graph.node for t in n.output if t in consumed and t not in names]
         proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in candidates)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -306,9 +328,26 @@ def _match_rows(
     return float(np.where(fits, largest, np.inf).min(axis=1).max())
 
 
+def _compare_labels(name: str, ours: NDArray[Any], ref: NDArray[Any]) -> float:
+    """Class maps: the same class on `LABEL_AGREEMENT` of the pixels (the logits before them carry
+    the numeric comparison, so this adds 0 to the largest difference)."""
+    _check_shape(name, ours, ref)
+    if not ref.size:
+        return 0.0
+    differ = float(np.count_nonzero(ours != ref)) / ref.size
+    if differ > 1 - LABEL_AGREEMENT:
+        raise ExportError(
+            f"parity check failed: raw output {name} (a class map) differs from the PyTorch model's on "
+            f"{differ:.3%} of the pixels (at most {1 - LABEL_AGREEMENT:.1%} allowed)"
+        )
+    return 0.0
+
+
 def _compare_all(pairs: list[_Pair], nms_conf: float | None, rtol: float) -> RawParity:
     diffs = [
-        _compare_rows(p.name, p.ours, p.ref, nms_conf, rtol)
+        _compare_labels(p.name, p.ours, p.ref)
+        if p.labels
+        else _compare_rows(p.name, p.ours, p.ref, nms_conf, rtol)
         if p.rows
         else _compare_dense(p.name, p.ours, p.ref, rtol)
         for p in pairs
@@ -319,21 +358,23 @@ def _compare_all(pairs: list[_Pair], nms_conf: float | None, rtol: float) -> Raw
 def _pairs(ref: _Reference, onnx_path: Path, tensor: NDArray[np.float32]) -> list[_Pair]:
     """What to compare: every graph output, and for a selecting graph the head tensor inside it."""
     expected, dense_ref = torch_outputs(ref, tensor)
-    produced, dense = onnx_outputs(onnx_path, tensor, None if dense_ref is None else dense_ref.shape)
+    op = "ArgMax" if ref.semantic else "Transpose"
+    produced, dense = onnx_outputs(onnx_path, tensor, None if dense_ref is None else dense_ref.shape, op)
     if len(produced) != len(expected):
         raise ExportError(
             f"parity check failed: the ONNX has {len(produced)} outputs, the PyTorch model {len(expected)}"
         )
     pairs = [
-        _Pair(name, ours, theirs, rows=ref.selects and i == 0)
+        _Pair(name, ours, theirs, rows=ref.selects and i == 0, labels=ref.semantic and i == 0)
         for i, ((name, ours), theirs) in enumerate(zip(produced, expected, strict=True))
     ]
     if dense_ref is not None:
+        what = LOGITS if ref.semantic else DENSE
         if dense is None:
             raise ExportError(
-                f"parity check failed: no tensor of shape {dense_ref.shape} ({DENSE}) in the ONNX graph"
+                f"parity check failed: no tensor of shape {dense_ref.shape} ({what}) in the ONNX graph"
             )
-        pairs.append(_Pair(f"{dense[0]} ({DENSE})", dense[1], dense_ref, rows=False))
+        pairs.append(_Pair(f"{dense[0]} ({what})", dense[1], dense_ref, rows=False))
     return pairs
 
 
@@ -343,7 +384,8 @@ def check_raw_outputs(
     """Compare every ONNX output with the PyTorch model's on `tensor` (Trident's own model input);
     raise `ExportError` naming the output, the difference and the tolerance."""
     x: NDArray[np.float32] = np.asarray(tensor, dtype=np.float32)
-    ref = reference_model(weights, None if spec.task == "classify" else nms, spec.dynamic, spec.imgsz)
+    plain = spec.task in ("classify", "semantic", "depth")  # no NMS or head mode to choose
+    ref = reference_model(weights, None if plain else nms, spec.dynamic, spec.imgsz)
     pairs = _pairs(ref, onnx_path, x)
     nms_conf = float(ref.args.conf) if ref.args.nms else None
     try:

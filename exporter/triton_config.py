@@ -52,6 +52,7 @@ def _base_config(
     outputs: list[tuple[str, list[int]]],
     max_batch: int,
     queue_delay_us: int,
+    output_types: dict[str, str],
 ) -> mc.ModelConfig:
     """`max_batch == 0` declares the batch axis as part of the dims (a fixed-batch graph)."""
     config = mc.ModelConfig(name=name, max_batch_size=max_batch)
@@ -60,7 +61,8 @@ def _base_config(
         dims = [in_dims[1], -1, -1] if spec.dynamic else [in_dims[1], h, w]
         config.input.add(**_tensor(in_name, dims if max_batch else [1, *dims], spec.input_dtype))
     for out_name, out_dims in outputs:
-        config.output.add(**_tensor(out_name, out_dims[1:] if max_batch else out_dims, "FP32"))
+        dtype = output_types.get(out_name, "FP32")
+        config.output.add(**_tensor(out_name, out_dims[1:] if max_batch else out_dims, dtype))
     if max_batch > 1:
         config.dynamic_batching.SetInParent()  # batches whatever queued while the instance was busy
         config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
@@ -88,9 +90,14 @@ def render_configs(
     inputs: list[tuple[str, list[int]]],
     outputs: list[tuple[str, list[int]]],
     options: ServingOptions,
+    output_types: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Relative path -> pbtxt text for both configs."""
-    local = _base_config(name, spec, metadata, inputs, outputs, options.max_batch, options.queue_delay_us)
+    """Relative path -> pbtxt text for both configs; outputs are FP32 unless `output_types` says
+    otherwise (a semantic model's class map is UINT8)."""
+    types = output_types or {}
+    local = _base_config(
+        name, spec, metadata, inputs, outputs, options.max_batch, options.queue_delay_us, types
+    )
     local.backend = "python"
     if options.u8_input:
         # either input may be sent: float32 `images` (Ultralytics' client) or the uint8 image (Trident)
@@ -120,7 +127,7 @@ def render_configs(
     # Triton's ONNX Runtime backend checks shapes against the graph: a batch-1 graph is not batchable
     fixed_batch = any(dims[0] != -1 for _, dims in inputs)
     native_batch = 0 if fixed_batch else options.max_batch
-    native = _base_config(name, spec, metadata, inputs, outputs, native_batch, options.queue_delay_us)
+    native = _base_config(name, spec, metadata, inputs, outputs, native_batch, options.queue_delay_us, types)
     native.platform = "onnxruntime_onnx"
     native.default_model_filename = "model.onnx"
     native.instance_group.add(count=options.instances, kind=mc.ModelInstanceGroup.KIND_GPU)

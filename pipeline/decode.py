@@ -13,6 +13,7 @@ from pipeline.prepare import Prepared
 from pipeline.result import Result
 from postprocess.classify import top_classes
 from postprocess.detect import select_rows, to_detections
+from postprocess.maps import depth_to_original, semantic_to_original
 from postprocess.masks import decode_masks
 from postprocess.obb import select_obb_rows, to_oriented
 from postprocess.pose import decode_keypoints
@@ -74,6 +75,34 @@ def decode_classify(outputs: Outputs, spec: ModelSpec, options: PredictOptions, 
     return Result(spec.task, spec.names, prep.orig_hw, indices.astype(np.int64), probs)
 
 
+def _map(outputs: Outputs, ndim: int) -> NDArray[Any]:
+    """`output0` of a dense task, batch axis dropped (its dtype kept: class ids or metres)."""
+    array = outputs.get("output0")
+    if not isinstance(array, np.ndarray) or array.ndim != ndim or array.shape[0] != 1:
+        shape = getattr(array, "shape", None)
+        raise ModelOutputError(f"the model returned a malformed 'output0' tensor (shape {shape})")
+    single: NDArray[Any] = array[0]
+    return single
+
+
+def _no_rows(spec: ModelSpec, prep: Prepared, **maps: Any) -> Result:
+    cls, conf = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return Result(spec.task, spec.names, prep.orig_hw, cls, conf, **maps)
+
+
+def decode_semantic(outputs: Outputs, spec: ModelSpec, options: PredictOptions, prep: Prepared) -> Result:
+    """The in-graph class map `(1, h, w)` -> the original image's uint8 class map."""
+    class_map = semantic_to_original(_map(outputs, 3), prep.input_hw, prep.orig_hw)
+    return _no_rows(spec, prep, semantic_mask=class_map)
+
+
+def decode_depth(outputs: Outputs, spec: ModelSpec, options: PredictOptions, prep: Prepared) -> Result:
+    """The depth map `(1, 1, h, w)` (or `(1, h, w)`) -> the original image's float32 depth."""
+    output0 = outputs.get("output0")
+    depth = _map(outputs, 4)[0] if getattr(output0, "ndim", 0) == 4 else _map(outputs, 3)
+    return _no_rows(spec, prep, depth=depth_to_original(depth, prep.input_hw, prep.orig_hw))
+
+
 Decoder = Callable[[Outputs, ModelSpec, PredictOptions, Prepared], Result]
 DECODERS: dict[str, Decoder] = {
     "detect": decode_detect,
@@ -81,6 +110,8 @@ DECODERS: dict[str, Decoder] = {
     "pose": decode_pose,
     "obb": decode_obb,
     "classify": decode_classify,
+    "semantic": decode_semantic,
+    "depth": decode_depth,
 }
 
 

@@ -20,8 +20,8 @@ class Prepared:
 
 
 def prepare(image: NDArray[np.uint8], spec: ModelSpec, imgsz: int, u8: bool = False) -> Prepared:
-    """A letterbox, or for classification a Pillow resize and centre crop (static models use their
-    export size, dynamic ones `imgsz`).
+    """A letterbox, for depth a stretch, or for classification a Pillow resize and centre crop
+    (static models use their export size, dynamic ones `imgsz`).
 
     With `u8` the image is handed over as it is, `(1, H, W, 3)` BGR uint8, and the model
     normalises it (a quarter of the bytes, and no transpose or division here); otherwise the
@@ -34,7 +34,12 @@ def prepare(image: NDArray[np.uint8], spec: ModelSpec, imgsz: int, u8: bool = Fa
         input_hw = (size[0], size[1])
     else:
         model_image, box = letterboxed(
-            image, export_hw=spec.imgsz, stride=spec.stride, dynamic=spec.dynamic, imgsz=imgsz
+            image,
+            export_hw=spec.imgsz,
+            stride=spec.stride,
+            dynamic=spec.dynamic,
+            imgsz=imgsz,
+            stretch=spec.task == "depth",
         )
         input_hw = (box.height, box.width)
     tensor = np.ascontiguousarray(model_image)[None] if u8 else to_model_input(model_image)[None]

@@ -39,6 +39,9 @@ class Result:
     the task: `xyxy` (detect, segment, pose), `polygons` (segment: one `(m, 2)` outline per
     instance), `keypoints` (pose: `(n, K, 2 or 3)`, the third column the raw visibility),
     `xywhr` and `corners` (obb: centre, size, angle in radians; and the four corners `(n, 4, 2)`).
+    Dense tasks have no rows (`cls` and `conf` empty) but one map at the original image size, as
+    Ultralytics' `Results` holds it: `semantic_mask` (semantic: `(H, W)` uint8 class ids) or
+    `depth` (depth: `(H, W)` float32 metres).
     """
 
     task: Task
@@ -51,6 +54,8 @@ class Result:
     keypoints: NDArray[np.float32] | None = None
     xywhr: NDArray[np.float32] | None = None
     corners: NDArray[np.float32] | None = None
+    semantic_mask: NDArray[np.uint8] | None = None
+    depth: NDArray[np.float32] | None = None
 
     def __len__(self) -> int:
         return len(self.conf)

@@ -51,6 +51,12 @@ def letterbox_geometry(h0: int, w0: int, target: tuple[int, int], stride: int, a
     return Letterbox(new_h + top + bottom, new_w + left + right, new_h, new_w, top, bottom, left, right)
 
 
+def stretch_geometry(target: tuple[int, int]) -> Letterbox:
+    """Ultralytics' `LetterBox(scale_fill=True)` (depth models): the whole input, no padding."""
+    th, tw = target
+    return Letterbox(th, tw, th, tw, 0, 0, 0, 0)
+
+
 def apply_letterbox(image: NDArray[np.uint8], box: Letterbox) -> NDArray[np.uint8]:
     """Resize (bilinear, skipped when the size is unchanged) and pad a BGR image."""
     h0, w0 = image.shape[:2]
@@ -70,15 +76,26 @@ def to_model_input(image: NDArray[np.uint8]) -> NDArray[np.float32]:
 
 
 def letterboxed(
-    image: NDArray[np.uint8], *, export_hw: tuple[int, int], stride: int, dynamic: bool, imgsz: int
+    image: NDArray[np.uint8],
+    *,
+    export_hw: tuple[int, int],
+    stride: int,
+    dynamic: bool,
+    imgsz: int,
+    stretch: bool = False,
 ) -> tuple[NDArray[np.uint8], Letterbox]:
     """The letterboxed BGR image `YOLO(export).predict(imgsz=imgsz)` builds for this model.
 
     A static model always takes its export size (the requested imgsz is ignored, as Ultralytics
-    does); a dynamic one gets the minimum rectangle at the requested size.
+    does); a dynamic one gets the minimum rectangle at the requested size. With `stretch` (depth
+    models, whose predictor sets `scale_fill`) the image is resized to the whole input, square at
+    the requested size when dynamic, without keeping its aspect ratio.
     """
     h0, w0 = image.shape[:2]
-    if dynamic:
+    if stretch:
+        size = round_to_stride(imgsz, stride)
+        box = stretch_geometry((size, size) if dynamic else export_hw)
+    elif dynamic:
         size = round_to_stride(imgsz, stride)
         box = letterbox_geometry(h0, w0, (size, size), stride, auto=True)
     else:

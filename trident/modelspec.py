@@ -10,7 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Task = Literal["detect", "segment", "pose", "classify", "obb"]
+Task = Literal["detect", "segment", "pose", "classify", "obb", "semantic", "depth"]
+MAP_TASKS = ("semantic", "depth")  # one dense map per image (no rows): class ids, or metres
 SPEC_PARAMETER = "trident"
 # The optional second input of the local (Python-backend) models: the letterboxed image itself,
 # `(h, w, 3)` BGR uint8, normalised inside Triton. A quarter of the float32 tensor's bytes, and no

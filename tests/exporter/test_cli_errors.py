@@ -61,12 +61,14 @@ def test_invalid_slug(tmp_path: Path, repository: Path, slug: str) -> None:
     assert "slug" in error_line(out)
 
 
-def test_task_not_yet_supported(tmp_path: Path, repository: Path) -> None:
+def test_semantic_with_too_many_classes(tmp_path: Path, repository: Path) -> None:
     from ultralytics import YOLO
 
     weights = tmp_path / "sem.pt"
-    YOLO("yolo26n-sem.yaml").save(str(weights))  # YOLO26 semantic segmentation
+    model = YOLO("yolo26n-sem.yaml")  # YOLO26 semantic segmentation: served as a uint8 class map
+    model.model.names = {i: str(i) for i in range(300)}
+    model.save(str(weights))
     code, out = run_export(str(weights), "--slug", "a/b/c", "--repository", str(repository))
     assert code == 1
-    assert "task 'semantic' is not supported yet" in error_line(out)
+    assert "semantic models with more than 256 classes are not supported" in error_line(out)
     assert not repository.exists() or not any(repository.iterdir())

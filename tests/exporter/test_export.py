@@ -165,3 +165,15 @@ def test_onnx_runtime_threads_and_spinning_are_parameters_of_the_local_config() 
     assert local.parameters["ORT_ALLOW_SPINNING"].string_value == "0"
     default = render_configs("a", spec, {}, inputs, outputs, ServingOptions())["config.pbtxt"]
     assert "ORT_" not in default
+
+
+def test_a_class_map_output_is_declared_uint8_in_both_configs() -> None:
+    spec = ModelSpec(
+        task="semantic", names={0: "a", 1: "b"}, imgsz=(64, 64), stride=32, dynamic=False, end2end=False
+    )
+    inputs, outputs = [("images", [1, 3, 64, 64])], [("output0", [1, 64, 64])]
+    configs = render_configs("a", spec, {}, inputs, outputs, ServingOptions(), {"output0": "UINT8"})
+    for text in configs.values():
+        config = text_format.Parse(text, mc.ModelConfig())
+        assert [(o.name, o.data_type) for o in config.output] == [("output0", mc.TYPE_UINT8)]
+    assert "trident_candidates" not in configs["config.pbtxt"]  # no raw head: no compact output

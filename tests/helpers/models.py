@@ -5,7 +5,10 @@ would make every parity test pass vacuously. So: random weights (seeded), BatchN
 set from one forward pass over real images (activations stay at a sane scale), COCO names, and
 class biases at -4 so scores spread over 1e-3..1, and (for heads that regress distances directly,
 YOLO26) box biases that keep boxes a few strides wide instead of sub-pixel slivers, whose IoU
-would hinge on float rounding. The result is deterministic.
+would hinge on float rounding. Dense heads likewise: an untrained semantic model paints one class
+everywhere and an untrained depth model answers about 1.2 m everywhere, so their last layer's
+weights are scaled up (many classes per image; depths from 0.2 m to the 148 m clamp). The result
+is deterministic.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ def build_busy_model(
     model = YOLO(yaml_name)
     _calibrate(model.model)
     head = model.model.model[-1]
+    if type(head).__name__ == "SemanticSegment":
+        head.classifier[-1].weight.data.mul_(20.0)
+        return _save(model, path)
+    if type(head).__name__ == "Depth":
+        head.head[-1].weight.data.mul_(4.0)
+        return _save(model, path)
     if not hasattr(head, "cv3"):  # classification head: random logits are already spread
         return _save(model, path)
     for branch in [*head.cv3, *getattr(head, "one2one_cv3", [])]:
