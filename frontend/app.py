@@ -136,13 +136,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        phrase = HTTPStatus(exc.status_code).phrase
+        contract = api_format(request)
+        status, headers = exc.status_code, dict(exc.headers or {})
+        if status == 405 and contract == "platform":  # its contract has no 405: an operation we lack
+            status, headers = 404, {}
+        phrase = HTTPStatus(status).phrase
 
         class Refused(ServingError):  # 404 for an unknown route, 405 for a wrong method
-            status_code, code, message = exc.status_code, phrase.lower().replace(" ", "_"), phrase
+            status_code, code, message = status, phrase.lower().replace(" ", "_"), phrase
 
-        response = Refused(str(exc.detail), headers=dict(exc.headers or {})).to_response(api_format(request))
-        return response  # keeps `Allow` on a 405
+        detail = str(exc.detail) if status == exc.status_code else f"no {request.method} on this path"
+        return Refused(detail, headers=headers).to_response(contract)  # keeps `Allow` on a 405
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -18,6 +18,9 @@ from frontend.body_limit import BodyTooLarge
 from frontend.errors import InvalidImage, InvalidRequest, PayloadTooLarge
 from pipeline.contract import MAX_SOURCE_CHARS, PredictOptions
 
+# multipart for uploads; a URL-encoded form carries `source` (the SDK sends one when there is no file)
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
 
 @dataclass(frozen=True)
 class PredictForm:
@@ -50,8 +53,10 @@ def parse_options(fields: dict[str, Any]) -> PredictOptions:
 async def read_predict_form(request: Request, max_upload_bytes: int) -> PredictForm:
     """The image (bytes or `source`) and validated options (the body's size is capped by `BodyLimit`)."""
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
-        raise InvalidRequest("send the image as multipart/form-data with a 'file' field")
+    if not content_type.startswith(FORM_TYPES):
+        raise InvalidRequest(
+            "send the image as multipart/form-data with a 'file' field (or any form with 'source')"
+        )
     try:
         form = await request.form(max_files=1, max_fields=16)
     except BodyTooLarge:

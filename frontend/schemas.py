@@ -154,7 +154,13 @@ class PlatformErrorResponse(BaseModel):
 
 
 PREDICT_BODY: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form_schema()}}}
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": form_schema()},
+            "application/x-www-form-urlencoded": {"schema": form_schema(upload=False)},
+        },
+    }
 }
 ERROR_STATUSES = (400, 401, 404, 413, 429, 500, 503, 504)
 ERRORS: dict[int | str, dict[str, Any]] = {

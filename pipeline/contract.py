@@ -44,17 +44,19 @@ def _bounds(name: str) -> tuple[float, float]:
 IMGSZ_BOUNDS = tuple(int(v) for v in _bounds("imgsz"))
 
 
-def form_schema() -> dict[str, object]:
-    """The multipart body as OpenAPI describes it: the image (`file` or `source`) plus the options."""
+def form_schema(upload: bool = True) -> dict[str, object]:
+    """The form as OpenAPI describes it: the image (`file`, multipart only, or `source`) plus the
+    options."""
     options = PredictOptions.model_json_schema()["properties"]
+    file = {
+        "type": "string",
+        "format": "binary",
+        "description": "the image: JPEG, PNG, WebP or GIF (first frame), at most 10 MB",
+    }
     return {
         "type": "object",
         "properties": {
-            "file": {
-                "type": "string",
-                "format": "binary",
-                "description": "the image: JPEG, PNG, WebP or GIF (first frame), at most 10 MB",
-            },
+            **({"file": file} if upload else {}),
             "source": {
                 "type": "string",
                 "maxLength": MAX_SOURCE_CHARS,
