@@ -8,7 +8,7 @@ live in one place and the error names the field and its range.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -34,6 +34,9 @@ def _field_rule(name: str) -> str:
     field = PredictOptions.model_fields[name]
     if field.annotation is bool:
         return f"{name} must be true or false"
+    if get_origin(field.annotation) is Literal:
+        *first, last = (str(v) for v in get_args(field.annotation))
+        return f"{name} must be {', '.join(first)} or {last}"
     low = next(m.ge for m in field.metadata if getattr(m, "ge", None) is not None)
     high = next(m.le for m in field.metadata if getattr(m, "le", None) is not None)
     kind = "an integer" if field.annotation is int else "a number"

@@ -37,6 +37,7 @@ from frontend.source import read_source
 from pipeline.contract import ApiFormat, PredictOptions
 from pipeline.decode import Decoder, decoder_for
 from pipeline.prepare import Prepared, prepare
+from pipeline.render_maps import map_objects
 from pipeline.render_platform import ModelInfo, platform_body, platform_image, platform_results
 from pipeline.render_seed import seed_body, seed_predictions
 from pipeline.result import Result, Speed
@@ -69,14 +70,17 @@ def _decode_and_render(
     options: PredictOptions,
     prep: Prepared,
     api_format: ApiFormat,
-) -> tuple[Result, orjson.Fragment]:
-    """The result and its predictions already serialised, off the event loop (often the largest
-    part of the body)."""
+) -> tuple[Result, orjson.Fragment, dict[str, object]]:
+    """The result, its predictions and its map (semantic, depth: a PNG) already serialised, off
+    the event loop (often the largest part of the body)."""
     result = decode(outputs, served.spec, options, prep)
     rows = (
         platform_results(result, options) if api_format == "platform" else seed_predictions(result, options)
     )
-    return result, orjson.Fragment(orjson.dumps(rows))
+    maps: dict[str, object] = {
+        key: orjson.Fragment(orjson.dumps(value)) for key, value in map_objects(result, options.bits).items()
+    }
+    return result, orjson.Fragment(orjson.dumps(rows)), maps
 
 
 async def _run_model(
@@ -164,17 +168,17 @@ async def _infer(
     infer_ms = _ms(start)
 
     start = time.perf_counter()
-    result, rows = await run_cpu(
+    result, rows, maps = await run_cpu(
         services, _decode_and_render, decode, outputs, served, options, prep, api_format
     )
     speed = Speed(pre_ms, infer_ms, _ms(start))
     request.state.timings = speed.as_dict()  # for metrics
     if api_format == "platform":
-        image = platform_image(rows, result, speed)
+        image = platform_image(rows, result, speed, maps)
         alive_s, call_s = time.monotonic() - services.started, time.perf_counter() - call_start
         body = platform_body([image], _model_info(served), alive_s, call_s)
     else:
-        body = seed_body(rows, result, speed)
+        body = seed_body(rows, result, speed, maps)
     response = json_response(body)
     response.headers["Server-Timing"] = ", ".join(
         f"{stage};dur={ms}" for stage, ms in speed.as_dict().items()

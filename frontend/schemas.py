@@ -45,11 +45,41 @@ class RotatedBox(BaseModel):
 class Prediction(BaseModel):
     class_: str = Field(alias="class", description="class name")
     class_id: int
-    confidence: float
+    confidence: float | None = Field(None, description="every task but semantic")
+    pixel_ratio: float | None = Field(
+        None,
+        description="semantic: the share of the image's pixels of this class (one row per class present)",
+    )
     box: Box | None = Field(None, description="every task but classify (obb: four corners)")
     segments: list[list[float]] | None = Field(None, description="segment: the outline, [[x, y], ...]")
     keypoints: list[Keypoint] | None = Field(None, description="pose: in the model's kpt_shape order")
     obb: RotatedBox | None = Field(None, description="obb: centre, size and angle")
+
+
+class SemanticMask(BaseModel):
+    """A class map at the original image's size (as Ultralytics' `Results.semantic_mask`)."""
+
+    model_config = Strict
+    shape: list[int] = Field(description="[height, width], the image's")
+    encoding: Literal["png"]
+    data: str = Field(description="base64 8-bit grayscale PNG; a pixel is its class id")
+
+
+class DepthMap(BaseModel):
+    """A depth map at the original image's size (as Ultralytics' `Results.depth`), in metres."""
+
+    model_config = Strict
+    shape: list[int] = Field(description="[height, width], the image's")
+    encoding: Literal["png"]
+    data: str = Field(
+        description=(
+            "base64 grayscale PNG: uint8 for 8 bits, uint16 for 12 and 16 (12-bit values up to 4095); "
+            "a pixel p is p * max / (2**bits - 1) metres, 0 no depth"
+        )
+    )
+    min: float = Field(description="the smallest depth, metres")
+    max: float = Field(description="the largest depth, metres: the scale of the pixels")
+    bits: Literal[8, 12, 16]
 
 
 class ImageSize(BaseModel):
@@ -67,7 +97,9 @@ class PredictResponse(BaseModel):
     """`?format=seed`: the reference page's answer."""
 
     success: Literal[True] = True
-    predictions: list[Prediction]
+    predictions: list[Prediction] = Field(description="semantic: one row per class present; depth: none")
+    semantic_mask: SemanticMask | None = Field(None, description="semantic models only")
+    depth: DepthMap | None = Field(None, description="depth models only")
     image: ImageSize
     speed: Speed
 
@@ -114,7 +146,8 @@ class PlatformResult(BaseModel):
     model_config = Strict
     name: str
     class_: int = Field(alias="class", description="class id")
-    confidence: float | None = None
+    confidence: float | None = Field(None, description="every task but semantic and depth")
+    pixel_ratio: float | None = Field(None, description="semantic: the share of the image's pixels")
     box: PlatformBox | None = Field(None, description="every task but classify")
     segments: PlatformSegments | None = Field(None, description="segment")
     keypoints: PlatformKeypoints | None = Field(None, description="pose")
@@ -124,7 +157,9 @@ class PlatformImage(BaseModel):
     model_config = Strict
     shape: list[int] = Field(description="[height, width] of the image")
     speed: PlatformSpeed
-    results: list[PlatformResult]
+    results: list[PlatformResult] = Field(description="semantic: one row per class present; depth: none")
+    semantic_mask: SemanticMask | None = Field(None, description="semantic models only")
+    depth: DepthMap | None = Field(None, description="depth models only")
 
 
 class PlatformMetadata(BaseModel):

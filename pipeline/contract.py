@@ -8,13 +8,23 @@ defaults are the reference page's.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 ApiFormat = Literal["seed", "platform"]
 API_FORMATS: tuple[ApiFormat, ...] = ("seed", "platform")
 MAX_SOURCE_CHARS = 4096
+
+
+def _int_from_text(value: Any) -> Any:
+    """A form field arrives as text: `"12"` is the integer 12 (anything else is left to fail)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+DepthBits = Annotated[Literal[8, 12, 16], BeforeValidator(_int_from_text)]
 
 
 class PredictOptions(BaseModel):
@@ -29,6 +39,13 @@ class PredictOptions(BaseModel):
     )
     normalize: bool = Field(False, description="coordinates divided by the image's width and height")
     decimals: int = Field(5, ge=0, le=10, description="decimals of every number, rounded as Python's round")
+    bits: DepthBits = Field(
+        8,
+        description=(
+            "depth models: precision of the depth PNG, 8 (uint8) or 12 or 16 (uint16); a pixel p is "
+            "p * max / (2**bits - 1) metres, 0 no depth. Ignored by other tasks"
+        ),
+    )
 
 
 def _bounds(name: str) -> tuple[float, float]:

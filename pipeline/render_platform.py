@@ -3,6 +3,9 @@
 Each image's `results` are exactly what Ultralytics' `Results.summary(normalize, decimals)` gives
 (the Platform's own serialiser): boxes and confidences with Python's `round`, outlines and
 keypoints with NumPy's after a float32 division. The contract forbids any key it does not list.
+Semantic results are one `{"name", "class", "pixel_ratio"}` per class present
+(`Results.summary()`), and the image entry carries the class map (`semantic_mask`); depth
+results are empty and the entry carries `depth` (see `pipeline.render_maps`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from pipeline.contract import PredictOptions
 from pipeline.render_seed import CORNER_KEYS, rounded, xy_scale
 from pipeline.result import Result, Speed
+from postprocess.maps import pixel_ratios
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,13 @@ class ModelInfo:
 
 def platform_results(result: Result, options: PredictOptions) -> list[dict[str, Any]]:
     d = options.decimals
+    if result.semantic_mask is not None:
+        return [
+            {"name": result.names[c], "class": c, "pixel_ratio": round(r, d)}
+            for c, r in pixel_ratios(result.semantic_mask, result.names)
+        ]
+    if result.depth is not None:
+        return []
     w, h = xy_scale(result, options.normalize)
     rows = [
         {"name": name, "class": c, "confidence": s}
@@ -60,9 +71,12 @@ def platform_results(result: Result, options: PredictOptions) -> list[dict[str, 
     return rows
 
 
-def platform_image(results: object, result: Result, speed: Speed) -> dict[str, Any]:
-    """One `images` entry; `results` may come pre-serialised (an `orjson.Fragment`)."""
-    return {"shape": list(result.orig_hw), "speed": speed.as_dict(), "results": results}
+def platform_image(
+    results: object, result: Result, speed: Speed, maps: dict[str, object] | None = None
+) -> dict[str, Any]:
+    """One `images` entry; `results` may come pre-serialised (an `orjson.Fragment`), and so may
+    `maps` (`semantic_mask` or `depth`, only for those tasks: the contract forbids other keys)."""
+    return {"shape": list(result.orig_hw), "speed": speed.as_dict(), "results": results, **(maps or {})}
 
 
 def platform_body(

@@ -3,6 +3,8 @@
 Numbers are rounded as Ultralytics' `Results.summary()` rounds them: `round(x, decimals)` bit for
 bit (vectorised: 300 boxes are 1,500 numbers), outlines with NumPy's rounding. `normalize`
 divides coordinates by the image's width and height first, as `summary(normalize=True)` does.
+Semantic predictions are one `{"class", "class_id", "pixel_ratio"}` per class present; depth has
+none. Their maps (`semantic_mask`, `depth`, `pipeline.render_maps`) sit next to `predictions`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from numpy.typing import NDArray
 
 from pipeline.contract import PredictOptions
 from pipeline.result import Result, Speed
+from postprocess.maps import pixel_ratios
 from postprocess.rounding import round_like_python
 
 OBB_KEYS = ("cx", "cy", "w", "h", "angle")
@@ -45,6 +48,14 @@ def _bases(result: Result, decimals: int) -> list[dict[str, Any]]:
 def seed_predictions(result: Result, options: PredictOptions) -> list[dict[str, Any]]:
     """The `predictions` list of one image."""
     d = options.decimals
+    if result.semantic_mask is not None:
+        names = result.names
+        return [
+            {"class": names[c], "class_id": c, "pixel_ratio": round(r, d)}
+            for c, r in pixel_ratios(result.semantic_mask, names)
+        ]
+    if result.depth is not None:
+        return []
     w, h = xy_scale(result, options.normalize)
     predictions = _bases(result, d)
     if result.task == "classify":
@@ -70,12 +81,16 @@ def seed_predictions(result: Result, options: PredictOptions) -> list[dict[str, 
     return predictions
 
 
-def seed_body(predictions: object, result: Result, speed: Speed) -> dict[str, Any]:
-    """The whole answer; `predictions` may come pre-serialised (an `orjson.Fragment`)."""
+def seed_body(
+    predictions: object, result: Result, speed: Speed, maps: dict[str, object] | None = None
+) -> dict[str, Any]:
+    """The whole answer; `predictions` may come pre-serialised (an `orjson.Fragment`), and so may
+    `maps` (`semantic_mask` or `depth`, next to `predictions`)."""
     h, w = result.orig_hw
     return {
         "success": True,
         "predictions": predictions,
+        **(maps or {}),
         "image": {"width": w, "height": h},
         "speed": speed.as_dict(),
     }
