@@ -130,7 +130,8 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
     spec = httpx.get(f"{stack.base_url}/openapi.json").json()
     op = spec["paths"]["/api/models/{owner}/{project}/{model}/predict"]["post"]
     form = op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
-    assert set(form) == {"file", "source", "conf", "iou", "imgsz", "normalize", "decimals"}
+    assert set(form) == {"file", "source", "conf", "iou", "imgsz", "normalize", "decimals", "bits"}
+    assert form["bits"]["enum"] == [8, 12, 16] and form["bits"]["default"] == 8
     bounds = {n: (f["minimum"], f["maximum"], f["default"]) for n, f in form.items() if "minimum" in f}
     assert bounds == {
         "conf": (0, 1, 0.25),
@@ -148,21 +149,38 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
         "PlatformPredictResponse",
     }
     schemas = spec["components"]["schemas"]
-    assert set(schemas["PredictResponse"]["properties"]) == {"success", "predictions", "image", "speed"}
+    assert set(schemas["PredictResponse"]["properties"]) == {
+        "success",
+        "predictions",
+        "semantic_mask",
+        "depth",
+        "image",
+        "speed",
+    }
     assert set(schemas["Prediction"]["properties"]) == {
         "class",
         "class_id",
         "confidence",
+        "pixel_ratio",
         "box",
         "segments",
         "keypoints",
         "obb",
     }
     assert set(schemas["PlatformPredictResponse"]["properties"]) == {"images", "metadata"}
+    assert set(schemas["PlatformImage"]["properties"]) == {
+        "shape",
+        "speed",
+        "results",
+        "semantic_mask",
+        "depth",
+    }
+    assert set(schemas["DepthMap"]["properties"]) == {"shape", "encoding", "data", "min", "max", "bits"}
     assert set(schemas["PlatformResult"]["properties"]) == {
         "name",
         "class",
         "confidence",
+        "pixel_ratio",
         "box",
         "segments",
         "keypoints",
