@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from trident.runtime import stop
+
 SHM = Path("/dev/shm")  # noqa: S108 - where POSIX shared memory lives, not a temporary file
 LOG_MAX_BYTES = 10 * 1024 * 1024  # a child's log is rotated to `<name>.log.1` past this
 
@@ -171,13 +173,7 @@ class Supervisor:
         process, child.process, child.ready, child.due = child.process, None, False, None
         if process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, timeout_s)
         child.cleanup(process.pid)
         _end_group(process.pid)  # whatever the cleanup left of its group
 
