@@ -452,11 +452,7 @@ def _announce(settings: Settings, key: str, stop: threading.Event) -> None:
     while not _http_ok(f"{base}/readyz"):
         if stop.wait(0.3):
             return
-    try:
-        models = httpx.get(f"{base}/api/models", headers={"Authorization": f"Bearer {key}"}).json()["models"]
-    except (httpx.HTTPError, ValueError, KeyError):
-        models = []
-    slugs = [m["slug"] for m in models]
+    slugs = _listed_models(base, key, stop)
     slug = EXAMPLES_SLUG if EXAMPLES_SLUG in slugs else (slugs or ["owner/project/model"])[0]
     console.print(f"\n[bold green]Trident is up[/] on {base}  (docs: {base}/docs)")
     console.print(f"API key: {key}")
@@ -464,6 +460,20 @@ def _announce(settings: Settings, key: str, stop: threading.Event) -> None:
         f"curl -s -H 'Authorization: Bearer {key}' -F file=@{_example_image()} -F conf=0.25 "
         f"{base}/api/models/{slug}/predict"
     )
+
+
+def _listed_models(base: str, key: str, stop: threading.Event, wait_s: float = 15) -> list[str]:
+    """The models the key can call, once the frontend lists any: Triton and the frontend start
+    together, so the frontend's first read of Triton's index may come before Triton served it."""
+    deadline = time.monotonic() + wait_s
+    slugs: list[str] = []
+    while not slugs and time.monotonic() < deadline and not stop.wait(0.3):
+        try:
+            answer = httpx.get(f"{base}/api/models", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+            slugs = [m["slug"] for m in answer.json()["models"]]
+        except (httpx.HTTPError, ValueError, KeyError):
+            slugs = []
+    return slugs
 
 
 def _http_ok(url: str) -> bool:
