@@ -12,20 +12,31 @@ from ultralytics.utils import ASSETS
 
 from demo.evaluate import THRESHOLDS, box_iou, evaluate, from_api
 from demo.examples import LABELS, labelled
-from demo.models import available, weights
+from demo.models import weights
 from demo.report import VAL_CONF, VAL_IOU, in_process
 from demo.train import RECIPES
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 SAMPLE = 25  # held-out images per model here; `trident demo evaluate` scores all of them
-COMMITTED = available()  # the recipes whose weights are in demo/models/ (`trident demo train` adds them)
+# Every recipe, not just those whose weights exist: a missing demo model must fail, not skip.
+COMMITTED = list(RECIPES.values())
 SHAPES = [r.name for r in COMMITTED if r.name.startswith("shapes-")]
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_has_its_weights_committed(name: str) -> None:
+    """`make run` serves every recipe; weights that went missing would otherwise go unnoticed."""
+    assert weights(RECIPES[name]).is_file(), (
+        f"{weights(RECIPES[name])} is missing (`trident demo train {name}`)"
+    )
 
 
 @pytest.fixture(scope="module")
 def demo_models(stack: Stack) -> None:
     """Export the committed demo models the way `trident demo export` does (public, their image size)."""
+    missing = [str(weights(r)) for r in COMMITTED if not weights(r).is_file()]
+    assert not missing, f"demo weights missing: {missing}"
     for recipe in COMMITTED:
         stack.export(weights(recipe), recipe.slug, imgsz=recipe.imgsz)
     for recipe in COMMITTED:
