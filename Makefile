@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 $(BIN)/trident: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[export,test]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[export,postgres,test]'
 	touch $@
 
 setup: $(BIN)/trident  ## app venv + the local Triton runtime

@@ -1,5 +1,6 @@
 # The API frontend: FastAPI + Triton gRPC client. Slim, non-root, no torch and no Ultralytics
-# (the base dependencies of pyproject.toml only; the `export` extra is not installed).
+# (the base dependencies of pyproject.toml and the `postgres` extra, psycopg 3, for a key store that
+# several replicas share; the `export` extra is not installed).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -7,7 +8,7 @@ COPY trident trident
 COPY exporter exporter
 COPY frontend frontend
 COPY postprocess postprocess
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install ".[postgres]"
 
 FROM python:3.11-slim
 COPY --from=build /install /usr/local

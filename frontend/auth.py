@@ -2,7 +2,8 @@
 
 A malformed key or one with a bad checksum is refused before any lookup. Unknown and revoked
 keys get the same answer, in the same time. Keys are never logged: only their public key id.
-A refused well-formed key counts against the caller's IP (`FailedAuthLimiter`).
+A refused well-formed key counts against the caller's IP (`FailedAuthLimiter`). A key store that
+cannot be reached is a 503 with Retry-After: the key is neither accepted nor refused unchecked.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import anyio.to_thread
 from starlette.requests import Request
 
 from frontend.catalog import Catalog, ServedModel
-from frontend.errors import ModelNotFound, Unauthorized
+from frontend.errors import ModelNotFound, ServiceUnavailable, Unauthorized
 from frontend.ratelimit import FailedAuthLimiter
-from trident.keys import KeyStore, Principal, parse_key
+from trident.keys import KeyStore, KeyStoreUnavailable, Principal, parse_key
 from trident.modelspec import ModelSpec
 from trident.slug import InvalidSlugError, Slug
+
+KEY_STORE_RETRY_S = 5
 
 
 def bearer_token(request: Request) -> str:
@@ -38,7 +41,10 @@ async def authenticate(request: Request, store: KeyStore, failures: FailedAuthLi
     token = bearer_token(request)
     if parse_key(token) is None:  # garbage: no lookup, no counter, nothing spent
         raise Unauthorized("the API key is not valid", token_presented=True)
-    principal = await anyio.to_thread.run_sync(store.verify, token)
+    try:
+        principal = await anyio.to_thread.run_sync(store.verify, token)
+    except KeyStoreUnavailable:
+        raise ServiceUnavailable("the key store cannot be reached", retry_after=KEY_STORE_RETRY_S) from None
     if principal is None:
         await failures.failed(client_ip(request))
         raise Unauthorized("the API key is not valid", token_presented=True)

@@ -225,6 +225,8 @@ async def livez() -> Response:
 
 @router.get("/readyz", summary="Triton is reachable and ready", responses={503: ERRORS[503]})
 async def readyz(services: ServicesDep) -> Response:
+    if not await anyio.to_thread.run_sync(services.keys.reachable):
+        raise ServiceUnavailable("the key store cannot be reached")
     if await services.triton.is_ready():
         return json_response({"status": "ready", "models": len(services.catalog.models)})
     raise ServiceUnavailable("the inference server is not ready")

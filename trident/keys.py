@@ -6,7 +6,9 @@ in `trident keys list` and in logs); only a SHA-256 of the whole key is stored. 
 bits of randomness, so a fast hash is enough: there is nothing to brute-force.
 
 The store is SQLite under the data folder by default, or any database SQLAlchemy can reach
-(`TRIDENT_DATABASE_URL`), so several replicas can share it.
+(`TRIDENT_DATABASE_URL`), so several replicas can share it: PostgreSQL through the `postgres`
+extra (psycopg 3, `postgresql+psycopg://...`). A database that cannot be reached raises
+`KeyStoreUnavailable`, never a verdict: a key is neither accepted nor refused unchecked.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ ALPHABET = string.digits + string.ascii_letters
 KEY_RE = re.compile(rf"{PREFIX}([0-9A-Za-z]{{8}})([0-9A-Za-z]{{32}})([0-9A-Za-z]{{6}})")
 # compared against when the key id is unknown, so unknown and revoked keys take the same time
 DUMMY_HASH = hashlib.sha256(b"trident-dummy-key").hexdigest()
+# held while creating the schema on PostgreSQL, so replicas starting together do not race on DDL
+SCHEMA_LOCK_ID = 0x7472696465
+CONNECT_TIMEOUT_S = 5  # an unreachable host fails a request fast instead of hanging it
+
+
+class KeyStoreUnavailable(Exception):
+    """The key store cannot be reached: the caller can be neither accepted nor refused."""
 
 
 def _base62(number: int, width: int) -> str:
@@ -104,8 +113,26 @@ class KeyStore:
         database = sa.engine.make_url(url).database
         if url.startswith("sqlite") and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+        self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        """Create missing tables. On PostgreSQL a transaction-scoped advisory lock serialises this
+        across replicas (its DDL is transactional, so the next holder sees the tables and skips them)."""
+        with self.engine.begin() as db:
+            if db.dialect.name == "postgresql":
+                db.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
+            metadata.create_all(db, checkfirst=True)
+
+    def reachable(self) -> bool:
+        """Whether a query gets through now (for `/readyz`)."""
+        try:
+            with self.engine.connect() as db:
+                db.execute(sa.text("SELECT 1"))
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError):
+            return False
+        return True
 
     def add_user(self, name: str, plan: str) -> None:
         """Create the user, or change its plan."""
@@ -150,7 +177,9 @@ class KeyStore:
             return [KeyInfo(*row) for row in db.execute(query)]
 
     def verify(self, token: str) -> Principal | None:
-        """The caller behind a presented key, or None. Constant-time, one lookup at most."""
+        """The caller behind a presented key, or None. Constant-time, one lookup at most.
+
+        Raises `KeyStoreUnavailable` when the database cannot answer (the caller answers 503)."""
         key_id = parse_key(token)
         if key_id is None:
             return None
@@ -159,8 +188,11 @@ class KeyStore:
             .join(users)
             .where(api_keys.c.key_id == key_id)
         )
-        with self.engine.connect() as db:
-            row = db.execute(query).first()
+        try:
+            with self.engine.connect() as db:
+                row = db.execute(query).first()
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+            raise KeyStoreUnavailable(type(exc).__name__) from exc
         stored = row.key_hash if row is not None else DUMMY_HASH
         matches = hmac.compare_digest(stored, hash_key(token))
         if row is None or not matches or row.revoked_at is not None:

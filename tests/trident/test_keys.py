@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from trident.keys import KeyStore, new_key, parse_key
+from trident.keys import KeyStore, KeyStoreUnavailable, new_key, parse_key
 
 
 @pytest.fixture
@@ -122,3 +123,21 @@ def test_revoked_and_unknown_keys_take_the_same_time(store: KeyStore) -> None:
             times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(t) for name, t in times.items()}
     assert abs(medians["revoked"] - medians["unknown"]) < 0.25 * max(medians.values()) + 50e-6, medians
+
+
+def test_an_unreachable_database_is_neither_accepted_nor_refused(store: KeyStore, tmp_path: Path) -> None:
+    """A lookup that cannot run raises, so the frontend answers 503 instead of a verdict."""
+    key, _ = store.create_key("alice", "free")
+    store.engine = sa.create_engine(f"sqlite:///{tmp_path / 'missing' / 'keys.db'}")  # cannot be opened
+    assert not store.reachable()
+    with pytest.raises(KeyStoreUnavailable):
+        store.verify(key)
+
+
+def test_an_unreachable_postgres_fails_fast_at_start() -> None:
+    pytest.importorskip("psycopg")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens
+    with pytest.raises(sa.exc.OperationalError):
+        KeyStore(f"postgresql+psycopg://trident:x@127.0.0.1:{port}/trident")
