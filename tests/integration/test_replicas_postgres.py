@@ -1,0 +1,224 @@
+"""Two frontend replicas sharing one PostgreSQL key store, one Triton and one Redis, as the README's
+Kubernetes setup runs them: schema creation at the same moment, keys made with the CLI, revocation
+and plans seen by both, exact limits across both, and a database outage answered with 503.
+
+The cluster is this test's own (`initdb` in a temporary folder, a free port), run as the
+`postgres` user when the tests run as root (PostgreSQL refuses to run as root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.aio import run as arun
+from tests.integration.conftest import TEST_PLANS, Stack, free_port, start_redis, wait_out_minute_edge
+from trident import runtime
+from trident.keys import KeyStore
+
+pytestmark = pytest.mark.integration
+TINY = Path(__file__).parents[1] / "fixtures" / "tiny.png"
+SLUG = "test/coco/yolo11n"
+PASSWORD = "trident-test-password"  # noqa: S105 (a throwaway cluster on 127.0.0.1)
+
+
+def postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        pytest.fail("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+    return found[-1]
+
+
+@dataclass
+class Postgres:
+    """A throwaway cluster: data and socket under `folder`, listening on 127.0.0.1:`port`."""
+
+    folder: Path
+    port: int
+
+    @property
+    def as_owner(self) -> list[str]:
+        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://trident:{PASSWORD}@127.0.0.1:{self.port}/trident"
+
+    def run(self, *argv: str) -> None:
+        subprocess.run([*self.as_owner, *argv], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        data, log = str(self.folder / "data"), str(self.folder / "log")
+        self.run(postgres_bin("pg_ctl"), "-D", data, "-l", log, "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        self.run(postgres_bin("pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+
+    def sql(self, statement: str) -> None:
+        psql = postgres_bin("psql")
+        self.run(psql, "-h", str(self.folder), "-p", str(self.port), "-U", "postgres", "-c", statement)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    folder = Path(tempfile.mkdtemp(prefix="trident-pg-"))
+    cluster = Postgres(folder, free_port())
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    try:
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256"]
+        cluster.run(postgres_bin("initdb"), "-D", str(folder / "data"), "-U", "postgres", *auth)
+        cluster.start()
+        cluster.sql(f"CREATE USER trident PASSWORD '{PASSWORD}'")
+        cluster.sql("CREATE DATABASE trident OWNER trident")
+        yield cluster
+    finally:
+        stop = [postgres_bin("pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"]
+        subprocess.run([*cluster.as_owner, *stop], capture_output=True, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class Replicas:
+    env: dict[str, str]
+    bases: list[str]
+    logs: list[Path]
+
+    def cli(self, *argv: str) -> str:
+        """`trident <argv>` against the shared key store; its last line of output."""
+        done = subprocess.run(
+            [sys.executable, "-m", "trident", *argv], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    def predict(self, base: str, key: str) -> httpx.Response:
+        return httpx.post(
+            f"{base}/api/models/{SLUG}/predict",
+            headers={"Authorization": f"Bearer {key}"},
+            files={"file": ("tiny.png", TINY.read_bytes())},
+            timeout=60,
+        )
+
+
+def wait_ready(process: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    stack: Stack, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Replicas]:
+    """Two `trident serve` processes started at the same moment against the empty database."""
+    folder = tmp_path_factory.mktemp("replicas")
+    redis_port = free_port()
+    redis = start_redis(redis_port, folder)
+    env = {**stack.env, "TRIDENT_DATABASE_URL": postgres.url, "TRIDENT_PLANS": TEST_PLANS}
+    env |= {"TRIDENT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "TRIDENT_WORKERS": "1"}
+    ports, logs = [free_port(), free_port()], [folder / "a.log", folder / "b.log"]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "trident", "serve"],
+            env={**env, "TRIDENT_PORT": str(port)},
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for port, log in zip(ports, logs, strict=True)
+    ]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        for process, base, log in zip(processes, bases, logs, strict=True):
+            wait_ready(process, base, log)
+        yield Replicas(env, bases, logs)
+    finally:
+        for process in processes:
+            runtime.stop(process)
+        redis.terminate()
+        redis.wait()
+
+
+def test_replicas_started_together_on_an_empty_database_are_both_ready(replicas: Replicas) -> None:
+    for base, log in zip(replicas.bases, replicas.logs, strict=True):
+        assert httpx.get(f"{base}/readyz").json()["status"] == "ready"
+        text = log.read_text()
+        assert "Traceback" not in text and "DuplicateTable" not in text and "UniqueViolation" not in text
+
+
+def test_cli_keys_revocation_and_plans_reach_both_replicas(replicas: Replicas) -> None:
+    key = replicas.cli("keys", "create", "--user", "pg-alice", "--plan", "free")
+    assert [replicas.predict(base, key).status_code for base in replicas.bases] == [200, 200]
+    limits = {replicas.predict(base, key).headers["X-RateLimit-Limit"] for base in replicas.bases}
+    assert limits == {"10"}
+    replicas.cli("users", "set-plan", "pg-alice", "pro")
+    limits = {replicas.predict(base, key).headers["X-RateLimit-Limit"] for base in replicas.bases}
+    assert limits == {"60"}
+    replicas.cli("keys", "revoke", key[4:12])
+    assert [replicas.predict(base, key).status_code for base in replicas.bases] == [401, 401]
+
+
+def test_a_free_key_gets_exactly_its_plan_across_both_replicas(replicas: Replicas) -> None:
+    key = replicas.cli("keys", "create", "--user", "pg-bob", "--plan", "free")
+    wait_out_minute_edge(15)
+
+    async def burst() -> list[httpx.Response]:
+        async def one(base: str) -> httpx.Response:
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await client.post(
+                    f"{base}/api/models/{SLUG}/predict",
+                    headers={"Authorization": f"Bearer {key}"},
+                    files={"file": ("tiny.png", TINY.read_bytes())},
+                )
+
+        return list(await asyncio.gather(*(one(replicas.bases[i % 2]) for i in range(100))))
+
+    statuses = [r.status_code for r in arun(burst())]
+    assert (statuses.count(200), statuses.count(429)) == (10, 90), sorted(set(statuses))
+
+
+def test_postgres_down_is_503_with_retry_after_then_service_resumes(
+    replicas: Replicas, postgres: Postgres
+) -> None:
+    store = KeyStore(postgres.url)  # in-process: the CLI is covered above
+    key, revoked = (store.create_key("pg-carol", "test")[0] for _ in range(2))
+    store.revoke(revoked[4:12])
+    store.engine.dispose()
+    postgres.stop()
+    try:
+        for base in replicas.bases:
+            for presented in (key, revoked):  # neither accepted nor refused unchecked
+                r = replicas.predict(base, presented)
+                assert r.status_code == 503, r.text
+                assert r.json()["error"]["message"] == "Service unavailable"
+                assert int(r.headers["Retry-After"]) >= 1
+            ready = httpx.get(f"{base}/readyz")
+            assert ready.status_code == 503 and "key store" in ready.json()["error"]["detail"]
+    finally:
+        postgres.start()
+    deadline = time.monotonic() + 20
+    for base in replicas.bases:
+        while (status := replicas.predict(base, key).status_code) != 200:
+            assert status == 503 and time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert replicas.predict(base, revoked).status_code == 401
+        assert httpx.get(f"{base}/readyz").status_code == 200
