@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from pipeline.contract import IMGSZ_BOUNDS, PredictOptions
-from trident.settings import Settings
+from trident.settings import Settings, unknown_env
 from trident.supervisor import Child
 
 if TYPE_CHECKING:
@@ -38,6 +38,15 @@ console = Console(stderr=True)
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def _server_settings() -> Settings:
+    """Settings for a command that starts a server, refusing `TRIDENT_` variables that match no setting:
+    a misspelt one would otherwise be ignored and its default served without a word."""
+    problems = unknown_env(os.environ)
+    if problems:
+        raise _fail("; ".join(problems) + " (the settings are listed in the README)")
+    return Settings()
 
 
 @app.command()
@@ -141,7 +150,7 @@ def serve(
 
     from frontend.metrics_dir import prepare_multiprocess_dir
 
-    settings = Settings()
+    settings = _server_settings()
     if not metrics_dir_ready:  # under `trident run` it holds the restart counts and earlier workers' counts
         prepare_multiprocess_dir(workers or settings.workers)  # metrics add up across worker processes
     uvicorn.run(
@@ -162,7 +171,7 @@ def triton(
     """Run the local Triton server (installs its runtime on first use) until Ctrl-C."""
     from trident import runtime
 
-    settings = Settings()
+    settings = _server_settings()
     try:
         runtime.ensure_runtime(settings.runtime_dir)
         if install_only:
@@ -337,7 +346,7 @@ def run() -> None:
     from trident import runtime
     from trident.supervisor import GaveUp, RestartPolicy, Supervisor
 
-    settings = Settings()
+    settings = _server_settings()
     key = _dev_key(settings)
     me = [sys.executable, "-m", "trident"]
     try:

@@ -5,15 +5,23 @@ The defaults serve the local stack: API on 127.0.0.1:8080, Triton gRPC 8001, HTT
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+ENV_PREFIX = "TRIDENT_"
+# `TRIDENT_` variables that are not settings: the web UI's curl and Python snippets read the key from it.
+NOT_SETTINGS = frozenset({"TRIDENT_API_KEY"})
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TRIDENT_", extra="ignore")
+    # forbid: a misspelt keyword is an error, not a default silently kept (unknown environment
+    # variables never reach the model: `unknown_env` reports those)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -91,3 +99,21 @@ class Settings(BaseSettings):
     def runtime_dir(self) -> Path:
         """The local Triton runtime's own virtualenv (nvidia-pytriton, numpy<2, onnxruntime)."""
         return (self.triton_runtime_dir or self.data_dir / "triton-runtime").resolve()
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """One sentence per `TRIDENT_` variable that matches no setting, naming the closest one: pydantic
+    reads only the variables that match a field, so a misspelt one would silently keep the default."""
+    fields = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in fields or upper in NOT_SETTINGS:
+            continue
+        # matched without the shared prefix, which would make every name look close
+        close = difflib.get_close_matches(
+            upper.removeprefix(ENV_PREFIX).lower(), list(Settings.model_fields), 1
+        )
+        hint = f"; did you mean {ENV_PREFIX}{close[0].upper()}?" if close else ""
+        problems.append(f"{name} is not a Trident setting{hint}")
+    return problems

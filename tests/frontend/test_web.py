@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from frontend.app import create_app
 from trident.settings import Settings
@@ -16,7 +15,7 @@ from trident.settings import Settings
 
 @pytest.fixture(scope="module")
 def client() -> TestClient:
-    return TestClient(create_app(Settings(api_keys=SecretStr("k"))))  # no `with`: no lifespan, no Triton
+    return TestClient(create_app(Settings()))  # no `with`: no lifespan, no Triton
 
 
 @pytest.mark.parametrize("path", ["/", "/models/acme/parking/yolo11s"])
