@@ -1,9 +1,12 @@
-"""The TensorRT path without a GPU: header stripping, the generated config, the profile, and the
-one-line refusal on a host that cannot build a plan (this one: no GPU, no tensorrt)."""
+"""The TensorRT path: header stripping, the generated config, the profile; on a host that cannot
+build a plan (no GPU or no tensorrt) the one-line refusal, and on one that can a real plan,
+compared with ONNX Runtime."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -18,6 +21,7 @@ from exporter.triton_config import ServingOptions, render_configs
 from trident.cli import app
 from trident.modelspec import SPEC_PARAMETER, ModelSpec
 
+MISSING = tensorrt.missing_requirements()  # empty where this host can build plans
 PLAN = b"ftrt\x00\x00\x00\x00" + bytes(range(256)) * 4  # a plan starts with TensorRT's own magic
 META = {"description": "Ultralytics YOLO11n", "stride": 32, "task": "detect", "batch": 8, "imgsz": [640, 640]}
 
@@ -86,12 +90,14 @@ def test_calibration_batches_are_full_and_letterboxed(tmp_path: Path) -> None:
     assert batches[0].dtype == np.float32 and batches[0].min() >= 0 and batches[0].max() <= 1
 
 
-def test_this_host_cannot_build_and_says_what_is_missing() -> None:
-    missing = tensorrt.missing_requirements()
-    assert any("NVIDIA GPU" in m for m in missing) and any("tensorrt" in m for m in missing)
+def test_missing_requirements_name_what_this_host_lacks() -> None:
+    assert any("tensorrt" in m for m in MISSING) == (importlib.util.find_spec("tensorrt") is None)
+    if shutil.which("nvidia-smi") is None:
+        assert any("NVIDIA GPU" in m for m in MISSING)
 
 
-def test_export_engine_without_a_gpu_stops_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.skipif(not MISSING, reason="this host can build plans: the real build is tested instead")
+def test_export_engine_where_a_requirement_is_missing_stops_with_one_line(tmp_path: Path) -> None:
     weights = tmp_path / "best.pt"
     weights.write_bytes(b"not reached")
     repository = tmp_path / "repo"
@@ -101,10 +107,44 @@ def test_export_engine_without_a_gpu_stops_with_one_line(tmp_path: Path) -> None
     )
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1, result.output
-    assert (
-        lines[0].startswith("error: --format engine") and "NVIDIA GPU" in lines[0] and "tensorrt" in lines[0]
-    )
+    assert lines[0].startswith("error: --format engine") and all(m in lines[0] for m in MISSING)
     assert not repository.exists()
+
+
+@pytest.mark.skipif(bool(MISSING), reason=f"this host cannot build plans: {MISSING}")
+def test_a_real_plan_matches_onnx_runtime(tmp_path: Path, yolo11n_pt: Path, bus: Path) -> None:
+    """Where a GPU and tensorrt are present: build an FP32 plan and run it beside ONNX Runtime."""
+    import onnxruntime as ort
+    import tensorrt as trt
+    import torch
+    from ultralytics import YOLO
+
+    onnx_path = Path(YOLO(str(yolo11n_pt)).export(format="onnx", imgsz=640))
+    plan = tensorrt.build_plan(
+        onnx_path, tensorrt.profile_for(spec(), max_batch=1), tensorrt.EngineOptions(fp16=False), spec()
+    )
+    image = cv2.resize(cv2.imread(str(bus)), (640, 640))[..., ::-1]
+    x = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / 255
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
+    context = engine.create_execution_context()
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    buffers = {inputs[0]: torch.from_numpy(x).cuda()}
+    context.set_input_shape(inputs[0], tuple(x.shape))
+    for name in outputs:
+        buffers[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=torch.float32, device="cuda")
+    for name, tensor in buffers.items():
+        context.set_tensor_address(name, tensor.data_ptr())
+    stream = torch.cuda.Stream()
+    assert context.execute_async_v3(stream.cuda_stream)
+    stream.synchronize()
+    got = buffers[outputs[0]].cpu().numpy()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=0.05, rtol=1e-3)
 
 
 @pytest.mark.parametrize(
