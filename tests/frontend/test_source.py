@@ -31,6 +31,7 @@ from frontend import source
 from frontend.errors import InvalidImage, ServingError
 from frontend.imaging import decode_image
 from frontend.source import address_refusal, read_source
+from tests.helpers.aio import run
 from trident.settings import Settings
 
 TINY_PNG = (Path(__file__).parents[1] / "fixtures" / "tiny.png").read_bytes()
@@ -245,7 +246,7 @@ def settings(**overrides: Any) -> Settings:
 
 def refused(value: str, config: Settings) -> ServingError:
     with pytest.raises(ServingError) as caught:
-        asyncio.run(read_source(value, config))
+        run(read_source(value, config))
     return caught.value
 
 
@@ -270,7 +271,7 @@ def map_name_to_loopback(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
 
 def test_an_image_url_is_fetched_byte_for_byte(server: LocalServer, connects: list[str]) -> None:
     before = outcome_count("ok")
-    assert asyncio.run(read_source(server.url("/image"), settings(source_allow_private=True))) == TINY_PNG
+    assert run(read_source(server.url("/image"), settings(source_allow_private=True))) == TINY_PNG
     assert server.recorder.requests["/image"] == 1
     assert connects == ["127.0.0.1"]
     assert outcome_count("ok") == before + 1
@@ -317,7 +318,7 @@ def test_the_allowed_first_hop_reaches_the_checked_address_with_the_original_hos
 ) -> None:
     map_name_to_loopback(monkeypatch, "images.example")
     url = server.url("/image", host="images.example")
-    assert asyncio.run(read_source(url, settings())) == TINY_PNG
+    assert run(read_source(url, settings())) == TINY_PNG
     assert server.recorder.hosts == [f"images.example:{server.server_port}"]
 
 
@@ -369,7 +370,7 @@ def test_https_to_the_checked_address_verifies_the_original_name(
     try:
         url = f"https://images.example:{httpd.server_port}/image"
         if certified == "images.example":
-            assert asyncio.run(read_source(url, settings())) == TINY_PNG
+            assert run(read_source(url, settings())) == TINY_PNG
             assert httpd.recorder.hosts == [f"images.example:{httpd.server_port}"]
         else:
             error = refused(url, settings())
@@ -437,7 +438,7 @@ def test_a_404_is_refused_naming_the_status(server: LocalServer) -> None:
 
 
 def test_an_html_page_comes_back_and_the_decoder_refuses_it(server: LocalServer) -> None:
-    data = asyncio.run(read_source(server.url("/page.html"), settings(source_allow_private=True)))
+    data = run(read_source(server.url("/page.html"), settings(source_allow_private=True)))
     assert data == HTML
     with pytest.raises(InvalidImage) as caught:
         decode_image(data, 40_000_000)
@@ -448,7 +449,7 @@ def test_an_html_page_comes_back_and_the_decoder_refuses_it(server: LocalServer)
 
 
 def test_three_redirects_are_followed(server: LocalServer) -> None:
-    assert asyncio.run(read_source(server.url("/hop/3"), settings(source_allow_private=True))) == TINY_PNG
+    assert run(read_source(server.url("/hop/3"), settings(source_allow_private=True))) == TINY_PNG
     assert server.recorder.requests == Counter({"/hop/3": 1, "/hop/2": 1, "/hop/1": 1, "/hop/0": 1})
 
 
@@ -474,7 +475,7 @@ def test_a_fourth_redirect_is_refused(server: LocalServer) -> None:
 )
 def test_base64_is_decoded(connects: list[str], value: str) -> None:
     before = outcome_count("base64")
-    assert asyncio.run(read_source(value, settings())) == TINY_PNG
+    assert run(read_source(value, settings())) == TINY_PNG
     assert connects == []
     assert outcome_count("base64") == before + 1
 
@@ -496,7 +497,7 @@ def test_a_data_uri_that_is_not_a_base64_image_is_refused() -> None:
 
 def test_more_than_4096_characters_are_refused(connects: list[str]) -> None:
     assert len(base64.b64encode(b"\0" * 3072)) == 4096
-    assert asyncio.run(read_source(base64.b64encode(b"\0" * 3072).decode(), settings())) == b"\0" * 3072
+    assert run(read_source(base64.b64encode(b"\0" * 3072).decode(), settings())) == b"\0" * 3072
     for value in ("A" * 4097, "http://127.0.0.1/" + "a" * 4096):
         error = refused(value, settings(source_allow_private=True))
         assert error.status_code == 400
@@ -557,7 +558,7 @@ def test_the_setting_allows_private_addresses(monkeypatch: pytest.MonkeyPatch) -
         return [ipaddress.ip_address("10.0.0.1")]
 
     monkeypatch.setattr(source, "resolve", resolve)
-    allowed = asyncio.run(source.checked_addresses("intranet.example", 80, True))
+    allowed = run(source.checked_addresses("intranet.example", 80, True))
     assert allowed == [ipaddress.ip_address("10.0.0.1")]
     error = refused("http://intranet.example/x.png", settings())
     assert error.detail == f"source: the address 10.0.0.1 is private; {PRIVATE_REFUSED}"
@@ -574,7 +575,7 @@ async def fetch_together(url: str, config: Settings, count: int) -> list[bytes |
 def test_fetches_queue_for_a_slot(server: LocalServer, cap: int) -> None:
     config = settings(source_allow_private=True, source_max_concurrent=cap)
     start = time.monotonic()
-    results = asyncio.run(fetch_together(server.url("/held"), config, 2))
+    results = run(fetch_together(server.url("/held"), config, 2))
     elapsed = time.monotonic() - start
     assert results == [TINY_PNG, TINY_PNG]
     assert server.recorder.max_active == cap
@@ -583,7 +584,7 @@ def test_fetches_queue_for_a_slot(server: LocalServer, cap: int) -> None:
 
 def test_a_fetch_waiting_past_the_deadline_for_a_slot_fails_at_the_deadline(server: LocalServer) -> None:
     config = settings(source_allow_private=True, source_max_concurrent=1, source_timeout_s=1.5)
-    results = asyncio.run(fetch_together(server.url("/held"), config, 2))
+    results = run(fetch_together(server.url("/held"), config, 2))
     assert results[0] == TINY_PNG
     assert isinstance(results[1], ServingError) and results[1].status_code == 400
     assert results[1].detail == "source: the download took longer than 1.5 s"
