@@ -151,5 +151,5 @@ def test_frontend_scales_behind_an_ingress_with_the_upload_limit() -> None:
     sources = {next(iter(s.values()))["name"] for s in container["envFrom"]}
     assert sources == set(by_kind("ConfigMap")) | set(by_kind("Secret"))
     ingress = by_kind("Ingress")["trident"]
-    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "10m"
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "11m"
     assert {"frontend", "triton", "redis"} <= set(by_kind("Service"))

@@ -16,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from frontend.body_limit import FORM_OVERHEAD_BYTES
 from trident.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -134,7 +135,8 @@ def test_the_ingress_routes_to_the_frontend_and_admits_a_full_upload() -> None:
             assert backend["name"] == "frontend" and backend["port"]["name"] in service_ports
     size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     number, unit = re.fullmatch(r"(\d+)([kmg]?)", size.lower()).groups()  # type: ignore[union-attr]
-    assert int(number) * NGINX_UNITS.get(unit, 1) >= Settings().max_upload_bytes
+    # above the frontend's own limit (upload + form overhead): an oversize upload gets the API's 413
+    assert int(number) * NGINX_UNITS.get(unit, 1) >= Settings().max_upload_bytes + FORM_OVERHEAD_BYTES
 
 
 def test_the_frontend_image_installs_the_postgres_driver() -> None:
