@@ -6,6 +6,7 @@ runs as its own process (`python -m trident serve`) exactly as in production.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from ultralytics_platform import Platform
 
 from exporter.export import ExportRequest, ExportResult, export_model
 from exporter.triton_config import ServingOptions
@@ -197,6 +199,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory, yolo11n_pt: Path, yolo26n_pt
             runtime.stop(stack.frontend)
         if stack.triton:
             runtime.stop(stack.triton)
+
+
+RATE_PLAN = "one-per-minute"  # a plan the Platform-format 429 test exhausts
+
+
+@pytest.fixture(scope="session")
+def platform_url(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A frontend on the session stack that answers in the Platform format (the SDK and `ul` cannot
+    add `?format=`), with the test plans plus `RATE_PLAN` (1 request a minute)."""
+    plans = json.dumps({**json.loads(TEST_PLANS), RATE_PLAN: [1, 1000]})
+    log = tmp_path_factory.mktemp("platform-frontend") / "frontend.log"
+    process, base = stack.spawn_frontend(log, TRIDENT_API_FORMAT="platform", TRIDENT_PLANS=plans)
+    try:
+        yield base
+    finally:
+        runtime.stop(process)
+
+
+@pytest.fixture(scope="session")
+def sdk(platform_url: str, stack: Stack) -> Iterator[Platform]:
+    """The official SDK's client on that frontend, with the session key (no retries: errors show)."""
+    with Platform(api_key=stack.api_key, base_url=platform_url, max_retries=0) as client:
+        yield client
 
 
 def wait_out_minute_edge(seconds_needed: float) -> None:

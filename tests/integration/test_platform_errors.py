@@ -15,26 +15,12 @@ import httpx
 import pytest
 from ultralytics_platform import APIError, Platform
 
-from tests.integration.conftest import Stack, free_port, wait_out_minute_edge
-from tests.integration.test_platform_sdk import RATE_PLAN, platform_frontend
+from tests.integration.conftest import RATE_PLAN, Stack, free_port, wait_out_minute_edge
 from trident import runtime
 from trident.keys import new_key
 
 pytestmark = pytest.mark.integration
 OWNER, PROJECT, MODEL = "test", "coco", "yolo11n"
-
-
-@pytest.fixture(scope="module")
-def platform_url(
-    stack: Stack, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> str:
-    return platform_frontend(stack, tmp_path_factory, request.config)
-
-
-@pytest.fixture(scope="module")
-def sdk(platform_url: str, stack: Stack) -> Iterator[Platform]:
-    with Platform(api_key=stack.api_key, base_url=platform_url, max_retries=0) as client:
-        yield client
 
 
 def api_error(call: Callable[[], object], status: int) -> APIError:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import json
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,7 @@ from ultralytics_platform.types import (
 
 from tests.helpers.models import build_busy_model
 from tests.helpers.sdk_contract import assert_matches
-from tests.integration.conftest import TEST_PLANS, Stack
-from trident import runtime
+from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -55,39 +54,6 @@ MODELS: dict[str, tuple[str, str, str | None, bool | None]] = {
     "yolo26-nms-free": ("test/platform/yolo26n-e2e", "detect", "yolo26n.yaml", False),
 }
 PRIVATE = "alice/secret/det"  # test_access.py's private model; exported here if it has not run
-RATE_PLAN = "one-per-minute"
-PLATFORM_PLANS = json.dumps({**json.loads(TEST_PLANS), RATE_PLAN: [1, 1000]})
-
-_frontends: dict[int, str] = {}
-
-
-def platform_frontend(stack: Stack, tmp_path_factory: pytest.TempPathFactory, config: pytest.Config) -> str:
-    """The base URL of a frontend on the session stack that answers in the Platform format, with
-    the test plans plus `RATE_PLAN` (1 request a minute). One per session, shared by the SDK, error
-    and `ul` CLI tests; stopped when the session ends."""
-    if id(stack) not in _frontends:
-        log = tmp_path_factory.mktemp("platform-frontend") / "frontend.log"
-        process, base = stack.spawn_frontend(log, TRIDENT_API_FORMAT="platform", TRIDENT_PLANS=PLATFORM_PLANS)
-
-        def stop() -> None:
-            runtime.stop(process)
-
-        config.add_cleanup(stop)
-        _frontends[id(stack)] = base
-    return _frontends[id(stack)]
-
-
-@pytest.fixture(scope="module")
-def platform_url(
-    stack: Stack, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> str:
-    return platform_frontend(stack, tmp_path_factory, request.config)
-
-
-@pytest.fixture(scope="module")
-def sdk(platform_url: str, stack: Stack) -> Iterator[Platform]:
-    with Platform(api_key=stack.api_key, base_url=platform_url, max_retries=0) as client:
-        yield client
 
 
 def export_models(stack: Stack, model_dir: Path) -> dict[str, str]:
@@ -336,12 +302,21 @@ def test_models_list_and_retrieve_answer_the_sdk_contract(
 
 
 @pytest.fixture(scope="module")
-def private_model(stack: Stack, yolo11n_pt: Path) -> tuple[str, str]:
-    """A private model of user "alice" (not the SDK key's user "test"), and a key of alice's."""
+def private_model(stack: Stack, yolo11n_pt: Path, platform_url: str) -> tuple[str, str]:
+    """A private model of user "alice" (not the SDK key's user "test"), and a key of alice's.
+
+    Listing reads a frontend's catalog, which rereads Triton's index every second; a model just
+    exported may be callable on the session's frontend before the Platform frontend lists it."""
     if PRIVATE not in stack.exported:
         stack.export(yolo11n_pt, PRIVATE, visibility="private")
     alice = stack.create_key("alice", "test")
     stack.wait_model(PRIVATE, key=alice)
+    owner, project, _ = split(PRIVATE)
+    deadline = time.monotonic() + 30
+    with Platform(api_key=alice, base_url=platform_url, max_retries=0) as client:
+        while PRIVATE not in listed_slugs(client.models.list(owner, project)):
+            assert time.monotonic() < deadline, f"the Platform frontend never listed {PRIVATE}"
+            time.sleep(0.2)
     return PRIVATE, alice
 
 

@@ -2,22 +2,21 @@
 is refused at once (503, `Retry-After`) instead of queueing, and the held ones still succeed.
 
 The inferences are held by their `source` URL: the fetch happens inside the in-flight slot, and
-the local image server below answers only when the test lets it, so "the slots are full" is known,
-not guessed from timings.
+the local image server (`tests/helpers/image_server.py`) answers only when the test lets it, so
+"the slots are full" is known, not guessed from timings.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.helpers.image_server import ImageServer, serving
 from tests.integration.conftest import Stack, assert_error
 from trident import runtime
 
@@ -27,49 +26,15 @@ LIMIT = 3
 TINY = Path(__file__).parents[1] / "fixtures" / "tiny.png"
 
 
-class GateServer(ThreadingHTTPServer):
-    """Serves one image, but each GET waits for `release`; `arrived` counts the GETs waiting."""
-
-    def __init__(self, image: bytes) -> None:
-        self.image, self.arrived, self.release = image, 0, threading.Event()
-        self.lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server = self.server
-                assert isinstance(server, GateServer)
-                with server.lock:
-                    server.arrived += 1
-                server.release.wait(30)
-                self.send_response(200)
-                self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(server.image)))
-                self.end_headers()
-                self.wfile.write(server.image)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/image.jpg"
-
-
 @pytest.fixture
-def gate(bus: Path) -> Iterator[GateServer]:
-    server = GateServer(bus.read_bytes())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.release.set()
-    server.shutdown()
-    server.server_close()
+def gate(bus: Path) -> Iterator[ImageServer]:
+    """Each GET waits for `release`; `requests` counts the GETs that arrived."""
+    with serving(bus.read_bytes(), gated=True) as server:
+        yield server
 
 
 def test_past_max_in_flight_a_predict_is_a_fast_503_and_the_held_ones_succeed(
-    stack: Stack, gate: GateServer, tmp_path: Path
+    stack: Stack, gate: ImageServer, tmp_path: Path
 ) -> None:
     process, base = stack.spawn_frontend(
         tmp_path / "shedding.log", TRIDENT_MAX_IN_FLIGHT=str(LIMIT), TRIDENT_SOURCE_ALLOW_PRIVATE="1"
@@ -85,8 +50,8 @@ def test_past_max_in_flight_a_predict_is_a_fast_503_and_the_held_ones_succeed(
             assert client.post(url, files={"file": TINY.read_bytes()}).status_code == 200  # warm connection
             futures = [pool.submit(held) for _ in range(LIMIT)]
             deadline = time.monotonic() + 20
-            while gate.arrived < LIMIT:  # every held request is inside its slot, fetching its source
-                assert time.monotonic() < deadline, f"{gate.arrived} of {LIMIT} fetches arrived"
+            while gate.requests < LIMIT:  # every held request is inside its slot, fetching its source
+                assert time.monotonic() < deadline, f"{gate.requests} of {LIMIT} fetches arrived"
                 time.sleep(0.01)
             elapsed = []
             for _ in range(3):
@@ -99,7 +64,7 @@ def test_past_max_in_flight_a_predict_is_a_fast_503_and_the_held_ones_succeed(
             answers = [f.result() for f in futures]
         assert [a.status_code for a in answers] == [200] * LIMIT, [a.text for a in answers]
         assert all(a.json()["predictions"] for a in answers)
-        assert gate.arrived == LIMIT  # refused requests never reached inference
+        assert gate.requests == LIMIT  # refused requests never reached inference
         print(f"503 round trips: {', '.join(f'{1000 * t:.1f} ms' for t in elapsed)}")
         assert max(elapsed) < 0.05, f"503 took {1000 * max(elapsed):.1f} ms"
     finally:

@@ -9,14 +9,13 @@ The refusal cases one by one (schemes, redirects, slow and endless bodies, IPv6,
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.helpers.image_server import ImageServer, serving
 from tests.integration.conftest import Stack, assert_error
 from trident import runtime
 
@@ -24,41 +23,10 @@ pytestmark = pytest.mark.integration
 SLUG = "test/coco/yolo11n"
 
 
-class ImageServer(ThreadingHTTPServer):
-    """Serves one image at /image.jpg and counts the requests it gets."""
-
-    def __init__(self, image: bytes) -> None:
-        self.image, self.requests = image, 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server = self.server
-                assert isinstance(server, ImageServer)
-                server.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(server.image)))
-                self.end_headers()
-                self.wfile.write(server.image)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/image.jpg"
-
-
 @pytest.fixture
 def image_server(bus: Path) -> Iterator[ImageServer]:
-    server = ImageServer(bus.read_bytes())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(bus.read_bytes()) as server:
+        yield server
 
 
 def predict_source(base: str, key: str, source: str, api_format: str = "seed") -> httpx.Response:

@@ -26,17 +26,10 @@ from ultralytics_platform.types import ModelsPredictResponse
 
 from tests.helpers.sdk_contract import assert_matches
 from tests.integration.conftest import Stack
-from tests.integration.test_platform_sdk import MODELS, export_models, platform_frontend
+from tests.integration.test_platform_sdk import MODELS, export_models
 
 pytestmark = pytest.mark.integration
 UL = Path(sys.executable).parent / "ul"
-
-
-@pytest.fixture(scope="module")
-def platform_url(
-    stack: Stack, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> str:
-    return platform_frontend(stack, tmp_path_factory, request.config)
 
 
 @pytest.fixture(scope="module")
