@@ -9,52 +9,53 @@ import logging
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 
+import anyio.to_thread
 from anyio import CapacityLimiter
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from frontend.account import router as account_router
 from frontend.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
 from frontend.catalog import Catalog
 from frontend.deps import Services
+from frontend.docs import router as docs_router
 from frontend.errors import InvalidRequest, ServingError
 from frontend.formats import resolve_format
 from frontend.metrics import install as install_metrics
 from frontend.platform_models import router as platform_models_router
 from frontend.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
 from frontend.routes import router
+from frontend.security import SECURITY_HEADERS, SecurityHeaders
 from frontend.shedding import InFlight
 from frontend.triton import Triton
 from frontend.web import router as web_router
 from pipeline.contract import ApiFormat
 from pipeline.decode import ModelOutputError
 from trident import __version__
-from trident.keys import KeyStore
+from trident.keys import LAST_USE_FLUSH_S, Clock, KeyStore, utc_now
 from trident.settings import Settings
+from trident.usage import UsageLog
 
 log = logging.getLogger("trident.frontend")
 
 
-class NoSniff:
-    """Every response says `X-Content-Type-Options: nosniff`: a browser must take JSON as JSON,
-    never guess HTML or script from bytes (uploads are never echoed, but a guess is never needed)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_nosniff(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]
-            await send(message)
-
-        await self.app(scope, receive, send_nosniff if scope["type"] == "http" else send)
+def _flush(keys: KeyStore, usage: UsageLog) -> None:
+    keys.flush_last_used()
+    usage.flush()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+async def _flush_every(seconds: float, keys: KeyStore, usage: UsageLog) -> None:
+    """Last use and usage counts reach the database in one batch a minute, not a write per request."""
+    while True:
+        await asyncio.sleep(seconds)
+        await anyio.to_thread.run_sync(_flush, keys, usage)
+
+
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
+    """The app; `clock` is the key store's (tests pass their own to live through expiry)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -71,7 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.redis_url
             else MemoryCounter()
         )
-        keys = KeyStore(settings.key_store_url)
+        keys = KeyStore(settings.key_store_url, clock)
+        secret = settings.token_secret.get_secret_value().encode() or keys.token_secret()
+        usage = UsageLog(keys.engine)
         app.state.services = Services(
             triton=triton,
             catalog=catalog,
@@ -80,8 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             auth_failures=FailedAuthLimiter(counter, settings.auth_failures_per_minute),
             in_flight=InFlight(settings.max_in_flight),
             cpu_limiter=CapacityLimiter(settings.cpu_threads),
+            token_secret=secret,
+            usage=usage,
         )
         refresher = asyncio.create_task(catalog.run())
+        flusher = asyncio.create_task(_flush_every(LAST_USE_FLUSH_S, keys, usage))
         # Everything alive now (modules, the app, about 115,000 objects) lives as long as the
         # process: out of the collector's sight, a full collection no longer walks it (70 ms with
         # the GIL held, every few hundred requests, measured).
@@ -91,9 +97,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             gc.unfreeze()
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in (refresher, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await anyio.to_thread.run_sync(_flush, keys, usage)
             await triton.close()
             if isinstance(counter, RedisCounter):
                 await counter.close()
@@ -104,18 +112,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Ultralytics YOLO models on Triton, behind the Ultralytics Platform inference API.",
         lifespan=lifespan,
+        docs_url=None,  # `frontend.docs` serves it without an inline script
+        redoc_url=None,
     )
     app.state.settings = settings
     app.include_router(router)
     app.include_router(platform_models_router)
+    app.include_router(account_router)
     app.add_middleware(
         BodyLimit,
-        max_body_bytes=max(settings.max_upload_bytes, settings.max_video_bytes) + FORM_OVERHEAD_BYTES,
+        max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
         default_format=settings.api_format,
     )
     app.include_router(web_router)
+    app.include_router(docs_router)
     install_metrics(app)  # /metrics and the predict-call middleware
-    app.add_middleware(NoSniff)  # outermost: also on the 413 answered before the app runs
+    app.add_middleware(SecurityHeaders)  # outermost: also on the 413 answered before the app runs
 
     def api_format(request: Request) -> ApiFormat:
         return resolve_format(request.url.path, request.query_params.get("format"), settings.api_format)
@@ -153,7 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unexpected error")  # the trace goes to the log, never to the client
         error = ServingError("unexpected error; the request was not processed")
         response = error.to_response(api_format(request))
-        response.headers["X-Content-Type-Options"] = "nosniff"  # answered outside `NoSniff`
+        response.headers.update(SECURITY_HEADERS)  # answered outside `SecurityHeaders`
         return response
 
     return app

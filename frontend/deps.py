@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from frontend.auth import authenticate
 from frontend.catalog import Catalog
-from frontend.errors import RateLimited, ServingError
+from frontend.errors import Forbidden, RateLimited, ServingError, Unauthorized
 from frontend.formats import resolve_format
 from frontend.metrics import record_rate_limited
 from frontend.ratelimit import DAY_S, Decision, FailedAuthLimiter, Plan, RateLimiter
@@ -26,6 +26,7 @@ from frontend.triton import Triton
 from pipeline.contract import ApiFormat
 from trident.keys import KeyStore, Principal
 from trident.settings import Settings
+from trident.usage import UsageLog
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Services:
     auth_failures: FailedAuthLimiter
     in_flight: InFlight
     cpu_limiter: CapacityLimiter
+    token_secret: bytes  # signs the Test tab's tokens (`trident.tokens`)
+    usage: UsageLog
     started: float = field(default_factory=time.monotonic)  # for the Platform's `functionTimeAlive`
 
 
@@ -63,8 +66,10 @@ def get_catalog(services: ServicesDep) -> Catalog:
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 
 
-async def get_caller(request: Request, services: ServicesDep) -> Principal:
-    principal = await authenticate(request, services.keys, services.auth_failures)
+async def get_caller(request: Request, services: ServicesDep, settings: SettingsDep) -> Principal:
+    principal = await authenticate(
+        request, services.keys, services.auth_failures, services.token_secret, settings.anonymous_plan
+    )
     request.state.plan = principal.plan  # for metrics
     return principal
 
@@ -72,7 +77,35 @@ async def get_caller(request: Request, services: ServicesDep) -> Principal:
 CallerDep = Annotated[Principal, Depends(get_caller)]
 
 
-async def get_quota(caller: CallerDep, services: ServicesDep, settings: SettingsDep) -> Decision:
+def get_key_holder(caller: CallerDep) -> Principal:
+    """A caller with a key (or its token): account routes have nothing to say to an anonymous one."""
+    if caller.anonymous:
+        raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
+    return caller
+
+
+KeyHolderDep = Annotated[Principal, Depends(get_key_holder)]
+
+
+def _scope(scope: str) -> object:
+    def check(caller: CallerDep) -> Principal:
+        if scope not in caller.scopes:
+            raise Forbidden(
+                f"this key lacks the {scope!r} scope; its scopes: {', '.join(sorted(caller.scopes))}"
+            )
+        return caller
+
+    return Depends(check)
+
+
+# A key may do what its scopes say: `predict` runs and lists models (the default), `admin` manages
+# the user's keys through the API, `deployments` will manage dedicated endpoints (none exist yet).
+PredictCallerDep = Annotated[Principal, _scope("predict")]
+AdminCallerDep = Annotated[Principal, _scope("admin")]
+DeploymentsCallerDep = Annotated[Principal, _scope("deployments")]
+
+
+async def get_quota(caller: PredictCallerDep, services: ServicesDep, settings: SettingsDep) -> Decision:
     """Spend one request of the caller's plan, or refuse with 429 and the limit's headers."""
     plan = settings.plans.get(caller.plan)
     if plan is None:

@@ -4,6 +4,7 @@
     ├── InvalidRequest (400 Invalid request)   a parameter out of range or missing
     ├── InvalidImage (400 Invalid image)       not an image we accept, or undecodable
     ├── Unauthorized (401 Unauthorized, WWW-Authenticate)
+    ├── Forbidden (403 Forbidden)              a key without the scope the call needs
     ├── ModelNotFound (404 Model not found)    also a model the key may not see
     ├── PayloadTooLarge (413 Payload too large)
     ├── RateLimited (429 Rate limited, Retry-After)
@@ -78,6 +79,12 @@ class Unauthorized(ServingError):
     def __init__(self, detail: str = "", token_presented: bool = False) -> None:
         challenge = 'Bearer error="invalid_token"' if token_presented else "Bearer"
         super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(ServingError):
+    status_code = 403
+    code = "forbidden"
+    message = "Forbidden"
 
 
 class ModelNotFound(ServingError):

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from frontend.auth import may_see, visible_model
 from frontend.catalog import ServedModel
-from frontend.deps import CallerDep, CatalogDep, SettingsDep
+from frontend.deps import CatalogDep, PredictCallerDep, SettingsDep
 from frontend.routes import json_response
 from frontend.schemas import PLATFORM_ERRORS
 
@@ -44,7 +44,7 @@ def _platform_model(model: ServedModel) -> dict[str, Any]:
 
 @router.get("/api/models/{owner}/{project}", summary="Models of a project (the SDK's models.list)")
 async def list_project_models(
-    owner: str, project: str, caller: CallerDep, catalog: CatalogDep, settings: SettingsDep
+    owner: str, project: str, caller: PredictCallerDep, catalog: CatalogDep, settings: SettingsDep
 ) -> Response:
     models = [
         _platform_model(m)
@@ -56,7 +56,7 @@ async def list_project_models(
 
 @router.get("/api/models/{owner}/{project}/{model}", summary="One model (the SDK's models.retrieve)")
 async def retrieve_model(
-    owner: str, project: str, model: str, caller: CallerDep, catalog: CatalogDep
+    owner: str, project: str, model: str, caller: PredictCallerDep, catalog: CatalogDep
 ) -> Response:
     served = await visible_model(catalog, caller, owner, project, model)
     spec = served.spec

@@ -66,6 +66,9 @@ class Counter(Protocol):
     async def admit(self, key: str, windows: list[tuple[str, int, int]]) -> tuple[bool, list[int]]:
         """Admit if every `(bucket, limit, ttl)` has room; return (admitted, counts after)."""
 
+    async def peek(self, buckets: list[str]) -> list[int]:
+        """The current counts, spending nothing (for the usage endpoint)."""
+
 
 class MemoryCounter:
     """One process: a dict and a lock. Several workers each have their own (so they over-admit)."""
@@ -89,6 +92,10 @@ class MemoryCounter:
             if len(self._counts) > 100_000:  # drop expired buckets now and then
                 self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
             return True, [c + 1 for c in counts]
+
+    async def peek(self, buckets: list[str]) -> list[int]:
+        now = time.monotonic()
+        return [c if expires > now else 0 for c, expires in (self._counts.get(b, (0, 0.0)) for b in buckets)]
 
 
 _ADMIT_LUA = """
@@ -128,6 +135,15 @@ class RedisCounter:
             raise ServiceUnavailable("the rate-limit store is unreachable; quota cannot be checked") from None
         return bool(reply[0]), [int(c) for c in reply[1:]]
 
+    async def peek(self, buckets: list[str]) -> list[int]:
+        import redis.exceptions
+
+        try:
+            values = await self._redis.mget(buckets)
+        except (redis.exceptions.RedisError, OSError):
+            raise ServiceUnavailable("the rate-limit store is unreachable") from None
+        return [int(v) if v is not None else 0 for v in values]
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -137,12 +153,25 @@ class RateLimiter:
         self._counter = counter
         self._clock = clock
 
+    @staticmethod
+    def _bucket(key_id: str, size: int, now: float) -> str:
+        return f"trident:rl:{key_id}:{size}:{math.floor(now / size)}"
+
+    async def remaining(self, key_id: str, plan: Plan) -> list[tuple[int, int]]:
+        """(requests left, seconds until reset) for the minute and the day, spending nothing."""
+        now = self._clock()
+        counts = await self._counter.peek([self._bucket(key_id, size, now) for size in WINDOWS])
+        return [
+            (max(0, limit - c), max(1, math.ceil((math.floor(now / size) + 1) * size - now)))
+            for c, limit, size in zip(counts, plan.limits, WINDOWS, strict=True)
+        ]
+
     async def check(self, key_id: str, plan: Plan) -> Decision:
         now = self._clock()
-        windows = []
-        for size, limit in zip(WINDOWS, plan.limits, strict=True):
-            start = math.floor(now / size)
-            windows.append((f"trident:rl:{key_id}:{size}:{start}", limit, size + 1))
+        windows = [
+            (self._bucket(key_id, size, now), limit, size + 1)
+            for size, limit in zip(WINDOWS, plan.limits, strict=True)
+        ]
         allowed, counts = await self._counter.admit(key_id, windows)
         resets = [max(1, math.ceil((math.floor(now / s) + 1) * s - now)) for s in WINDOWS]
         remaining = [max(0, limit - c) for c, limit in zip(counts, plan.limits, strict=True)]

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -260,42 +261,129 @@ def _check_plan(plan: str) -> None:
         raise _fail(f"unknown plan {plan!r}; configured plans: {', '.join(sorted(plans))}")
 
 
+DURATION_UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def _duration(text: str) -> timedelta:
+    """`30d`, `12h`, `90m`, `2w` -> a timedelta (a key's lifetime)."""
+    value, unit = text[:-1], text[-1:].lower()
+    if unit not in DURATION_UNITS or not value.isdigit() or int(value) == 0:
+        raise _fail(f"--expires-in {text!r}: use a positive whole number and m, h, d or w (e.g. 30d)")
+    return timedelta(seconds=int(value) * DURATION_UNITS[unit])
+
+
+def _when(moment: datetime | None, never: str = "never") -> str:
+    return f"{moment:%Y-%m-%d %H:%M}Z" if moment else never
+
+
 @keys_app.command("create")
 def keys_create(
     user: Annotated[str, typer.Option(help="who the key belongs to (owner part of their model slugs)")],
     plan: Annotated[
         str, typer.Option(help="plan for a new user (free, pro, or one from TRIDENT_PLANS)")
     ] = "free",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="predict (the default), deployments or admin; repeat for several"),
+    ] = None,
+    name: Annotated[str, typer.Option(help="a label shown by `keys list` and GET /api/api-keys")] = "",
+    expires_in: Annotated[
+        str | None, typer.Option(help="lifetime such as 30d, 12h, 2w (default: never expires)")
+    ] = None,
 ) -> None:
     """Create a key; it is printed once, on the last line, and only its hash is kept."""
+    from trident.audit import Actor
+    from trident.keys import parse_scopes
+
     _check_plan(plan)
-    key, key_id = _store().create_key(user, plan)
+    lifetime = _duration(expires_in) if expires_in else None
+    try:
+        scopes = parse_scopes(scope or [])
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    key, key_id = _store().create_key(
+        user, plan, name=name, scopes=scopes, expires_in=lifetime, actor=Actor.cli()
+    )
     console.print(f"created key {key_id} for {user}; store it now, it cannot be shown again:")
     typer.echo(key)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """Key ids, users, plans and status (never the keys)."""
-    for k in _store().list_keys():
-        status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        typer.echo(f"{k.key_id}  {k.user}  {k.plan}  created {k.created_at:%Y-%m-%d %H:%M}  {status}")
+    """Key ids, names, users, plans, scopes, expiry, last use and status (never the keys).
+
+    Last use reaches the database at most once a minute per key, so it can lag by that much."""
+    from trident.keys import SCOPES
+
+    store = _store()
+    now = store.clock()
+    for k in store.list_keys():
+        if k.revoked_at:
+            status = f"revoked {_when(k.revoked_at)}"
+        else:
+            status = "expired" if k.expired(now) else "active"
+        scopes = ",".join(s for s in SCOPES if s in k.scopes)
+        typer.echo(
+            f"{k.key_id}  {k.name or '-'}  {k.user}  {k.plan}  scopes {scopes}  "
+            f"created {_when(k.created_at)}  expires {_when(k.expires_at)}  "
+            f"last used {_when(k.last_used_at)}  {status}"
+        )
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id shown by `keys list`")]) -> None:
-    """Revoke a key at once (the next request with it gets 401)."""
-    if not _store().revoke(key_id):
+    """Revoke a key at once (the next request with it, or with a browser token made from it, gets 401)."""
+    from trident.audit import Actor
+
+    if not _store().revoke(key_id, actor=Actor.cli()):
         raise _fail(f"no active key {key_id}")
     typer.echo(f"revoked {key_id}")
 
 
+@keys_app.command("scopes")
+def keys_scopes(
+    key_id: Annotated[str, typer.Argument(help="the key id shown by `keys list`")],
+    scope: Annotated[list[str], typer.Option(help="the key's new scopes; repeat for several")],
+) -> None:
+    """Replace an active key's scopes (audited)."""
+    from trident.audit import Actor
+
+    try:
+        changed = _store().set_scopes(key_id, scope, actor=Actor.cli())
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if not changed:
+        raise _fail(f"no active key {key_id}")
+    typer.echo(f"{key_id}: {','.join(scope)}")
+
+
 @users_app.command("set-plan")
 def users_set_plan(name: str, plan: str) -> None:
-    """Create a user or move it to another plan."""
+    """Create a user or move it to another plan (audited)."""
+    from trident.audit import Actor
+
     _check_plan(plan)
-    _store().add_user(name, plan)
+    _store().add_user(name, plan, actor=Actor.cli())
     typer.echo(f"{name}: {plan}")
+
+
+@app.command("audit")
+def audit_list(
+    user: Annotated[str | None, typer.Option(help="only changes to this user's keys and plan")] = None,
+    action: Annotated[
+        str | None,
+        typer.Option(help="key.create, key.revoke, key.scopes, user.plan; a prefix such as `key.` too"),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many entries")] = 100,
+) -> None:
+    """The audit trail, newest first: when, action, user, key, who, from where, what changed."""
+    from trident import audit
+
+    for e in audit.entries(_store().engine, user=user, action=action, limit=limit):
+        typer.echo(
+            f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.action}  {e.user}  {e.key_id or '-'}  "
+            f"by {e.actor} from {e.source}  {e.detail}".rstrip()
+        )
 
 
 def _stop_on_signals(processes: list[subprocess.Popen[bytes]]) -> threading.Event:

@@ -18,20 +18,25 @@ import hmac
 import re
 import secrets
 import string
+import threading
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+
+from trident import audit
+from trident.audit import SYSTEM, Actor
+from trident.schema import TOKEN_SECRET, api_keys, create_schema, server_secrets, users
 
 PREFIX = "tri_"
 ALPHABET = string.digits + string.ascii_letters
 KEY_RE = re.compile(rf"{PREFIX}([0-9A-Za-z]{{8}})([0-9A-Za-z]{{32}})([0-9A-Za-z]{{6}})")
 # compared against when the key id is unknown, so unknown and revoked keys take the same time
 DUMMY_HASH = hashlib.sha256(b"trident-dummy-key").hexdigest()
-# held while creating the schema on PostgreSQL, so replicas starting together do not race on DDL
-SCHEMA_LOCK_ID = 0x7472696465
 CONNECT_TIMEOUT_S = 5  # an unreachable host fails a request fast instead of hanging it
 
 
@@ -71,32 +76,44 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-metadata = sa.MetaData()
-users = sa.Table(
-    "users",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("plan", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("key_id", sa.String(8), primary_key=True),
-    sa.Column("user_name", sa.String(64), sa.ForeignKey("users.name"), nullable=False),
-    sa.Column("key_hash", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
-)
+SCOPES = ("predict", "deployments", "admin")
+DEFAULT_SCOPES = frozenset({"predict"})
+LAST_USE_FLUSH_S = 60  # last use reaches the database at most this often per key (per process)
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes: they were stored in UTC."""
+    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def parse_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """The scopes named, refusing unknown ones (a typo must not silently grant nothing)."""
+    chosen = frozenset(s.strip() for s in scopes if s.strip())
+    unknown = sorted(chosen - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope {unknown[0]!r}; scopes: {', '.join(SCOPES)}")
+    return chosen or DEFAULT_SCOPES
+
+
+def _scopes_text(scopes: frozenset[str]) -> str:
+    return ",".join(s for s in SCOPES if s in scopes)
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's id (never the key), its user and plan."""
+    """Who is calling: the key's id (never the key), its user, plan and scopes."""
 
     key_id: str
     user: str
     plan: str
+    scopes: frozenset[str] = DEFAULT_SCOPES
+    anonymous: bool = False  # no key: a public model under `TRIDENT_ANONYMOUS_PLAN`, limited per IP
+    via_token: bool = False  # a browser token stands for the key (scope `predict` at most)
 
 
 @dataclass(frozen=True)
@@ -106,24 +123,53 @@ class KeyInfo:
     plan: str
     created_at: datetime
     revoked_at: datetime | None
+    name: str = ""
+    scopes: frozenset[str] = DEFAULT_SCOPES
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+_KEY_COLUMNS = (
+    api_keys.c.key_id,
+    users.c.name.label("user"),
+    users.c.plan,
+    api_keys.c.created_at,
+    api_keys.c.revoked_at,
+    api_keys.c.name,
+    api_keys.c.scopes,
+    api_keys.c.expires_at,
+    api_keys.c.last_used_at,
+)
+
+
+def _key_info(row: Any) -> KeyInfo:
+    return KeyInfo(
+        key_id=row.key_id,
+        user=row.user,
+        plan=row.plan,
+        created_at=_utc(row.created_at) or row.created_at,
+        revoked_at=_utc(row.revoked_at),
+        name=row.name,
+        scopes=frozenset(row.scopes.split(",")) & set(SCOPES),
+        expires_at=_utc(row.expires_at),
+        last_used_at=_utc(row.last_used_at),
+    )
 
 
 class KeyStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Clock = utc_now) -> None:
         database = sa.engine.make_url(url).database
         if url.startswith("sqlite") and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
         self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
-        self._create_schema()
-
-    def _create_schema(self) -> None:
-        """Create missing tables. On PostgreSQL a transaction-scoped advisory lock serialises this
-        across replicas (its DDL is transactional, so the next holder sees the tables and skips them)."""
-        with self.engine.begin() as db:
-            if db.dialect.name == "postgresql":
-                db.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
-            metadata.create_all(db, checkfirst=True)
+        self.clock = clock
+        self._used: dict[str, datetime] = {}  # key id -> last use not yet written
+        self._used_lock = threading.Lock()
+        create_schema(self.engine)
 
     def reachable(self) -> bool:
         """Whether a query gets through now (for `/readyz`)."""
@@ -134,67 +180,167 @@ class KeyStore:
             return False
         return True
 
-    def add_user(self, name: str, plan: str) -> None:
-        """Create the user, or change its plan."""
-        with self.engine.begin() as db:
-            exists = db.execute(sa.select(users.c.name).where(users.c.name == name)).first()
-            if exists:
-                db.execute(users.update().where(users.c.name == name).values(plan=plan))
-            else:
-                db.execute(users.insert().values(name=name, plan=plan, created_at=datetime.now(UTC)))
+    def _ensure_user(self, db: sa.Connection, name: str, plan: str, actor: Actor) -> None:
+        now = self.clock()
+        current = db.execute(sa.select(users.c.plan).where(users.c.name == name)).scalar()
+        if current is None:
+            db.execute(users.insert().values(name=name, plan=plan, created_at=now))
+            audit.record(db, now, actor, "user.plan", name, detail=f"new user, plan {plan}")
 
-    def create_key(self, user: str, plan: str) -> tuple[str, str]:
-        """A new key for `user` (created with `plan` if new); returns (key, key_id). The key is not kept."""
-        key, key_id = new_key()
+    def add_user(self, name: str, plan: str, actor: Actor = SYSTEM) -> None:
+        """Create the user, or change its plan (audited either way)."""
+        now = self.clock()
         with self.engine.begin() as db:
-            if not db.execute(sa.select(users.c.name).where(users.c.name == user)).first():
-                db.execute(users.insert().values(name=user, plan=plan, created_at=datetime.now(UTC)))
+            current = db.execute(sa.select(users.c.plan).where(users.c.name == name)).scalar()
+            if current is None:
+                self._ensure_user(db, name, plan, actor)
+            elif current != plan:
+                db.execute(users.update().where(users.c.name == name).values(plan=plan))
+                audit.record(db, now, actor, "user.plan", name, detail=f"plan {current} -> {plan}")
+
+    def create_key(
+        self,
+        user: str,
+        plan: str,
+        *,
+        name: str = "",
+        scopes: Iterable[str] = DEFAULT_SCOPES,
+        expires_in: timedelta | None = None,
+        actor: Actor = SYSTEM,
+    ) -> tuple[str, str]:
+        """A new key for `user` (created with `plan` if new); returns (key, key_id). The key is not kept."""
+        chosen = parse_scopes(scopes)
+        key, key_id = new_key()
+        now = self.clock()
+        expires_at = now + expires_in if expires_in is not None else None
+        with self.engine.begin() as db:
+            self._ensure_user(db, user, plan, actor)
             db.execute(
                 api_keys.insert().values(
-                    key_id=key_id, user_name=user, key_hash=hash_key(key), created_at=datetime.now(UTC)
+                    key_id=key_id,
+                    user_name=user,
+                    key_hash=hash_key(key),
+                    created_at=now,
+                    name=name[:64],
+                    scopes=_scopes_text(chosen),
+                    expires_at=expires_at,
                 )
             )
+            expiry = f", expires {expires_at:%Y-%m-%dT%H:%MZ}" if expires_at else ""
+            audit.record(db, now, actor, "key.create", user, key_id, f"scopes {_scopes_text(chosen)}{expiry}")
         return key, key_id
 
-    def revoke(self, key_id: str) -> bool:
+    def revoke(self, key_id: str, actor: Actor = SYSTEM, user: str | None = None) -> bool:
+        """Revoke an active key (only `user`'s when given); False when there is none to revoke."""
+        now = self.clock()
+        where = [api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)]
+        if user is not None:
+            where.append(api_keys.c.user_name == user)
         with self.engine.begin() as db:
-            result = db.execute(
-                api_keys.update()
-                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
-            )
-        return bool(result.rowcount)
+            owner = db.execute(sa.select(api_keys.c.user_name).where(*where)).scalar()
+            if owner is None:
+                return False
+            db.execute(api_keys.update().where(*where).values(revoked_at=now))
+            audit.record(db, now, actor, "key.revoke", owner, key_id)
+        return True
 
-    def list_keys(self) -> list[KeyInfo]:
-        query = (
-            sa.select(
-                api_keys.c.key_id, users.c.name, users.c.plan, api_keys.c.created_at, api_keys.c.revoked_at
-            )
-            .join(users)
-            .order_by(api_keys.c.created_at)
-        )
+    def set_scopes(self, key_id: str, scopes: Iterable[str], actor: Actor = SYSTEM) -> bool:
+        chosen = parse_scopes(scopes)
+        now = self.clock()
+        where = (api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+        with self.engine.begin() as db:
+            row = db.execute(sa.select(api_keys.c.user_name, api_keys.c.scopes).where(*where)).first()
+            if row is None:
+                return False
+            db.execute(api_keys.update().where(*where).values(scopes=_scopes_text(chosen)))
+            detail = f"scopes {row.scopes} -> {_scopes_text(chosen)}"
+            audit.record(db, now, actor, "key.scopes", row.user_name, key_id, detail)
+        return True
+
+    def list_keys(self, user: str | None = None) -> list[KeyInfo]:
+        query = sa.select(*_KEY_COLUMNS).join(users).order_by(api_keys.c.created_at)
+        if user is not None:
+            query = query.where(api_keys.c.user_name == user)
         with self.engine.connect() as db:
-            return [KeyInfo(*row) for row in db.execute(query)]
+            return [_key_info(row) for row in db.execute(query)]
 
     def verify(self, token: str) -> Principal | None:
-        """The caller behind a presented key, or None. Constant-time, one lookup at most.
+        """The caller behind a presented key, or None. Constant-time, one lookup at most; an
+        expired key is refused exactly like an unknown one. The use is noted in memory
+        (`flush_last_used` writes it).
 
         Raises `KeyStoreUnavailable` when the database cannot answer (the caller answers 503)."""
         key_id = parse_key(token)
         if key_id is None:
             return None
+        row = self._lookup(key_id, api_keys.c.key_hash)
+        stored = row.key_hash if row is not None else DUMMY_HASH
+        matches = hmac.compare_digest(stored, hash_key(token))
+        if row is None or not matches:
+            return None
+        return self._active(row)
+
+    def principal(self, key_id: str) -> Principal | None:
+        """The key's caller if it is still active (not revoked, not expired): browser tokens
+        check this on every use, so revoking the key ends its tokens at once."""
+        row = self._lookup(key_id)
+        return self._active(row) if row is not None else None
+
+    def _lookup(self, key_id: str, *extra: sa.ColumnElement[Any]) -> Any:
         query = (
-            sa.select(api_keys.c.key_hash, api_keys.c.revoked_at, users.c.name, users.c.plan)
+            sa.select(
+                *extra,
+                api_keys.c.key_id,
+                api_keys.c.revoked_at,
+                api_keys.c.expires_at,
+                api_keys.c.scopes,
+                users.c.name,
+                users.c.plan,
+            )
             .join(users)
             .where(api_keys.c.key_id == key_id)
         )
         try:
             with self.engine.connect() as db:
-                row = db.execute(query).first()
+                return db.execute(query).first()
         except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
             raise KeyStoreUnavailable(type(exc).__name__) from exc
-        stored = row.key_hash if row is not None else DUMMY_HASH
-        matches = hmac.compare_digest(stored, hash_key(token))
-        if row is None or not matches or row.revoked_at is not None:
+
+    def _active(self, row: Any) -> Principal | None:
+        now = self.clock()
+        expires_at = _utc(row.expires_at)
+        if row.revoked_at is not None or (expires_at is not None and expires_at <= now):
             return None
-        return Principal(key_id=key_id, user=row.name, plan=row.plan)
+        with self._used_lock:
+            self._used[row.key_id] = now
+        scopes = frozenset(row.scopes.split(",")) & set(SCOPES)
+        return Principal(key_id=row.key_id, user=row.name, plan=row.plan, scopes=scopes)
+
+    def flush_last_used(self) -> int:
+        """Write the last use of every key used since the previous flush, in one statement; the
+        app calls this every `LAST_USE_FLUSH_S` and at shutdown. Returns how many keys."""
+        with self._used_lock:
+            pending, self._used = self._used, {}
+        if not pending:
+            return 0
+        update = (
+            api_keys.update()
+            .where(api_keys.c.key_id == sa.bindparam("k"))
+            .values(last_used_at=sa.bindparam("t"))
+        )
+        try:
+            with self.engine.begin() as db:
+                db.execute(update, [{"k": k, "t": t} for k, t in pending.items()])
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError):
+            with self._used_lock:  # keep them for the next try, unless a newer use came in
+                self._used = {**pending, **self._used}
+            return 0
+        return len(pending)
+
+    def token_secret(self) -> bytes:
+        """The server's token-signing secret (generated once, stored in the database)."""
+        with self.engine.connect() as db:
+            value = db.execute(
+                sa.select(server_secrets.c.value).where(server_secrets.c.name == TOKEN_SECRET)
+            ).scalar_one()
+        return bytes.fromhex(value)

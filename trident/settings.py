@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TRIDENT_"
@@ -53,19 +53,16 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(
         30, ge=0, description="refused keys per client IP and minute before 429 instead of 401; 0: off"
     )
+    anonymous_plan: str = Field(
+        "", description="a plan: public models answer without a key, limited per client IP; empty: off"
+    )
+    token_secret: SecretStr = Field(
+        SecretStr(""), description="signs the Test tab's tokens; empty: generated, kept in the key store"
+    )
     max_in_flight: int = Field(32, ge=1, description="inferences per worker at once; past it 503 at once")
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = Field(40_000_000, description="width x height above which an image is refused")
     cpu_threads: int = Field(4, ge=1, description="threads for decode, letterbox and postprocessing")
-    max_video_bytes: int = Field(
-        100 * 1024 * 1024, ge=1, description="largest video upload (images: max_upload_bytes)"
-    )
-    max_video_frames: int = Field(
-        9000,
-        ge=1,
-        description="frames a video may have (read from the container, else counted while decoding)",
-    )
-    video_timeout_s: float = Field(300.0, gt=0, description="deadline of one video request, upload excluded")
 
     api_format: Literal["seed", "platform"] = Field(
         "seed", description="the predict answer's contract when a request names none (`?format=`)"

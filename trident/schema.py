@@ -1,0 +1,96 @@
+"""The key store's tables, and bringing an existing database up to them.
+
+`create_all` only adds missing tables, so columns added since a database was made (key names,
+scopes, expiry, last use) are added here with `ALTER TABLE ... ADD COLUMN`, inside the same
+transaction and, on PostgreSQL, under the same advisory lock: replicas starting together on an
+older database migrate it once. The server secret that signs browser tokens is generated there
+too, so every replica signs with the same one.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import sqlalchemy as sa
+
+# held while creating the schema on PostgreSQL, so replicas starting together do not race on DDL
+SCHEMA_LOCK_ID = 0x7472696465
+TOKEN_SECRET = "token_secret"  # noqa: S105 (the row's name, not a secret)
+
+metadata = sa.MetaData()
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("plan", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(8), primary_key=True),
+    sa.Column("user_name", sa.String(64), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    # added after the first release: `_add_missing_columns` brings older databases up to these
+    sa.Column("name", sa.String(64), nullable=False, server_default=""),
+    sa.Column("scopes", sa.String(128), nullable=False, server_default="predict"),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+)
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("actor", sa.String(128), nullable=False),  # who: "cli:<os user>" or "key:<key id>"
+    sa.Column("source", sa.String(128), nullable=False),  # from where: "cli@<host>" or a client IP
+    sa.Column("action", sa.String(32), nullable=False, index=True),
+    sa.Column("user_name", sa.String(64), nullable=False, index=True),  # whose key or plan
+    sa.Column("key_id", sa.String(8), nullable=True),
+    sa.Column("detail", sa.String(256), nullable=False, server_default=""),
+)
+usage_hourly = sa.Table(
+    "usage_hourly",
+    metadata,
+    sa.Column("user_name", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("hour", sa.String(13), primary_key=True),  # YYYY-MM-DDTHH, UTC
+    sa.Column("requests", sa.Integer, nullable=False),
+)
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.String(128), nullable=False),
+)
+
+
+def _add_missing_columns(db: sa.Connection) -> None:
+    present = {c["name"] for c in sa.inspect(db).get_columns("api_keys")}
+    for column in api_keys.columns:
+        if column.name in present:
+            continue
+        kind = column.type.compile(dialect=db.dialect)
+        default = f" DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""  # type: ignore[attr-defined]
+        null = " NOT NULL" if not column.nullable else ""
+        db.execute(sa.text(f"ALTER TABLE api_keys ADD COLUMN {column.name} {kind}{default}{null}"))
+
+
+def _ensure_secret(db: sa.Connection) -> None:
+    if db.execute(sa.select(server_secrets.c.name).where(server_secrets.c.name == TOKEN_SECRET)).first():
+        return
+    db.execute(server_secrets.insert().values(name=TOKEN_SECRET, value=secrets.token_hex(32)))
+
+
+def create_schema(engine: sa.Engine) -> None:
+    """Create missing tables and columns and the token secret. On PostgreSQL a transaction-scoped
+    advisory lock serialises this across replicas (its DDL is transactional, so the next holder
+    sees the tables and skips them)."""
+    with engine.begin() as db:
+        if db.dialect.name == "postgresql":
+            db.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
+        metadata.create_all(db, checkfirst=True)
+        _add_missing_columns(db)
+        _ensure_secret(db)
