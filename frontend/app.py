@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(account_router)
     app.add_middleware(
         BodyLimit,
-        max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        max_body_bytes=max(settings.max_upload_bytes, settings.max_video_bytes) + FORM_OVERHEAD_BYTES,
         default_format=settings.api_format,
     )
     app.include_router(web_router)

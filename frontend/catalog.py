@@ -31,6 +31,7 @@ class ServedModel:
     output_names: tuple[str, ...]
     u8_input: bool = False  # the model takes the letterboxed BGR uint8 image (`U8_INPUT`)
     candidates: bool = False  # the model returns only the candidate anchors (`CANDIDATES_OUTPUT`)
+    max_batch: int = 0  # Triton's max_batch_size (0: the model takes no batch axis from Triton)
 
 
 def served_model_from_config(slug: Slug, version: str, config: dict[str, object]) -> ServedModel | None:
@@ -54,6 +55,7 @@ def served_model_from_config(slug: Slug, version: str, config: dict[str, object]
         candidates=any(o["name"] == CANDIDATES_OUTPUT for o in outputs)
         and any(i.get("name") == CONF_INPUT for i in inputs)
         and "output0" in (o["name"] for o in outputs),
+        max_batch=int(str(config.get("max_batch_size") or 0)),
     )
 
 

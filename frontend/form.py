@@ -16,10 +16,14 @@ from starlette.requests import Request
 
 from frontend.body_limit import BodyTooLarge
 from frontend.errors import InvalidImage, InvalidRequest, PayloadTooLarge
+from frontend.video_input import sniff_video
 from pipeline.contract import MAX_SOURCE_CHARS, PredictOptions
 
 # multipart for uploads; a URL-encoded form carries `source` (the SDK sends one when there is no file)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+SNIFF_BYTES = 512  # enough for every container `sniff_video` knows
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class PredictForm:
     data: bytes | None  # the uploaded file, or None when the image is named by `source`
     source: str | None
     options: PredictOptions
+    # a video `file`, still open in its spool (an unnamed temporary file past 1 MB, gone when
+    # closed, whatever ends the request); the caller must `close()` it
+    video: UploadFile | None = None
 
 
 def _field_rule(name: str) -> str:
@@ -53,8 +60,11 @@ def parse_options(fields: dict[str, Any]) -> PredictOptions:
         raise InvalidRequest(f"{_field_rule(name)}, got {given[name]!r}") from None
 
 
-async def read_predict_form(request: Request, max_upload_bytes: int) -> PredictForm:
-    """The image (bytes or `source`) and validated options (the body's size is capped by `BodyLimit`)."""
+async def read_predict_form(
+    request: Request, max_upload_bytes: int, max_video_bytes: int | None = None
+) -> PredictForm:
+    """The image (bytes or `source`) or video (spooled) and validated options (the body's size is
+    capped by `BodyLimit`). The upload is a video when its bytes say so, whatever its name."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(FORM_TYPES):
         raise InvalidRequest(
@@ -66,6 +76,7 @@ async def read_predict_form(request: Request, max_upload_bytes: int) -> PredictF
         raise
     except Exception:
         raise InvalidRequest("the multipart body could not be parsed") from None
+    handed_over = False
     try:
         upload, source = form.get("file"), form.get("source")
         if isinstance(source, UploadFile):
@@ -79,9 +90,17 @@ async def read_predict_form(request: Request, max_upload_bytes: int) -> PredictF
             return PredictForm(None, source, options)
         if not isinstance(upload, UploadFile):
             raise InvalidImage("no image: send it in the 'file' field (or a URL or base64 in 'source')")
+        if max_video_bytes is not None and sniff_video(await upload.read(SNIFF_BYTES)):
+            if (upload.size or 0) > max_video_bytes:
+                raise PayloadTooLarge(f"the video is larger than {max_video_bytes // (1024 * 1024)} MB")
+            await upload.seek(0)
+            handed_over = True
+            return PredictForm(None, None, options, video=upload)
+        await upload.seek(0)
         data = await upload.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise PayloadTooLarge(f"the image is larger than {max_upload_bytes // (1024 * 1024)} MB")
     finally:
-        await form.close()
+        if not handed_over:  # the form's only file is a video handed to the caller, who closes it
+            await form.close()
     return PredictForm(data, None, options)

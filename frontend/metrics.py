@@ -199,3 +199,30 @@ SUPERVISED_PROCESSES = ("tritonserver", "frontend")
 PROCESS_RESTARTS = Counter(
     "trident_process_restarts", "Children restarted by `trident run` after an unexpected exit", ["process"]
 )
+
+
+# Videos (frontend.video): requests by how they ended, and every processed frame. A frame's stages
+# join the image stages in `trident_request_stage_seconds`, plus `frame`: wall time per frame of
+# its batch, the inverse of the frames per second a video is served at.
+VIDEO_OUTCOMES = ("ok", "invalid", "too_large", "timeout", "disconnected", "error")
+VIDEO_REQUESTS = Counter("trident_video_requests", "Video predict requests by outcome", ["outcome"])
+VIDEO_FRAMES = Counter("trident_video_frames", "Video frames run through a model", ["model"])
+for _outcome in VIDEO_OUTCOMES:
+    VIDEO_REQUESTS.labels(_outcome)
+
+
+def record_video_request(outcome: str) -> None:
+    """Count one video request by `outcome` (one of VIDEO_OUTCOMES; anything else counts as "error")."""
+    VIDEO_REQUESTS.labels(outcome if outcome in VIDEO_OUTCOMES else "error").inc()
+
+
+def record_video_frames(model: str, speeds: list[dict[str, float]], wall_s: float) -> None:
+    """Count one batch of processed frames: their stages (ms, as `speed`) and wall seconds per frame."""
+    if not speeds:
+        return
+    VIDEO_FRAMES.labels(model).inc(len(speeds))
+    per_frame = STAGE_SECONDS.labels(model, "frame")
+    for speed in speeds:
+        per_frame.observe(wall_s / len(speeds))
+        for stage in STAGES:
+            STAGE_SECONDS.labels(model, stage).observe(speed[stage] / 1000)

@@ -7,14 +7,10 @@ rendering; everything between the image and the `Result` is `pipeline/`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import anyio.to_thread
-import numpy as np
 import orjson
 from fastapi import APIRouter
-from numpy.typing import NDArray
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -32,20 +28,19 @@ from frontend.deps import (
 from frontend.errors import ServiceUnavailable, ServingError
 from frontend.form import PredictForm, read_predict_form
 from frontend.imaging import decode_image
+from frontend.inference import decode_and_render, run_cpu, run_model
 from frontend.schemas import ERRORS, PREDICT_BODY, PREDICT_RESPONSES
 from frontend.source import read_source
-from pipeline.contract import ApiFormat, PredictOptions
+from frontend.video import VideoCall, predict_video
+from pipeline.contract import ApiFormat
 from pipeline.decode import Decoder, decoder_for
 from pipeline.prepare import Prepared, prepare
-from pipeline.render_maps import map_objects
-from pipeline.render_platform import ModelInfo, platform_body, platform_image, platform_results
-from pipeline.render_seed import seed_body, seed_predictions
-from pipeline.result import Result, Speed
+from pipeline.render_platform import ModelInfo, platform_body, platform_image
+from pipeline.render_seed import seed_body
+from pipeline.result import Speed
 from trident import __version__
-from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
 from trident.settings import Settings
 
-T = TypeVar("T")
 router = APIRouter()
 
 
@@ -53,50 +48,9 @@ def json_response(body: object, status_code: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
 
 
-async def run_cpu(services: Services, fn: Callable[..., T], *args: Any) -> T:
-    """CPU-bound work off the event loop, on a bounded pool."""
-    return await anyio.to_thread.run_sync(fn, *args, limiter=services.cpu_limiter)
-
-
 def _decode_and_prepare(data: bytes, max_pixels: int, served: ServedModel, imgsz: int) -> Prepared:
     """Upload bytes -> model input, in one trip to the pool (each trip is a thread wake-up)."""
     return prepare(decode_image(data, max_pixels), served.spec, imgsz, served.u8_input)
-
-
-def _decode_and_render(
-    decode: Decoder,
-    outputs: dict[str, NDArray[Any]],
-    served: ServedModel,
-    options: PredictOptions,
-    prep: Prepared,
-    api_format: ApiFormat,
-) -> tuple[Result, orjson.Fragment, dict[str, object]]:
-    """The result, its predictions and its map (semantic, depth: a PNG) already serialised, off
-    the event loop (often the largest part of the body)."""
-    result = decode(outputs, served.spec, options, prep)
-    rows = (
-        platform_results(result, options) if api_format == "platform" else seed_predictions(result, options)
-    )
-    maps: dict[str, object] = {
-        key: orjson.Fragment(orjson.dumps(value)) for key, value in map_objects(result, options.bits).items()
-    }
-    return result, orjson.Fragment(orjson.dumps(rows)), maps
-
-
-async def _run_model(
-    services: Services, served: ServedModel, prep: Prepared, options: PredictOptions
-) -> dict[str, NDArray[Any]]:
-    """Triton's outputs by name; with `candidates`, `output0` holds only the anchors that can pass
-    `conf` (what `raw_candidates` then keeps from it is exactly what it keeps from the full head)."""
-    triton = services.triton
-    inputs: dict[str, NDArray[Any]] = {U8_INPUT if served.u8_input else served.input_name: prep.tensor}
-    if not served.candidates:
-        return await triton.infer(served.triton_name, inputs, list(served.output_names))
-    inputs[CONF_INPUT] = np.full((1, 1), options.conf, dtype=np.float32)
-    wanted = [CANDIDATES_OUTPUT if name == "output0" else name for name in served.output_names]
-    outputs = await triton.infer(served.triton_name, inputs, wanted)
-    outputs["output0"] = outputs.pop(CANDIDATES_OUTPUT)
-    return outputs
 
 
 def _ms(start: float) -> float:
@@ -107,7 +61,7 @@ def _ms(start: float) -> float:
     "/api/models/{owner}/{project}/{model}/predict",
     responses=PREDICT_RESPONSES,
     openapi_extra=PREDICT_BODY,
-    summary="Run a model on one image",
+    summary="Run a model on one image or video",
 )
 async def predict(
     owner: str,
@@ -133,9 +87,16 @@ async def predict(
         if not caller.anonymous:  # for `GET /api/usage`, counted in memory
             services.usage.record(caller.user, str(served.slug), services.keys.clock())
         decode = decoder_for(served.spec)
-        form = await read_predict_form(request, settings.max_upload_bytes)
-        with services.in_flight.slot():
-            response = await _infer(request, services, settings, served, decode, form, api_format, call_start)
+        form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
+        if form.video is not None:
+            info = _model_info(served)
+            call = VideoCall(services, served, decode, form.options, api_format, info, call_start)
+            response = await predict_video(request, call, settings, form.video)
+        else:
+            with services.in_flight.slot():
+                response = await _infer(
+                    request, services, settings, served, decode, form, api_format, call_start
+                )
     except ServingError as exc:
         exc.headers.update(quota.headers())
         raise
@@ -163,7 +124,7 @@ async def _infer(
 
     start = time.perf_counter()
     try:
-        outputs = await _run_model(services, served, prep, options)
+        outputs = await run_model(services, served, prep, options)
     except ServiceUnavailable:
         services.catalog.mark_stale()  # an unknown slug now rereads the index instead of answering 404
         raise
@@ -171,7 +132,7 @@ async def _infer(
 
     start = time.perf_counter()
     result, rows, maps = await run_cpu(
-        services, _decode_and_render, decode, outputs, served, options, prep, api_format
+        services, decode_and_render, decode, outputs, served, options, prep, api_format
     )
     speed = Speed(pre_ms, infer_ms, _ms(start))
     request.state.timings = speed.as_dict()  # for metrics

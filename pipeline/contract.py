@@ -46,6 +46,12 @@ class PredictOptions(BaseModel):
             "p * max / (2**bits - 1) metres, 0 no depth. Ignored by other tasks"
         ),
     )
+    vid_stride: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="videos: predict every Nth frame (as Ultralytics' vid_stride); images ignore it",
+    )
 
 
 def _bounds(name: str) -> tuple[float, float]:
@@ -68,7 +74,10 @@ def form_schema(upload: bool = True) -> dict[str, object]:
     file = {
         "type": "string",
         "format": "binary",
-        "description": "the image: JPEG, PNG, WebP or GIF (first frame), at most 10 MB",
+        "description": (
+            "the image: JPEG, PNG, WebP or GIF (first frame), at most 10 MB; or a video (MP4, MOV, M4V, "
+            "WebM, MKV, AVI, ASF/WMV, MPEG, TS), at most 100 MB, recognised by its bytes"
+        ),
     }
     return {
         "type": "object",

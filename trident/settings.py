@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = Field(40_000_000, description="width x height above which an image is refused")
     cpu_threads: int = Field(4, ge=1, description="threads for decode, letterbox and postprocessing")
+    max_video_bytes: int = Field(
+        100 * 1024 * 1024, ge=1, description="largest video upload (images: max_upload_bytes)"
+    )
+    max_video_frames: int = Field(
+        9000,
+        ge=1,
+        description="frames a video may have (read from the container, else counted while decoding)",
+    )
+    video_timeout_s: float = Field(300.0, gt=0, description="deadline of one video request, upload excluded")
 
     api_format: Literal["seed", "platform"] = Field(
         "seed", description="the predict answer's contract when a request names none (`?format=`)"

@@ -236,16 +236,18 @@ def _raw_post(
         return reply.split("\r\n", 1)[0], time.monotonic() - start
 
 
-def test_an_announced_12_mb_body_gets_413_before_it_is_sent(stack: Stack) -> None:
+def test_an_announced_101_mb_body_gets_413_before_it_is_sent(stack: Stack) -> None:
+    """Over the largest upload (a 100 MB video; an image over 10 MB is refused once read)."""
     status, elapsed = _raw_post(
-        stack, ["Content-Type: multipart/form-data; boundary=x", "Content-Length: 12582912"], [b"--x\r\n"]
+        stack, ["Content-Type: multipart/form-data; boundary=x", "Content-Length: 105906176"], [b"--x\r\n"]
     )
     assert status.startswith("HTTP/1.1 413 ")
     assert elapsed < 1.0
 
 
 def test_a_chunked_body_is_cut_once_it_passes_the_limit(stack: Stack) -> None:
-    """A well-formed multipart upload of 12 MB with no Content-Length: refused at the limit."""
+    """A well-formed multipart image upload of 12 MB with no Content-Length: refused (the image
+    limit, 10 MB; a chunked video is cut at 100 MB: test_video.py)."""
     head = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
     chunk = b"\0" * (1024 * 1024)
     parts = [f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in [head] + [chunk] * 12] + [b"0\r\n\r\n"]

@@ -136,7 +136,9 @@ def test_the_ingress_routes_to_the_frontend_and_admits_a_full_upload() -> None:
     size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     number, unit = re.fullmatch(r"(\d+)([kmg]?)", size.lower()).groups()  # type: ignore[union-attr]
     # above the frontend's own limit (upload + form overhead): an oversize upload gets the API's 413
-    assert int(number) * NGINX_UNITS.get(unit, 1) >= Settings().max_upload_bytes + FORM_OVERHEAD_BYTES
+    settings = Settings()
+    largest = max(settings.max_upload_bytes, settings.max_video_bytes)
+    assert int(number) * NGINX_UNITS.get(unit, 1) >= largest + FORM_OVERHEAD_BYTES
 
 
 def test_the_frontend_image_installs_the_postgres_driver() -> None:

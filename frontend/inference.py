@@ -1,0 +1,69 @@
+"""Steps shared by the image and video routes: CPU work on the bounded pool, one Triton call, and
+one image's result rendered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio.to_thread
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from frontend.catalog import ServedModel
+from pipeline.contract import ApiFormat, PredictOptions
+from pipeline.decode import Decoder
+from pipeline.prepare import Prepared
+from pipeline.render_maps import map_objects
+from pipeline.render_platform import platform_results
+from pipeline.render_seed import seed_predictions
+from pipeline.result import Result
+from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
+
+if TYPE_CHECKING:
+    from frontend.deps import Services
+
+T = TypeVar("T")
+
+
+async def run_cpu(services: Services, fn: Callable[..., T], *args: Any) -> T:
+    """CPU-bound work off the event loop, on a bounded pool."""
+    return await anyio.to_thread.run_sync(fn, *args, limiter=services.cpu_limiter)
+
+
+async def run_model(
+    services: Services, served: ServedModel, prep: Prepared, options: PredictOptions
+) -> dict[str, NDArray[Any]]:
+    """Triton's outputs by name for `prep.tensor` (a batch of one image or of video frames); with
+    `candidates`, `output0` holds only the anchors that can pass `conf` in some image of the batch
+    (what `raw_candidates` then keeps from it is exactly what it keeps from the full head)."""
+    triton = services.triton
+    inputs: dict[str, NDArray[Any]] = {U8_INPUT if served.u8_input else served.input_name: prep.tensor}
+    if not served.candidates:
+        return await triton.infer(served.triton_name, inputs, list(served.output_names))
+    inputs[CONF_INPUT] = np.full((prep.tensor.shape[0], 1), options.conf, dtype=np.float32)
+    wanted = [CANDIDATES_OUTPUT if name == "output0" else name for name in served.output_names]
+    outputs = await triton.infer(served.triton_name, inputs, wanted)
+    outputs["output0"] = outputs.pop(CANDIDATES_OUTPUT)
+    return outputs
+
+
+def decode_and_render(
+    decode: Decoder,
+    outputs: dict[str, NDArray[Any]],
+    served: ServedModel,
+    options: PredictOptions,
+    prep: Prepared,
+    api_format: ApiFormat,
+) -> tuple[Result, orjson.Fragment, dict[str, object]]:
+    """The result, its predictions and its map (semantic, depth: a PNG) already serialised, off
+    the event loop (often the largest part of the body)."""
+    result = decode(outputs, served.spec, options, prep)
+    rows = (
+        platform_results(result, options) if api_format == "platform" else seed_predictions(result, options)
+    )
+    maps: dict[str, object] = {
+        key: orjson.Fragment(orjson.dumps(value)) for key, value in map_objects(result, options.bits).items()
+    }
+    return result, orjson.Fragment(orjson.dumps(rows)), maps

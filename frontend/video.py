@@ -1,0 +1,277 @@
+"""Predict on a video: frames decoded in batches, each batch one Triton call, answered whole or streamed.
+
+The upload stays in its spool (an unnamed temporary file: the kernel frees it when the last
+descriptor closes, so no path ever leaks it); OpenCV reads it through `/proc/self/fd`. Decoding
+the next batch (a worker thread) overlaps the inference of the current one, and postprocessing
+runs on the pool too, so the event loop only moves bytes. Every frame is one `Result`, rendered
+by the image renderers. With `Accept: application/x-ndjson` each processed frame is one JSON line
+as soon as its batch is done, then a summary line; a client that goes away stops the work within
+one batch. The request has its own deadline (`video_timeout_s`), upload excluded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from frontend.catalog import ServedModel
+from frontend.deps import Services
+from frontend.errors import InferenceTimeout, ServiceUnavailable, ServingError
+from frontend.inference import decode_and_render, run_cpu, run_model
+from frontend.metrics import record_video_frames, record_video_request
+from frontend.video_input import VideoReader
+from pipeline.contract import ApiFormat, PredictOptions
+from pipeline.decode import Decoder
+from pipeline.prepare import Prepared, prepare
+from pipeline.render_platform import ModelInfo, platform_body, platform_image
+from pipeline.result import Speed
+from trident.settings import Settings
+
+NDJSON = "application/x-ndjson"
+CLIENT_CLOSED = 499  # nginx's status for a request whose client left; nobody receives it
+
+
+class ClientGone(Exception):
+    """The client disconnected while its whole answer was being computed."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    indices: list[int]  # each frame's index in the video (0-based)
+    preps: list[Prepared]
+    stacked: Prepared  # the frames' model inputs as one tensor
+    read_ms: float  # decoding and letterboxing the whole batch
+
+
+@dataclass(frozen=True)
+class VideoCall:
+    """What one video request needs besides the frames."""
+
+    services: Services
+    served: ServedModel
+    decode: Decoder
+    options: PredictOptions
+    api_format: ApiFormat
+    model_info: ModelInfo
+    call_start: float
+
+
+def _read_batch(reader: VideoReader, size: int, served: ServedModel, imgsz: int) -> Batch | None:
+    """The next `size` frames as one model input (a worker thread), or None at the end."""
+    start = time.perf_counter()
+    frames = reader.read(size)
+    if not frames:
+        return None
+    preps = [prepare(image, served.spec, imgsz, served.u8_input) for _, image in frames]
+    tensor = np.concatenate([p.tensor for p in preps]) if len(preps) > 1 else preps[0].tensor
+    stacked = Prepared(tensor, preps[0].input_hw, preps[0].orig_hw)
+    return Batch([i for i, _ in frames], preps, stacked, (time.perf_counter() - start) * 1000)
+
+
+def _render_batch(
+    call: VideoCall, outputs: dict[str, NDArray[Any]], batch: Batch, infer_ms: float
+) -> list[dict[str, Any]]:
+    """One answer object per frame (a worker thread): the seed `frames` entry or a Platform `images`
+    entry, from one `Result` each, as the image route renders it."""
+    n = len(batch.indices)
+    frames = []
+    for i, (index, prep) in enumerate(zip(batch.indices, batch.preps, strict=True)):
+        start = time.perf_counter()
+        one = {name: array[i : i + 1] for name, array in outputs.items()}
+        result, rows, maps = decode_and_render(
+            call.decode, one, call.served, call.options, prep, call.api_format
+        )
+        post_ms = (time.perf_counter() - start) * 1000
+        speed = Speed(round(batch.read_ms / n, 2), round(infer_ms / n, 2), round(post_ms, 2))
+        if call.api_format == "platform":
+            frames.append(platform_image(rows, result, speed, maps))
+        else:
+            frames.append({"frame": index, "predictions": rows, **maps, "speed": speed.as_dict()})
+    return frames
+
+
+async def _frames(
+    call: VideoCall, reader: VideoReader, deadline: float
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """The answer objects of each batch in order; decoding batch k+1 overlaps inference of batch k."""
+    services, served = call.services, call.served
+    size = max(1, served.max_batch)
+
+    def next_batch() -> asyncio.Future[Batch | None]:
+        future = asyncio.ensure_future(
+            run_cpu(services, _read_batch, reader, size, served, call.options.imgsz)
+        )
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # read even when abandoned
+        return future
+
+    pending = next_batch()
+    started = time.perf_counter()
+    try:
+        while True:
+            async with asyncio.timeout_at(deadline):
+                batch = await pending
+            if batch is None:
+                return
+            pending = next_batch()
+            start = time.perf_counter()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    outputs = await run_model(services, served, batch.stacked, call.options)
+            except ServiceUnavailable:
+                services.catalog.mark_stale()
+                raise
+            infer_s = time.perf_counter() - start
+            async with asyncio.timeout_at(deadline):
+                frames = await run_cpu(services, _render_batch, call, outputs, batch, infer_s * 1000)
+            record_video_frames(str(served.slug), [f["speed"] for f in frames], time.perf_counter() - started)
+            yield frames
+            started = time.perf_counter()
+    finally:
+        # The reader is not released under a running read: `close` waits for it, on a worker
+        # thread, so a cancelled request (client gone, deadline) returns at once either way.
+        pending.cancel()
+        asyncio.get_running_loop().run_in_executor(None, reader.close)
+
+
+def _timeout(settings: Settings) -> InferenceTimeout:
+    return InferenceTimeout(f"the video was not processed within {settings.video_timeout_s:g} s")
+
+
+def _outcome(exc: BaseException | None) -> str:
+    if exc is None:
+        return "ok"
+    if isinstance(exc, ServingError):
+        return {400: "invalid", 413: "too_large", 504: "timeout"}.get(exc.status_code, "error")
+    if isinstance(exc, asyncio.CancelledError | OSError):
+        return "disconnected"
+    return "error"
+
+
+def _summary(call: VideoCall, reader: VideoReader, count: int) -> dict[str, Any]:
+    if call.api_format == "platform":
+        alive_s, call_s = time.monotonic() - call.services.started, time.perf_counter() - call.call_start
+        body = platform_body([], call.model_info, alive_s, call_s)
+        body["metadata"]["imageCount"] = count
+        return {"metadata": body["metadata"]}
+    return {
+        "success": True,
+        "video": {**reader.info.as_dict(), "frames": reader.frames_read},
+        "processed": count,
+    }
+
+
+class _ClosingStream(StreamingResponse):
+    """Closes its line generator however the response ends (uvicorn stops a stream whose client
+    left by raising from `send`, which would leave the generator to the garbage collector)."""
+
+    def __init__(self, lines: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(lines, **kwargs)
+        self._lines = lines
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self._lines, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def predict_video(request: Request, call: VideoCall, settings: Settings, video: UploadFile) -> Response:
+    """The whole answer, or an NDJSON stream when the client accepts one. `video` is closed here
+    (or when the stream ends), on every path."""
+    services = call.services
+    cleanup = contextlib.ExitStack()
+    cleanup.callback(video.file.close)
+    outcome: BaseException | None = None
+    streaming = False
+    try:
+        cleanup.enter_context(services.in_flight.slot())
+        deadline = asyncio.get_running_loop().time() + settings.video_timeout_s
+        path = f"/proc/self/fd/{video.file.fileno()}"  # `fileno` moves a small spool onto disk first
+        try:
+            async with asyncio.timeout_at(deadline):
+                reader = await run_cpu(
+                    services,
+                    VideoReader,
+                    path,
+                    call.options.vid_stride,
+                    settings.max_video_frames,
+                    settings.max_image_pixels,
+                )
+        except TimeoutError:
+            raise _timeout(settings) from None
+        if NDJSON in request.headers.get("accept", ""):
+            lines = _stream(call, reader, deadline, settings, cleanup.pop_all())  # it owns them now
+            streaming = True
+            return _ClosingStream(lines, media_type=NDJSON)
+        return await _whole(request, call, reader, deadline, settings)
+    except ClientGone:
+        outcome = asyncio.CancelledError()
+        return Response(status_code=CLIENT_CLOSED)
+    except BaseException as exc:
+        outcome = exc
+        raise
+    finally:
+        if not streaming:
+            record_video_request(_outcome(outcome))
+        cleanup.close()
+
+
+async def _whole(
+    request: Request, call: VideoCall, reader: VideoReader, deadline: float, settings: Settings
+) -> Response:
+    frames: list[dict[str, Any]] = []
+    try:
+        async for batch in _frames(call, reader, deadline):
+            frames.extend(batch)
+            if await request.is_disconnected():
+                raise ClientGone  # nobody is waiting for the answer: stop at this batch
+    except TimeoutError:
+        raise _timeout(settings) from None
+    if call.api_format == "platform":
+        alive_s, call_s = time.monotonic() - call.services.started, time.perf_counter() - call.call_start
+        body = platform_body(frames, call.model_info, alive_s, call_s)
+    else:
+        body = _summary(call, reader, len(frames))
+        body = {"success": True, "frames": frames, "video": body["video"]}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def _stream(
+    call: VideoCall, reader: VideoReader, deadline: float, settings: Settings, cleanup: contextlib.ExitStack
+) -> AsyncIterator[bytes]:
+    """One line per processed frame, then the summary, or a final error line."""
+    outcome: BaseException | None = None
+    count = 0
+    frames = _frames(call, reader, deadline)
+    try:
+        async for batch in frames:
+            count += len(batch)
+            yield b"".join(orjson.dumps(frame) + b"\n" for frame in batch)
+        yield orjson.dumps(_summary(call, reader, count)) + b"\n"
+    except TimeoutError:
+        outcome = _timeout(settings)
+        yield orjson.dumps(outcome.body(call.api_format)) + b"\n"
+    except ServingError as exc:
+        outcome = exc
+        yield orjson.dumps(exc.body(call.api_format)) + b"\n"
+    except BaseException as exc:
+        outcome = exc
+        raise
+    finally:
+        await frames.aclose()
+        record_video_request(_outcome(outcome))
+        cleanup.close()
