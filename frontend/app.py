@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 
@@ -93,6 +94,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         # the GIL held, every few hundred requests, measured).
         gc.collect()
         gc.freeze()
+        # The event loop shares the GIL with the CPU pool's threads: at Python's default 5 ms switch
+        # interval a busy pool delays each loop wake-up by up to 5 ms, and a refusal at capacity
+        # (a few wake-ups) waited tens of ms under overload; 1 ms halved the refusals' p99 server
+        # time (benchmarks/README.md, "Overload").
+        sys.setswitchinterval(0.001)
         try:
             yield
         finally:

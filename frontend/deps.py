@@ -66,6 +66,16 @@ def get_catalog(services: ServicesDep) -> Catalog:
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 
 
+async def refuse_at_capacity(services: ServicesDep) -> None:
+    """Before anything else: at capacity a predict is refused before its key is checked (a
+    database read in a thread), its quota spent or its body read, each of which waits its turn on
+    a busy server. Async, so FastAPI runs it inline rather than in its thread pool."""
+    services.in_flight.refuse_when_full()
+
+
+Shedding = Depends(refuse_at_capacity)
+
+
 async def get_caller(request: Request, services: ServicesDep, settings: SettingsDep) -> Principal:
     principal = await authenticate(
         request, services.keys, services.auth_failures, services.token_secret, settings.anonymous_plan

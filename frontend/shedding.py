@@ -17,10 +17,14 @@ class InFlight:
         self.limit = limit
         self.count = 0
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
+    def refuse_when_full(self) -> None:
+        """Checked before the body is read, so a refusal costs no upload and no form parsing."""
         if self.count >= self.limit:
             raise ServiceUnavailable("the server is at capacity; retry in a moment")
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        self.refuse_when_full()  # again: slots may have filled while this body arrived
         self.count += 1
         try:
             yield

@@ -6,7 +6,9 @@ then measures, with the model and image given:
 
 1. capacity: a closed loop of `--max-in-flight` clients for `--capacity-s` -> X successes/s;
 2. overload: open-model load (requests leave on a fixed schedule whether or not earlier ones
-   finished) at 2X for `--overload-s`: status counts, p99 of the 503s and of the 200s, any other
+   finished) at 2X for `--overload-s`: status counts, p99 of the 503s (the server's own time, from
+   the `total` of `Server-Timing`, checked; as this client saw them, split into where it went,
+   printed) and of the 200s, any other
    5xx or connection error, `/livez` latency sampled throughout, and the recovery time (from the
    end of the load until a probe is served within twice the capacity phase's median latency);
 3. soak: open-model load at X/2 for `--soak-s`, the frontend's RSS sampled every 2 s; the growth
@@ -74,6 +76,16 @@ class Result:
     status: int  # 0: no HTTP answer (connection error or timeout)
     seconds: float
     retry_after: bool
+    lag_s: float = 0.0  # from the scheduled send to the moment this client started sending
+    server_s: float = float("nan")  # the server's own time (Server-Timing `total`)
+
+
+def server_seconds(response: httpx.Response) -> float:
+    for part in response.headers.get("server-timing", "").split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        if name == "total":
+            return float(duration) / 1000
+    return float("nan")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -115,14 +127,16 @@ class Load:
 
     async def one(self, scheduled: float | None = None) -> Result:
         """One predict; latency counts from `scheduled` (open model) so client lag is not hidden."""
-        start = scheduled if scheduled is not None else time.perf_counter()
+        sent = time.perf_counter()
+        start = scheduled if scheduled is not None else sent
         try:
             r = await self.client.post(
                 self.url, headers=self.headers, files={"file": (self.name, self.image)}
             )
         except httpx.HTTPError:
-            return Result(0, time.perf_counter() - start, False)
-        return Result(r.status_code, time.perf_counter() - start, "retry-after" in r.headers)
+            return Result(0, time.perf_counter() - start, False, sent - start)
+        seconds = time.perf_counter() - start
+        return Result(r.status_code, seconds, "retry-after" in r.headers, sent - start, server_seconds(r))
 
     async def closed(self, clients: int, seconds: float) -> list[Result]:
         results: list[Result] = []
@@ -145,6 +159,16 @@ class Load:
             tasks.append(asyncio.create_task(self.one(scheduled=due)))
             i += 1
         return tasks
+
+    @staticmethod
+    async def loop_lag(stop: asyncio.Event, every_s: float = 0.005) -> list[float]:
+        """How late this generator's own event loop wakes up: its lag is in every latency it measures."""
+        lags = []
+        while not stop.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(every_s)
+            lags.append(time.perf_counter() - start - every_s)
+        return lags
 
     async def livez(self, stop: asyncio.Event, every_s: float = 0.25) -> list[float]:
         seen = []
@@ -231,6 +255,7 @@ async def run(args: argparse.Namespace, pid: int, base: str, key: str) -> Report
         print(f"overload: open model at {rate:.1f} requests/s (2x) for {args.overload_s:g} s")
         stop = asyncio.Event()
         probe = asyncio.create_task(load.livez(stop))
+        lag_probe = asyncio.create_task(load.loop_lag(stop))
         pending = await load.open(rate, args.overload_s)
         load_end = time.perf_counter()  # the load drops: the last request has left
         recovery = None
@@ -243,6 +268,7 @@ async def run(args: argparse.Namespace, pid: int, base: str, key: str) -> Report
         results = list(await asyncio.gather(*pending))
         stop.set()
         live = await probe
+        lags = await lag_probe
         shed = [r for r in results if r.status == 503]
         served = [r for r in results if r.status == 200]
         other = [r for r in results if r.status not in (200, 503)]
@@ -254,8 +280,26 @@ async def run(args: argparse.Namespace, pid: int, base: str, key: str) -> Report
             f"{sum(r.retry_after for r in shed)}",
         )
         p99_shed = percentile([r.seconds for r in shed], 99) * 1000
+        worst = sorted(shed, key=lambda r: r.seconds)[-max(1, len(shed) // 100) :]  # the slowest 1%
+        lag_ms, app_ms = (
+            1000 * statistics.fmean(getattr(r, f) for r in worst) for f in ("lag_s", "server_s")
+        )
+        print(
+            f"  503s as this client saw them: p99 {p99_shed:.0f} ms; the slowest 1%, where their time "
+            f"went (mean ms): waiting in this load generator {lag_ms:.1f}, "
+            f"in the server's app {app_ms:.1f}, elsewhere "
+            "(sockets, the server's event loop before the app, this client parsing) "
+            f"{1000 * statistics.fmean(r.seconds - r.lag_s - r.server_s for r in worst):.1f}; this "
+            f"generator's event loop woke late by p50 {1000 * percentile(lags, 50):.1f} ms, "
+            f"p99 {1000 * percentile(lags, 99):.1f} ms"
+        )
+        server = [r.server_s * 1000 for r in shed]
+        # The bound is on the server's share: a generator on the same cores adds its own lag to
+        # every latency it measures (printed above), which says nothing about the server.
         report.check(
-            f"rejection p99 < {args.reject_p99_ms:g} ms", p99_shed < args.reject_p99_ms, f"{p99_shed:.0f} ms"
+            f"rejection p99 < {args.reject_p99_ms:g} ms (the server's own time, Server-Timing total)",
+            percentile(server, 99) < args.reject_p99_ms,
+            f"p50 {percentile(server, 50):.1f} ms, p99 {percentile(server, 99):.1f} ms",
         )
         p99_ok = percentile([r.seconds for r in served], 99) * 1000
         report.check(f"accepted p99 < {args.slo_ms:g} ms (SLO)", p99_ok < args.slo_ms, f"{p99_ok:.0f} ms")
@@ -272,6 +316,13 @@ async def run(args: argparse.Namespace, pid: int, base: str, key: str) -> Report
             "none within 30 s" if recovery is None else f"{recovery:.2f} s",
         )
 
+    if args.soak_s > 0:
+        await soak(args, load, pid, capacity, report)
+    await load.client.aclose()
+    return report
+
+
+async def soak(args: argparse.Namespace, load: Load, pid: int, capacity: float, report: Report) -> None:
     rate = capacity / 2
     print(f"soak: open model at {rate:.1f} requests/s (x0.5) for {args.soak_s:g} s, RSS every 2 s")
     samples: list[tuple[float, float]] = []
@@ -300,8 +351,6 @@ async def run(args: argparse.Namespace, pid: int, base: str, key: str) -> Report
         f"{growth:+.1f} MiB",
     )
     report.check("soak: no 5xx but 503", all(r.status in (200, 503) for r in results), counts(results))
-    await load.client.aclose()
-    return report
 
 
 def main() -> None:
@@ -313,7 +362,7 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=4, help="TRIDENT_MAX_IN_FLIGHT of the frontend")
     parser.add_argument("--capacity-s", type=float, default=15)
     parser.add_argument("--overload-s", type=float, default=60, help="0 skips the overload phase")
-    parser.add_argument("--soak-s", type=float, default=1800)
+    parser.add_argument("--soak-s", type=float, default=1800, help="0 skips the soak")
     parser.add_argument("--reject-p99-ms", type=float, default=50)
     parser.add_argument("--slo-ms", type=float, default=2000, help="bound on the accepted requests' p99")
     parser.add_argument("--health-ms", type=float, default=100)

@@ -47,7 +47,8 @@ def test_past_max_in_flight_a_predict_is_a_fast_503_and_the_held_ones_succeed(
 
     try:
         with ThreadPoolExecutor(LIMIT) as pool, httpx.Client(headers=headers, timeout=60) as client:
-            assert client.post(url, files={"file": TINY.read_bytes()}).status_code == 200  # warm connection
+            warm = client.post(url, files={"file": TINY.read_bytes()})  # also warms the connection
+            assert warm.status_code == 200
             futures = [pool.submit(held) for _ in range(LIMIT)]
             deadline = time.monotonic() + 20
             while gate.requests < LIMIT:  # every held request is inside its slot, fetching its source
@@ -60,11 +61,18 @@ def test_past_max_in_flight_a_predict_is_a_fast_503_and_the_held_ones_succeed(
                 elapsed.append(time.monotonic() - start)
                 assert_error(refused, 503, "Service unavailable", "at capacity")
                 assert refused.headers["Retry-After"].isdigit()
+                assert "X-RateLimit-Remaining" not in refused.headers  # refused before the quota
+                assert refused.headers["Server-Timing"].startswith("total;dur=")
             gate.release.set()
             answers = [f.result() for f in futures]
         assert [a.status_code for a in answers] == [200] * LIMIT, [a.text for a in answers]
         assert all(a.json()["predictions"] for a in answers)
         assert gate.requests == LIMIT  # refused requests never reached inference
+        after = httpx.post(url, headers=headers, files={"file": TINY.read_bytes()}, timeout=60)
+        spent = int(warm.headers["X-RateLimit-Remaining"]) - int(after.headers["X-RateLimit-Remaining"])
+        assert spent <= LIMIT + 1, (
+            f"{spent} requests spent: the refused ones too"
+        )  # (less if a window rolled)
         print(f"503 round trips: {', '.join(f'{1000 * t:.1f} ms' for t in elapsed)}")
         assert max(elapsed) < 0.05, f"503 took {1000 * max(elapsed):.1f} ms"
     finally:
