@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from demo.train import RECIPES, Recipe
 
@@ -94,11 +94,20 @@ def _data_line(recipe: Recipe) -> str:
             " (person, bus, tie; COCO ids), repeated with Ultralytics' augmentation, pasted on generated"
             " backgrounds, plus empty backgrounds. A demo fitted to these two images, not a general detector."
         )
-    from demo.generate import CLASSIFY_SPLITS, SIZES, SPLITS
+    from demo.generate import CLASSIFY_SPLITS, SIZES, SPLITS, Task
 
+    if recipe.task in ("semantic", "depth"):
+        from demo.dense import MAP_SIZE, MAP_SPLITS
+
+        counts = " / ".join(f"{name} {count}" for name, (_seed, count) in MAP_SPLITS.items())
+        return (
+            f"`demo/dense.py` scenes, task `{recipe.task}`, {MAP_SIZE} px images, seeded splits {counts}"
+            " (test never trained)"
+        )
     splits = CLASSIFY_SPLITS if recipe.task == "classify" else SPLITS
     counts = " / ".join(f"{name} {count}" for name, (_seed, count) in splits.items())
+    size = SIZES[cast(Task, recipe.task)]
     return (
-        f"`demo/generate.py` shapes, task `{recipe.task}`, {SIZES[recipe.task]} px images, seeded splits"
+        f"`demo/generate.py` shapes, task `{recipe.task}`, {size} px images, seeded splits"
         f" {counts} (test never trained)"
     )
