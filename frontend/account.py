@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from frontend.auth import TOKEN_COOKIE, client_ip
+from frontend.auth import TOKEN_COOKIE, client_ip, from_token
 from frontend.deps import AdminCallerDep, KeyHolderDep, PredictCallerDep, ServicesDep, SettingsDep
 from frontend.errors import ModelNotFound, Unauthorized
 from frontend.ratelimit import Plan
@@ -151,6 +151,18 @@ async def create_token(request: Request, caller: PredictCallerDep, services: Ser
         secure=request.url.scheme == "https",
     )
     return response
+
+
+@router.get("/api/tokens", summary="Whether this browser's token is still good (never a 401)")
+async def token_status(request: Request, services: ServicesDep) -> Response:
+    """The pages ask this first, so a browser without a token is shown the key form without a
+    refused call (and its console error) first."""
+    cookie = request.cookies.get(TOKEN_COOKIE, "")
+    try:
+        caller = await from_token(cookie, services.keys, services.token_secret)
+    except Unauthorized:
+        return json_response({"active": False})
+    return json_response({"active": True, "user": caller.user})
 
 
 @router.delete("/api/tokens", summary="Forget the browser token")

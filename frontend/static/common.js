@@ -1,16 +1,43 @@
-// What both pages share: the API key (kept in this browser), API calls, and human error messages.
+// What both pages share: the session (a token made from the pasted key), API calls, and human
+// error messages.
+//
+// The pasted key is sent once, to POST /api/tokens, and forgotten: the server answers with a
+// 15-minute token in an HttpOnly, SameSite=Strict cookie that scripts cannot read and the browser
+// sends with every /api call. The key is never kept in localStorage, sessionStorage, a cookie or a URL.
 
-const KEY_STORAGE = "trident.apiKey";
+localStorage.removeItem("trident.apiKey"); // where earlier versions kept the key: never again
 
-export const getKey = () => localStorage.getItem(KEY_STORAGE) || "";
-export const setKey = (key) => localStorage.setItem(KEY_STORAGE, key.trim());
-export const forgetKey = () => localStorage.removeItem(KEY_STORAGE);
+let signedIn = null; // unknown until `session` answers; a 401 later says the token is gone
 
-/** fetch() with the Bearer key; never throws: network failures come back as {ok: false, status: 0}. */
+/** Whether the page may have a token (it cannot read the HttpOnly cookie; the server can). */
+export const hasToken = () => signedIn !== false;
+
+/** Resolves to whether this browser holds a good token (GET /api/tokens never answers 401). */
+export const session = request("/api/tokens").then((r) => {
+  signedIn = Boolean(r.ok && r.body && r.body.active);
+  return signedIn;
+});
+
+/** Trade a pasted key for the token cookie; resolves to the response (ok or not). */
+async function exchange(key) {
+  const response = await request("/api/tokens", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key.trim()}` },
+  });
+  signedIn = response.ok;
+  return response;
+}
+
+/** fetch() with the session cookie; never throws: network failures come back as {ok: false, status: 0}. */
 export async function api(path, options = {}) {
-  const headers = { ...(options.headers || {}), Authorization: `Bearer ${getKey()}` };
+  const response = await request(path, options);
+  if (response.status === 401) signedIn = false;
+  return response;
+}
+
+async function request(path, options) {
   try {
-    const response = await fetch(path, { ...options, headers });
+    const response = await fetch(path, { ...options, credentials: "same-origin" });
     const body = await response.json().catch(() => null);
     return { ok: response.ok, status: response.status, headers: response.headers, body };
   } catch {
@@ -31,7 +58,8 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 /** What to tell a person about a failed call. */
 export function describeError({ status, headers, body }) {
-  const error = (body && body.error) || {};
+  const raw = (body && body.error) || {};
+  const error = typeof raw === "string" ? { message: raw } : raw; // the Platform's {"error": "..."}
   const wait = retryAfterSeconds(headers);
   if (status === 0) return "Could not reach the Trident server. Check that it is running, then try again.";
   if (status === 401) return "Your API key was not accepted. Enter a valid key to continue.";
@@ -48,31 +76,36 @@ export function describeError({ status, headers, body }) {
 }
 
 /**
- * Wire the API-key form: shown when there is no key (or it was rejected), hidden once saved.
- * `onSaved` runs after a key is stored.
+ * Wire the API-key form: shown when there is no token (or it was refused), hidden once the key
+ * was exchanged for one. `onSaved` runs after that.
  */
+const NOTE = "Paste an API key. It is exchanged once for a 15-minute session and never stored in this browser.";
+
 export function keyForm(onSaved) {
   const dialog = document.getElementById("key-panel");
   const form = document.getElementById("key-form");
   const input = document.getElementById("key-input");
   const note = document.getElementById("key-note");
   const show = (message) => {
-    note.textContent = message || "Paste an API key. It is kept in this browser only (localStorage).";
+    note.textContent = message || NOTE;
     input.value = "";
     dialog.hidden = false;
     input.focus();
   };
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    if (!input.value.trim()) return;
-    setKey(input.value);
+    const key = input.value;
+    input.value = ""; // the key leaves the page with this one request
+    if (!key.trim()) return;
+    const response = await exchange(key);
+    if (!response.ok) return show(describeError(response));
     dialog.hidden = true;
     onSaved();
   });
   document.getElementById("key-change").addEventListener("click", () => show());
   document.getElementById("key-cancel").addEventListener("click", () => {
-    if (getKey()) dialog.hidden = true;
+    if (signedIn) dialog.hidden = true;
   });
-  if (!getKey()) show("Enter your API key to use this page. It is kept in this browser only (localStorage).");
+  session.then((active) => active || show());
   return show;
 }

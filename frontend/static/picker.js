@@ -1,12 +1,12 @@
 // The model picker: every model the API lists, each linking to its Test tab.
-import { api, describeError, getKey, keyForm } from "/static/common.js";
+import { api, describeError, hasToken, keyForm, session } from "/static/common.js";
 
 const list = document.getElementById("models");
 const message = document.getElementById("message");
 const askKey = keyForm(load);
 
 async function load() {
-  if (!getKey()) return;
+  if (!hasToken()) return;
   const response = await api("/api/models");
   if (!response.ok) {
     message.textContent = describeError(response);
@@ -35,4 +35,4 @@ async function load() {
   }
 }
 
-load();
+session.then(load);

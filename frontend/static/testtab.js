@@ -2,7 +2,7 @@
 //
 // Requests are serial and "latest wins": a slider burst becomes one request after a 500 ms pause,
 // and a change while a request is in flight waits for it, then sends only the newest state.
-import { api, describeError, getKey, keyForm } from "/static/common.js";
+import { api, describeError, hasToken, keyForm, session } from "/static/common.js";
 import { classColor, draw, hitTest, taskOf } from "/static/draw.js";
 
 const MAX_BYTES = 10 * 1024 * 1024;
@@ -137,7 +137,7 @@ for (const [name, input] of Object.entries(controls)) {
 
 async function run() {
   if (!state.input) return;
-  if (!getKey()) return askKey("Enter your API key to run the model. It is kept in this browser only.");
+  if (!hasToken()) return askKey("Enter your API key to run the model. It is never stored in this browser.");
   if (inFlight) {
     again = true; // the running request finishes first; then the newest state goes out once
     return;
@@ -359,7 +359,7 @@ for (const button of document.querySelectorAll("[data-copy]")) {
 // --- the model -----------------------------------------------------------------------------
 
 async function loadModels() {
-  if (!getKey()) return;
+  if (!hasToken()) return;
   const response = await api("/api/models");
   if (!response.ok) {
     say(describeError(response));
@@ -394,4 +394,4 @@ document.title = `${slug} · Test · Trident`;
 $("model-select").append(new Option(slug, slug, true, true));
 updateCode();
 loadExamples();
-loadModels();
+session.then(loadModels);

@@ -120,10 +120,14 @@ class TestTab:
         ]
 
     def open(self, slug: str, key: str | None = "") -> TestTab:
-        """Open the Test tab of `slug` with `key` saved in the browser ("": the stack's key, None: none)."""
+        """Open the Test tab of `slug` with a token made from `key` ("": the stack's key, None: none),
+        as the key form makes it (the token cookie is the browser context's)."""
         key = self.api_key if key == "" else key
         if key is not None:
-            self.page.add_init_script(f"localStorage.setItem('trident.apiKey', {key!r})")
+            made = self.page.request.post(
+                f"{self.base_url}/api/tokens", headers={"Authorization": f"Bearer {key}"}
+            )
+            assert made.ok, made.text()
         self.page.goto(f"{self.base_url}/models/{slug}")
         self.page.wait_for_selector("#examples button")
         return self

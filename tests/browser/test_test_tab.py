@@ -43,7 +43,7 @@ def test_picker_asks_for_a_key_once_and_links_every_model(browser: Browser, stac
     expect(page.locator("#key-panel")).to_be_hidden()
     expect(page.locator("#models a", has_text=DETECT)).to_be_visible()
 
-    page.reload()  # the key is remembered
+    page.reload()  # the session is remembered (a token cookie, not the key)
     expect(page.locator("#models a", has_text=DETECT)).to_be_visible()
     expect(page.locator("#key-panel")).to_be_hidden()
     page.click(f"#models a:text-is('{DETECT}')")
@@ -211,18 +211,20 @@ def test_classification_ranks_the_top_classes(tab: TestTab, task_models: dict[st
 
 def test_a_bad_key_is_explained_and_can_be_replaced(tab: TestTab) -> None:
     tab.allowed_statuses = {401}
-    tab.open(DETECT, key="tri_not_a_real_key")
-    with tab.page.expect_response(lambda r: r.url.endswith(PREDICT)) as answer:
-        tab.page.click("[data-example='bus.jpg']")
+    tab.open(DETECT, key=None)
+    expect(tab.page.locator("#key-panel")).to_be_visible()
+    with tab.page.expect_response(lambda r: r.url.endswith("/api/tokens")) as answer:
+        tab.page.fill("#key-input", "tri_not_a_real_key")
+        tab.page.click("#key-form button[type=submit]")
     assert answer.value.status == 401
-    expect(tab.page.locator("#stage")).to_have_attribute("data-status", "401")
-    expect(tab.page.locator("#message")).to_have_text(
+    expect(tab.page.locator("#key-note")).to_have_text(
         "Your API key was not accepted. Enter a valid key to continue."
     )
     expect(tab.page.locator("#key-panel")).to_be_visible()
-    body = tab.predict_and_draw(
-        lambda: (tab.page.fill("#key-input", tab.api_key), tab.page.click("#key-form button[type=submit]"))
-    )
+    tab.page.fill("#key-input", tab.api_key)
+    tab.page.click("#key-form button[type=submit]")
+    expect(tab.page.locator("#key-panel")).to_be_hidden()
+    body = tab.click_example("bus.jpg")
     assert body["success"] is True
     expect(tab.page.locator("#message")).to_be_hidden()
 

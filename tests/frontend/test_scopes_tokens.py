@@ -87,6 +87,8 @@ def test_a_key_without_predict_gets_403_in_both_contracts(app: App) -> None:
     }
     for path in ("/api/models", "/api/models/alice/p", "/api/models/alice/p/m"):
         assert app.client.get(path, headers=bearer(key)).status_code == 403, path
+    left = app.client.get("/api/usage", headers=bearer(key)).json()["remaining"]
+    assert left["minute"] == 10 and left["day"] == 100  # a 403 spends no quota
 
 
 def test_the_default_scope_predicts_but_may_not_manage_keys(app: App) -> None:
