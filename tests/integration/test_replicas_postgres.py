@@ -22,11 +22,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.helpers.aio import run as arun
 from tests.integration.conftest import TEST_PLANS, Stack, free_port, start_redis, wait_out_minute_edge
 from trident import runtime
-from trident.keys import KeyStore
+from trident.keys import KeyStore, hash_key, new_key
 
 pytestmark = pytest.mark.integration
 TINY = Path(__file__).parents[1] / "fixtures" / "tiny.png"
@@ -175,6 +176,65 @@ def test_cli_keys_revocation_and_plans_reach_both_replicas(replicas: Replicas) -
     assert limits == {"60"}
     replicas.cli("keys", "revoke", key[4:12])
     assert [replicas.predict(base, key).status_code for base in replicas.bases] == [401, 401]
+
+
+def test_scopes_tokens_and_the_audit_trail_are_shared_by_both_replicas(replicas: Replicas) -> None:
+    """A key without `predict` is 403 on both; rescoped by the CLI it predicts on both; a token
+    made on one replica works on the other (one secret, in the database) until the key is revoked;
+    `trident audit` reads every change back from PostgreSQL, newest first."""
+    a, b = replicas.bases
+    key = replicas.cli("keys", "create", "--user", "pg-carol", "--scope", "admin", "--expires-in", "1d")
+    assert [replicas.predict(base, key).status_code for base in replicas.bases] == [403, 403]
+    replicas.cli("keys", "scopes", key[4:12], "--scope", "predict", "--scope", "admin")
+    assert [replicas.predict(base, key).status_code for base in replicas.bases] == [200, 200]
+    made = httpx.post(f"{a}/api/tokens", headers={"Authorization": f"Bearer {key}"})
+    cookie = {"Cookie": f"trident_token={made.cookies['trident_token']}"}
+    assert httpx.get(f"{b}/api/models", headers=cookie).status_code == 200
+    replicas.cli("keys", "revoke", key[4:12])
+    assert httpx.get(f"{b}/api/models", headers=cookie).status_code == 401
+    done = subprocess.run(
+        [sys.executable, "-m", "trident", "audit", "--user", "pg-carol"],
+        env=replicas.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    actions = [line.split()[2] for line in done.stdout.splitlines()]
+    assert actions == ["key.revoke", "key.scopes", "key.create", "user.plan"]
+    assert key not in done.stdout
+
+
+def test_an_older_postgres_key_store_gains_the_new_columns(postgres: Postgres) -> None:
+    """A database made before scopes and expiry: the store adds the columns, its keys still work."""
+    postgres.sql("CREATE DATABASE trident_old OWNER trident")
+    url = postgres.url.rsplit("/", 1)[0] + "/trident_old"
+    engine = sa.create_engine(url)
+    key, key_id = new_key()
+    with engine.begin() as db:
+        db.execute(
+            sa.text(
+                "CREATE TABLE users (name VARCHAR(64) PRIMARY KEY, plan VARCHAR(64), created_at TIMESTAMPTZ)"
+            )
+        )
+        db.execute(
+            sa.text(
+                "CREATE TABLE api_keys (key_id VARCHAR(8) PRIMARY KEY, "
+                "user_name VARCHAR(64) REFERENCES users, key_hash VARCHAR(64), "
+                "created_at TIMESTAMPTZ, revoked_at TIMESTAMPTZ)"
+            )
+        )
+        db.execute(sa.text("INSERT INTO users VALUES ('old', 'free', now())"))
+        db.execute(
+            sa.text("INSERT INTO api_keys VALUES (:k, 'old', :h, now(), NULL)"),
+            {"k": key_id, "h": hash_key(key)},
+        )
+    engine.dispose()
+    store = KeyStore(url)
+    principal = store.verify(key)
+    assert principal is not None and principal.scopes == {"predict"}
+    assert store.list_keys()[0].expires_at is None
+    store.engine.dispose()
 
 
 def test_a_free_key_gets_exactly_its_plan_across_both_replicas(replicas: Replicas) -> None:
