@@ -235,10 +235,11 @@ async def _whole(
 ) -> Response:
     frames: list[dict[str, Any]] = []
     try:
-        async for batch in _frames(call, reader, deadline):
-            frames.extend(batch)
-            if await request.is_disconnected():
-                raise ClientGone  # nobody is waiting for the answer: stop at this batch
+        async with contextlib.aclosing(_frames(call, reader, deadline)) as batches:
+            async for batch in batches:
+                frames.extend(batch)
+                if await request.is_disconnected():
+                    raise ClientGone  # nobody is waiting for the answer: stop at this batch
     except TimeoutError:
         raise _timeout(settings) from None
     if call.api_format == "platform":

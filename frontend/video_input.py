@@ -68,10 +68,13 @@ class VideoReader:
             self.info = self._open()
             self._next = self._read_one()
             if self._next is None:
+                seen = self.info.frames or self.grabbed
                 raise InvalidImage(
                     "the video has no frames"
-                    if self.grabbed == 0
-                    else f"the video has {self.grabbed} frames, fewer than vid_stride={vid_stride}"
+                    if seen == 0
+                    else f"the video has {seen} frames, fewer than vid_stride={vid_stride}"
+                    if seen < vid_stride
+                    else "no frame of the video could be decoded"
                 )
         except BaseException:
             self.close()
