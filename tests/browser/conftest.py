@@ -7,6 +7,7 @@ Every page is watched: a console error or an uncaught exception fails the test, 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,11 +146,13 @@ class TestTab:
     def run_count(self) -> int:
         return int(self.stage["run"])
 
-    def wait_run(self, count: int) -> None:
-        """Until `count` results have been drawn."""
-        self.page.wait_for_function(
-            f"Number(document.getElementById('stage').dataset.run) >= {count}", timeout=60_000
-        )
+    def wait_run(self, count: int, timeout_s: float = 60) -> None:
+        """Until `count` results have been drawn. Polled from here: `wait_for_function` evaluates its
+        predicate with the page's `eval`, which the pages' Content-Security-Policy forbids."""
+        deadline = time.monotonic() + timeout_s
+        while (drawn := self.run_count()) < count:
+            assert time.monotonic() < deadline, f"{drawn} results drawn after {timeout_s} s, not {count}"
+            self.page.wait_for_timeout(50)
 
     def predict_and_draw(self, action: Any) -> dict[str, Any]:
         """Do `action`, return the JSON the API answered once the page has drawn it."""
