@@ -34,6 +34,8 @@ export const textColor = (classId) => (DARK_TEXT.has(hexOf(classId)) ? "#111F68"
 
 /** The task a result comes from, read from its shape (falls back when there is nothing to read). */
 export function taskOf(result, fallback = "detect") {
+  if (result.semantic_mask) return "semantic";
+  if (result.depth) return "depth";
   const first = result.predictions[0];
   if (!first) return fallback;
   if (!first.box) return "classify";
@@ -87,16 +89,26 @@ function label(ctx, text, x, y, classId, lw) {
 
 /**
  * Draw `image` and `result` on `canvas` (sized to the image's natural size).
- * Returns what was drawn: {boxes, masks, obb, keypoints, limbs, labels}.
+ * Returns what was drawn: {boxes, masks, obb, keypoints, limbs, labels, overlays}.
  * `highlight` is the index of a prediction to emphasise (the others fade), or -1.
+ * `map` is a semantic or depth answer's decoded map (maps.js): drawn over the whole image.
  */
-export function draw(canvas, image, result, highlight = -1) {
+export function draw(canvas, image, result, highlight = -1, map = null) {
   const ctx = canvas.getContext("2d");
   const { width, height } = canvas;
   ctx.clearRect(0, 0, width, height);
   ctx.drawImage(image, 0, 0, width, height);
-  const drawn = { boxes: 0, masks: 0, obb: 0, keypoints: 0, limbs: 0, labels: 0 };
+  const drawn = { boxes: 0, masks: 0, obb: 0, keypoints: 0, limbs: 0, labels: 0, overlays: 0 };
   if (!result) return drawn;
+  if (result.semantic_mask || result.depth) {
+    if (!map) return drawn;
+    ctx.globalAlpha = map.alpha;
+    ctx.imageSmoothingEnabled = false; // a class id never blends into its neighbour's colour
+    ctx.drawImage(map.canvas, 0, 0, width, height);
+    ctx.globalAlpha = 1;
+    drawn.overlays = 1;
+    return drawn;
+  }
   const preds = result.predictions;
   const lw = Math.max(Math.round(((width + height) / 2) * 0.003), 2);
   if (preds.length && !preds[0].box) {

@@ -4,6 +4,7 @@
 // and a change while a request is in flight waits for it, then sends only the newest state.
 import { api, describeError, hasToken, keyForm, session } from "/static/common.js";
 import { classColor, draw, hitTest, taskOf } from "/static/draw.js";
+import { decodeMap, describe, drawScale, metres, valueAt } from "/static/maps.js";
 
 const MAX_BYTES = 10 * 1024 * 1024;
 const TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
@@ -170,9 +171,15 @@ async function predictOnce() {
     if (response.status === 401) askKey("That key was not accepted. Paste a valid API key.");
     return;
   }
-  say("");
+  let map = null; // semantic and depth: the decoded map, drawn and hovered
+  try {
+    map = await decodeMap(response.body);
+    say("");
+  } catch {
+    say("The map in this answer could not be decoded.");
+  }
   stage.dataset.status = "200";
-  state.shown = { input, result: response.body, roundTrip };
+  state.shown = { input, result: response.body, roundTrip, map };
   state.highlight = -1;
   render();
   stage.dataset.state = "done";
@@ -190,7 +197,7 @@ function render() {
   canvas.height = image.naturalHeight;
   canvas.hidden = false;
   stage.querySelector(".placeholder").hidden = true;
-  const drawn = draw(canvas, image, result, state.highlight);
+  const drawn = draw(canvas, image, result, state.highlight, shown.map);
   const counts = { ...drawn, predictions: result ? result.predictions.length : 0 };
   counts.bars = result && taskOf(result, state.task) === "classify" ? result.predictions.length : 0;
   for (const [name, value] of Object.entries(counts)) stage.dataset[name] = String(value);
@@ -201,6 +208,7 @@ function render() {
 function renderDetails(result, roundTrip) {
   const rows = $("predictions").tBodies[0];
   const bars = $("bars");
+  renderLegend(result);
   if (!result) {
     rows.replaceChildren();
     bars.hidden = true;
@@ -208,9 +216,11 @@ function renderDetails(result, roundTrip) {
     $("speed").replaceChildren();
     return;
   }
-  $("json").textContent = JSON.stringify(result, null, 2);
+  $("json").textContent = JSON.stringify(result, shortMaps, 2);
   const task = taskOf(result, state.task);
-  rows.replaceChildren(...result.predictions.map((p, i) => predictionRow(p, i)));
+  const boxes = task !== "semantic" && task !== "depth";
+  rows.replaceChildren(...(boxes ? result.predictions : []).map((p, i) => predictionRow(p, i)));
+  $("predictions").hidden = !boxes;
   $("predictions").classList.toggle("no-box", task === "classify");
   bars.hidden = task !== "classify";
   bars.replaceChildren(
@@ -243,6 +253,36 @@ function renderDetails(result, roundTrip) {
   );
 }
 
+/** The JSON view shortens a map's base64 PNG (megabytes for a large image) to its start and length. */
+function shortMaps(key, value) {
+  if (key !== "data" || typeof value !== "string" || value.length <= 80) return value;
+  return `${value.slice(0, 40)}… (${value.length} base64 characters)`;
+}
+
+/** Semantic: a swatch, name and pixel share per class present. Depth: the colour scale, min to max. */
+function renderLegend(result) {
+  const legend = $("legend");
+  const classes = result && result.semantic_mask ? result.predictions : [];
+  legend.hidden = !classes.length;
+  legend.replaceChildren(
+    ...classes.map((p) => {
+      const item = document.createElement("li");
+      item.dataset.classId = String(p.class_id);
+      item.innerHTML = `<span class="swatch"></span><span class="name"></span><span class="pct"></span>`;
+      item.querySelector(".swatch").style.background = classColor(p.class_id);
+      item.querySelector(".name").textContent = p.class;
+      item.querySelector(".pct").textContent = `${(p.pixel_ratio * 100).toFixed(1)}%`;
+      return item;
+    }),
+  );
+  const depth = result && result.depth;
+  $("depth-scale").hidden = !depth;
+  if (!depth) return;
+  $("depth-min").textContent = metres(depth.min);
+  $("depth-max").textContent = metres(depth.max);
+  drawScale($("depth-bar"));
+}
+
 function predictionRow(p, i) {
   const row = document.createElement("tr");
   row.dataset.index = String(i);
@@ -268,24 +308,33 @@ function highlight(index) {
   render();
 }
 
-canvas.addEventListener("mousemove", (event) => {
-  const result = state.shown && state.shown.result;
-  if (!result) return;
-  const x = (event.offsetX / canvas.clientWidth) * canvas.width;
-  const y = (event.offsetY / canvas.clientHeight) * canvas.height;
-  const index = hitTest(result.predictions, x, y);
-  highlight(index);
+function showTooltip(text, event) {
   const tooltip = $("tooltip");
-  tooltip.hidden = index < 0;
-  if (index >= 0) {
-    const p = result.predictions[index];
-    tooltip.textContent = `${p.class} ${(p.confidence * 100).toFixed(1)}%`;
-    tooltip.style.left = `${event.offsetX + 12}px`;
-    tooltip.style.top = `${event.offsetY + 12}px`;
+  tooltip.hidden = !text;
+  tooltip.textContent = text;
+  tooltip.style.left = `${canvas.offsetLeft + event.offsetX + 12}px`; // the stage is its frame, not the canvas
+  tooltip.style.top = `${canvas.offsetTop + event.offsetY + 12}px`;
+}
+
+canvas.addEventListener("mousemove", (event) => {
+  const shown = state.shown;
+  if (!shown || !shown.result) return;
+  const box = canvas.getBoundingClientRect();
+  const x = ((event.clientX - box.left) / box.width) * canvas.width; // image pixels, fractional
+  const y = ((event.clientY - box.top) / box.height) * canvas.height;
+  if (shown.map) {
+    const value = valueAt(shown.map, x, y, canvas.width, canvas.height);
+    for (const item of $("legend").children) item.classList.toggle("hot", item.dataset.classId === String(value));
+    return showTooltip(describe(shown.map, value), event);
   }
+  const index = hitTest(shown.result.predictions, x, y);
+  highlight(index);
+  const p = shown.result.predictions[index];
+  showTooltip(p ? `${p.class} ${(p.confidence * 100).toFixed(1)}%` : "", event);
 });
 canvas.addEventListener("mouseleave", () => {
   $("tooltip").hidden = true;
+  for (const item of $("legend").children) item.classList.remove("hot");
   highlight(-1);
 });
 

@@ -37,6 +37,8 @@ TASK_MODELS = {
     "browser/coco/pose": "yolo11n-pose.yaml",
     "browser/dota/obb": "yolo11n-obb.yaml",
     "browser/imagenet/cls": "yolo11n-cls.yaml",
+    "browser/maps/sem": "yolo26n-sem.yaml",
+    "browser/maps/depth": "yolo26n-depth.yaml",
 }
 
 
@@ -55,7 +57,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="session")
 def task_models(stack: Stack, model_dir: Path) -> dict[str, str]:  # noqa: F811
-    """Segment, pose, OBB and classify models exported into the running stack: task -> slug."""
+    """Segment, pose, OBB, classify, semantic and depth models exported into the stack: task -> slug."""
     for slug, yaml_name in TASK_MODELS.items():
         stack.export(build_busy_model(yaml_name, model_dir / f"browser-{yaml_name[:-5]}.pt"), slug)
     for slug in TASK_MODELS:
