@@ -23,12 +23,12 @@ from frontend.deps import AdminCallerDep, KeyHolderDep, PredictCallerDep, Servic
 from frontend.errors import ModelNotFound, Unauthorized
 from frontend.ratelimit import Plan
 from frontend.routes import json_response
-from frontend.schemas import PLATFORM_ERRORS
+from frontend.schemas import PLATFORM_ERRORS, PlatformErrorResponse
 from trident import tokens
 from trident.audit import Actor
 from trident.keys import SCOPES, KeyInfo
 
-router = APIRouter(responses=PLATFORM_ERRORS)
+router = APIRouter(responses={**PLATFORM_ERRORS, 400: {"model": PlatformErrorResponse}})
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -161,7 +161,7 @@ def _model_info(served: ServedModel) -> ModelInfo:
 @router.get(
     "/api/models",
     summary="Models this key can run",
-    responses={code: ERRORS[code] for code in (401, 429, 503)},
+    responses={code: ERRORS[code] for code in (401, 403, 429, 503)},
 )
 async def list_models(caller: PredictCallerDep, catalog: CatalogDep) -> Response:
     visible = [m for m in catalog.models if may_see(m.spec, caller)]

@@ -197,12 +197,12 @@ PREDICT_BODY: dict[str, Any] = {
         },
     }
 }
-ERROR_STATUSES = (400, 401, 404, 413, 429, 500, 503, 504)
+ERROR_STATUSES = (400, 401, 403, 404, 413, 429, 500, 503, 504)
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse | PlatformErrorResponse} for code in ERROR_STATUSES
 }
 PLATFORM_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": PlatformErrorResponse} for code in (401, 404, 429, 503)
+    code: {"model": PlatformErrorResponse} for code in (401, 403, 404, 429, 503)
 }
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
