@@ -216,7 +216,9 @@ async def predict_video(request: Request, call: VideoCall, settings: Settings, v
         if NDJSON in request.headers.get("accept", ""):
             lines = _stream(call, reader, deadline, settings, cleanup.pop_all())  # it owns them now
             streaming = True
-            return _ClosingStream(lines, media_type=NDJSON)
+            info = reader.info  # known before the first line: a client can show progress from the start
+            headers = {"X-Video-Frames": str(info.frames), "X-Video-Fps": f"{info.fps:g}"}
+            return _ClosingStream(lines, media_type=NDJSON, headers=headers)
         return await _whole(request, call, reader, deadline, settings)
     except ClientGone:
         outcome = asyncio.CancelledError()
