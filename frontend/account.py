@@ -20,13 +20,13 @@ from starlette.responses import Response
 
 from frontend.auth import TOKEN_COOKIE, client_ip, from_token
 from frontend.deps import AdminCallerDep, KeyHolderDep, PredictCallerDep, ServicesDep, SettingsDep
-from frontend.errors import ModelNotFound, Unauthorized
+from frontend.errors import InvalidRequest, ModelNotFound, Unauthorized
 from frontend.ratelimit import Plan
 from frontend.routes import json_response
 from frontend.schemas import PLATFORM_ERRORS, PlatformErrorResponse
 from trident import tokens
 from trident.audit import Actor
-from trident.keys import SCOPES, KeyInfo
+from trident.keys import SCOPES, KeyInfo, parse_scopes
 
 router = APIRouter(responses={**PLATFORM_ERRORS, 400: {"model": PlatformErrorResponse}})
 
@@ -66,13 +66,9 @@ class NewKey(BaseModel):
 async def create_api_key(
     request: Request, caller: AdminCallerDep, services: ServicesDep, body: Annotated[NewKey, Body()]
 ) -> Response:
-    from trident.keys import parse_scopes
-
     try:
         scopes = parse_scopes(body.scopes)
     except ValueError as exc:
-        from frontend.errors import InvalidRequest
-
         raise InvalidRequest(str(exc)) from None
     lifetime = timedelta(days=body.expiresInDays) if body.expiresInDays else None
 

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from frontend.app import create_app
 from frontend.auth import TOKEN_COOKIE
+from trident import audit
 from trident.keys import KeyStore, new_key
 from trident.settings import Settings
 
@@ -117,6 +118,13 @@ def test_an_admin_key_manages_its_own_users_keys_only(app: App) -> None:
     assert app.store.verify(bobs) is not None
     assert app.client.delete(f"/api/api-keys/{new['keyId']}", headers=bearer(admin)).status_code == 200
     assert app.client.get("/api/models", headers=bearer(new["key"])).status_code == 401
+    trail = audit.entries(app.store.engine, user="alice", action="key.")
+    assert [(e.action, e.key_id, e.actor, e.source) for e in trail[:2]] == [
+        ("key.revoke", new["keyId"], f"key:{admin[4:12]}", "testclient"),
+        ("key.create", new["keyId"], f"key:{admin[4:12]}", "testclient"),
+    ]
+    unknown = app.client.post("/api/api-keys", headers=bearer(admin), json={"scopes": ["root"]})
+    assert unknown.status_code == 400 and "unknown scope 'root'" in unknown.json()["error"]
 
 
 def test_api_keys_lists_metadata_of_the_callers_active_keys_and_no_secret(app: App) -> None:
