@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from frontend.app import create_app
 from frontend.auth import TOKEN_COOKIE
+from frontend.deps import DeploymentsCallerDep
 from trident import audit
 from trident.keys import KeyStore, new_key
 from trident.settings import Settings
@@ -90,6 +91,24 @@ def test_a_key_without_predict_gets_403_in_both_contracts(app: App) -> None:
         assert app.client.get(path, headers=bearer(key)).status_code == 403, path
     left = app.client.get("/api/usage", headers=bearer(key)).json()["remaining"]
     assert left["minute"] == 10 and left["day"] == 100  # a 403 spends no quota
+
+
+def test_the_deployments_scope_guards_the_routes_that_declare_it(tmp_path: Path) -> None:
+    """No deployment routes exist yet; the dependency they will declare refuses other keys."""
+    database = f"sqlite:///{tmp_path / 'keys.db'}"
+    store = KeyStore(database)
+    config = Settings(data_dir=tmp_path, database_url=database, triton_grpc_port=_free_port())
+    app = create_app(config)
+
+    @app.get("/api/deployments-probe")
+    async def probe(caller: DeploymentsCallerDep) -> dict[str, str]:
+        return {"user": caller.user}
+
+    with TestClient(app) as client:
+        refused = client.get("/api/deployments-probe", headers=bearer(store.create_key("alice", "free")[0]))
+        assert refused.status_code == 403 and "'deployments' scope" in refused.json()["error"]
+        allowed = store.create_key("alice", "free", scopes=["deployments"])[0]
+        assert client.get("/api/deployments-probe", headers=bearer(allowed)).json() == {"user": "alice"}
 
 
 def test_the_default_scope_predicts_but_may_not_manage_keys(app: App) -> None:
