@@ -15,6 +15,7 @@ from frontend.docs import SWAGGER_ORIGIN
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src blob:; "  # the Test tab plays the chosen video from a blob: URL
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 DOCS_CSP = (

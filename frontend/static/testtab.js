@@ -5,6 +5,7 @@
 import { api, describeError, hasToken, keyForm, session } from "/static/common.js";
 import { classColor, draw, hitTest, taskOf } from "/static/draw.js";
 import { decodeMap, describe, drawScale, metres, valueAt } from "/static/maps.js";
+import { MAX_VIDEO_BYTES, VideoView, isVideo } from "/static/video.js";
 
 const MAX_BYTES = 10 * 1024 * 1024;
 const TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
@@ -51,6 +52,10 @@ function params() {
 
 /** Why a file cannot be sent, or "" when it can (the server checks again). */
 function rejectReason(blob, name) {
+  if (isVideo(blob, name)) {
+    const mb = (blob.size / 1024 / 1024).toFixed(1);
+    return blob.size > MAX_VIDEO_BYTES ? `"${name}" is ${mb} MB; videos must be 100 MB or smaller.` : "";
+  }
   if (!TYPES.includes(blob.type) && !EXTENSIONS.test(name)) {
     return `"${name}" is not a supported image. Use a JPG, PNG, WebP or GIF file.`;
   }
@@ -63,6 +68,8 @@ function rejectReason(blob, name) {
 async function useImage(blob, name) {
   const reason = rejectReason(blob, name);
   if (reason) return say(reason);
+  if (isVideo(blob, name)) return useVideo(blob, name);
+  video.hide();
   const image = new Image();
   image.src = URL.createObjectURL(blob);
   try {
@@ -76,6 +83,38 @@ async function useImage(blob, name) {
   render();
   clearTimeout(debounce);
   run();
+}
+
+// --- video: plays in a <video>, predictions streamed in and drawn over each frame (video.js) ---
+
+const video = new VideoView(stage, (frame) => {
+  if (state.input && state.input.video) renderDetails(frame && { predictions: frame.predictions, speed: frame.speed });
+});
+
+function useVideo(blob, name) {
+  say("");
+  state.input = { blob, name, video: true };
+  state.shown = null;
+  canvas.hidden = true;
+  stage.querySelector(".placeholder").hidden = true;
+  $("download").disabled = true;
+  clearTimeout(debounce);
+  run();
+}
+
+async function predictVideo(input) {
+  stage.dataset.state = "loading";
+  const failure = await video.run(input.blob, input.name, endpoint, params());
+  if (state.input !== input) return; // another file was chosen meanwhile
+  if (failure) {
+    stage.dataset.state = "error";
+    stage.dataset.status = String(failure.status);
+    say(failure.body ? describeError(failure) : "The video's predictions stopped arriving.");
+    if (failure.status === 401) askKey("That key was not accepted. Paste a valid API key.");
+    return;
+  }
+  stage.dataset.status = "200";
+  stage.dataset.state = "done";
 }
 
 $("file").addEventListener("change", (event) => {
@@ -156,6 +195,7 @@ async function run() {
 
 async function predictOnce() {
   const input = state.input;
+  if (input.video) return predictVideo(input);
   const sent = params();
   const form = new FormData();
   form.append("file", input.blob, input.name);
