@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,7 +154,7 @@ def _outcome(exc: BaseException | None) -> str:
         return "ok"
     if isinstance(exc, ServingError):
         return {400: "invalid", 413: "too_large", 504: "timeout"}.get(exc.status_code, "error")
-    if isinstance(exc, asyncio.CancelledError | OSError):
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit | OSError):  # the client left
         return "disconnected"
     return "error"
 
@@ -173,20 +173,26 @@ def _summary(call: VideoCall, reader: VideoReader, count: int) -> dict[str, Any]
 
 
 class _ClosingStream(StreamingResponse):
-    """Closes its line generator however the response ends (uvicorn stops a stream whose client
-    left by raising from `send`, which would leave the generator to the garbage collector)."""
+    """Closes its line generator and releases what the request holds (its slot, reader and spool)
+    however the response ends: uvicorn stops a stream whose client left by raising from `send`,
+    which would leave the generator to the garbage collector, and one that never started runs no
+    `finally` of its own."""
 
-    def __init__(self, lines: AsyncIterator[bytes], **kwargs: Any) -> None:
+    def __init__(
+        self, lines: AsyncGenerator[bytes, None], cleanup: contextlib.ExitStack, **kwargs: Any
+    ) -> None:
         super().__init__(lines, **kwargs)
         self._lines = lines
+        self._cleanup = cleanup
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            aclose = getattr(self._lines, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            try:
+                await self._lines.aclose()
+            finally:
+                self._cleanup.close()
 
 
 async def predict_video(request: Request, call: VideoCall, settings: Settings, video: UploadFile) -> Response:
@@ -213,12 +219,17 @@ async def predict_video(request: Request, call: VideoCall, settings: Settings, v
                 )
         except TimeoutError:
             raise _timeout(settings) from None
+        # idempotent, and on a worker thread: it waits for a read in progress
+        cleanup.callback(asyncio.get_running_loop().run_in_executor, None, reader.close)
         if NDJSON in request.headers.get("accept", ""):
-            lines = _stream(call, reader, deadline, settings, cleanup.pop_all())  # it owns them now
+            ended: list[BaseException | None] = [asyncio.CancelledError()]  # until the stream says
+            owned = cleanup.pop_all()  # the stream's now
+            owned.callback(lambda: record_video_request(_outcome(ended[0])))
+            lines = _stream(call, reader, deadline, settings, ended)
             streaming = True
             info = reader.info  # known before the first line: a client can show progress from the start
             headers = {"X-Video-Frames": str(info.frames), "X-Video-Fps": f"{info.fps:g}"}
-            return _ClosingStream(lines, media_type=NDJSON, headers=headers)
+            return _ClosingStream(lines, owned, media_type=NDJSON, headers=headers)
         return await _whole(request, call, reader, deadline, settings)
     except ClientGone:
         outcome = asyncio.CancelledError()
@@ -254,27 +265,30 @@ async def _whole(
 
 
 async def _stream(
-    call: VideoCall, reader: VideoReader, deadline: float, settings: Settings, cleanup: contextlib.ExitStack
-) -> AsyncIterator[bytes]:
-    """One line per processed frame, then the summary, or a final error line."""
-    outcome: BaseException | None = None
+    call: VideoCall,
+    reader: VideoReader,
+    deadline: float,
+    settings: Settings,
+    ended: list[BaseException | None],
+) -> AsyncGenerator[bytes, None]:
+    """One line per processed frame, then the summary, or a final error line; `ended[0]` says how
+    it ended (None: whole)."""
     count = 0
     frames = _frames(call, reader, deadline)
     try:
         async for batch in frames:
             count += len(batch)
             yield b"".join(orjson.dumps(frame) + b"\n" for frame in batch)
+        ended[0] = None
         yield orjson.dumps(_summary(call, reader, count)) + b"\n"
     except TimeoutError:
-        outcome = _timeout(settings)
-        yield orjson.dumps(outcome.body(call.api_format)) + b"\n"
+        error = ended[0] = _timeout(settings)
+        yield orjson.dumps(error.body(call.api_format)) + b"\n"
     except ServingError as exc:
-        outcome = exc
+        ended[0] = exc
         yield orjson.dumps(exc.body(call.api_format)) + b"\n"
     except BaseException as exc:
-        outcome = exc
+        ended[0] = exc
         raise
     finally:
         await frames.aclose()
-        record_video_request(_outcome(outcome))
-        cleanup.close()
