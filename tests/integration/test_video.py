@@ -206,13 +206,23 @@ def test_streamed_frames_equal_the_whole_answer_and_arrive_as_they_are_ready(
     assert times[0] < times[-1]  # the first frames came before the video was done
 
 
-def test_a_video_request_counts_once_against_the_quota(
+def test_a_video_request_counts_once_against_the_quota_and_every_frame_in_the_metrics(
     stack: Stack, videos: dict[str, Path], bus: Path
 ) -> None:
+    base, model = stack.base_url, f'model="{DETECT}"'
+    frame_stage = f'{model},stage="frame"'
+    counts = (
+        metric(base, "trident_video_requests_total", 'outcome="ok"'),
+        metric(base, "trident_video_frames_total", model),
+        metric(base, "trident_request_stage_seconds_count", frame_stage),
+    )
     before = int(stack.predict(DETECT, bus).headers["X-RateLimit-Remaining"])
     r = post_video(stack.base_url, stack.api_key, videos["mp4"], vid_stride=3)
     assert r.status_code == 200
     assert int(r.headers["X-RateLimit-Remaining"]) == before - 1
+    assert metric(base, "trident_video_requests_total", 'outcome="ok"') == counts[0] + 1
+    assert metric(base, "trident_video_frames_total", model) == counts[1] + FRAMES // 3
+    assert metric(base, "trident_request_stage_seconds_count", frame_stage) == counts[2] + FRAMES // 3
 
 
 def test_an_image_named_mp4_is_an_image_and_a_video_named_jpg_is_a_video(
@@ -445,3 +455,51 @@ def test_a_client_that_hangs_up_mid_stream_stops_the_work(stack: Stack, bad: dic
     assert 0 < processed < FRAME_LIMIT // 2  # of 100 frames: stopped a batch or two after the hang-up
     assert [t for t in spool_files(spool, pid) if t.endswith("(deleted)")] == []
     assert httpx.get(f"{base}/readyz").status_code == 200
+
+
+# --- every other task: each frame's answer is the answer for that frame sent as an image -------
+
+OTHER_TASKS = {
+    "video/v11/cls": "yolo11n-cls.yaml",
+    "video/v11/obb": "yolo11n-obb.yaml",
+    "video/v26/sem": "yolo26n-sem.yaml",
+    "video/v26/depth": "yolo26n-depth.yaml",
+}
+
+
+@pytest.fixture(scope="module")
+def other_tasks(stack: Stack, model_dir: Path) -> list[str]:
+    for slug, yaml_name in OTHER_TASKS.items():
+        stack.export(build_busy_model(yaml_name, model_dir / f"video-{yaml_name[:-5]}.pt"), slug)
+    for slug in OTHER_TASKS:
+        stack.wait_model(slug, timeout_s=120)
+    return list(OTHER_TASKS)
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory, bus: Path, zidane: Path) -> tuple[Path, list[Path]]:
+    """A 6-frame MP4, and its frames as OpenCV decodes them, saved losslessly (PNG)."""
+    folder = tmp_path_factory.mktemp("short-clip")
+    clip = write_video(folder / "short.mp4", "mp4v", moving_crops(bus, zidane, 6), (640, 480))
+    capture, frames = cv2.VideoCapture(str(clip)), []
+    while (read := capture.read())[0]:
+        frames.append(folder / f"frame{len(frames)}.png")
+        cv2.imwrite(str(frames[-1]), read[1])
+    assert len(frames) == 6
+    return clip, frames
+
+
+@pytest.mark.parametrize("slug", list(OTHER_TASKS))
+def test_every_task_answers_each_frame_as_it_answers_that_image(
+    stack: Stack, other_tasks: list[str], short_clip: tuple[Path, list[Path]], slug: str
+) -> None:
+    clip, images = short_clip
+    r = post_video(stack.base_url, stack.api_key, clip, slug)
+    assert r.status_code == 200, r.text
+    frames = r.json()["frames"]
+    assert [f["frame"] for f in frames] == list(range(len(images)))
+    for frame, image in zip(frames, images, strict=True):
+        alone = stack.predict(slug, image, conf=CONF, iou=IOU).json()
+        keys = {"predictions", "semantic_mask", "depth"} & alone.keys()
+        assert {k: frame[k] for k in keys} == {k: alone[k] for k in keys}, image.name
+        assert alone["predictions"] or "semantic_mask" in alone or "depth" in alone  # never empty
