@@ -130,7 +130,17 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
     spec = httpx.get(f"{stack.base_url}/openapi.json").json()
     op = spec["paths"]["/api/models/{owner}/{project}/{model}/predict"]["post"]
     form = op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
-    assert set(form) == {"file", "source", "conf", "iou", "imgsz", "normalize", "decimals", "bits"}
+    assert set(form) == {
+        "file",
+        "source",
+        "conf",
+        "iou",
+        "imgsz",
+        "normalize",
+        "decimals",
+        "bits",
+        "vid_stride",
+    }
     assert form["bits"]["enum"] == [8, 12, 16] and form["bits"]["default"] == 8
     bounds = {n: (f["minimum"], f["maximum"], f["default"]) for n, f in form.items() if "minimum" in f}
     assert bounds == {
@@ -138,6 +148,7 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
         "iou": (0, 1, 0.45),
         "imgsz": (32, 1280, 640),
         "decimals": (0, 10, 5),
+        "vid_stride": (1, 1000, 1),
     }
     assert form["source"]["maxLength"] == 4096 and form["normalize"]["default"] is False
     assert {"200", "400", "401", "404", "413", "429", "503"} <= set(op["responses"])
@@ -245,12 +256,15 @@ def test_an_announced_101_mb_body_gets_413_before_it_is_sent(stack: Stack) -> No
     assert elapsed < 1.0
 
 
-def test_a_chunked_body_is_cut_once_it_passes_the_limit(stack: Stack) -> None:
-    """A well-formed multipart image upload of 12 MB with no Content-Length: refused (the image
-    limit, 10 MB; a chunked video is cut at 100 MB: test_video.py)."""
+def test_a_chunked_image_over_10_mb_is_413(stack: Stack) -> None:
+    """A well-formed multipart image upload of 12 MB with no Content-Length: 413, the image limit.
+    It is read (spooled to disk) first: the body limit is the video's 100 MB, at which a chunked
+    body is cut while it streams in (test_video.py::test_a_chunked_101_mb_video_is_cut_at_the_limit)."""
     head = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
     chunk = b"\0" * (1024 * 1024)
-    parts = [f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in [head] + [chunk] * 12] + [b"0\r\n\r\n"]
+    tail = b"\r\n--x--\r\n"
+    body = [head] + [chunk] * 12 + [tail]
+    parts = [f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in body] + [b"0\r\n\r\n"]
     status, _ = _raw_post(
         stack, ["Content-Type: multipart/form-data; boundary=x", "Transfer-Encoding: chunked"], parts
     )
