@@ -32,17 +32,22 @@ def publish(recipe: Recipe, best: Path) -> Path:
     metrics = {k: float(v) for k, v in last.items() if k.startswith("metrics/")}
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     _without_local_paths(best, weights(recipe))
+    extra = {k: _relative(v) for k, v in recipe.extra}
+    start = (
+        f"its matching layers started from `{extra['pretrained']}` (the project's own model)"
+        if "pretrained" in extra
+        else "trained from scratch (no pretrained weights)"
+    )
     lines = [
         f"# {recipe.name}",
         "",
         f"Served as `{recipe.slug}`. Task: {recipe.task}. Architecture: Ultralytics"
-        f" `{recipe.yaml_name}` at scale `{recipe.scale}`, trained from scratch (no pretrained weights)"
-        " on the CPU.",
+        f" `{recipe.yaml_name}` at scale `{recipe.scale}`, {start}, trained on the CPU.",
         "",
         f"- Data: {_data_line(recipe)}",
         f"- Command: `trident demo train {recipe.name}` (seeded; resumes an interrupted run)",
-        f"- Image size {recipe.imgsz}, {epochs[0]} epochs, batch 16, seed 0, extra arguments:"
-        f" {dict(recipe.extra) or 'none'}",
+        f"- Image size {recipe.imgsz}, {epochs[0]} epochs, batch {extra.get('batch', 16)}, seed 0,"
+        f" extra arguments: {extra or 'none'}",
         *(
             [f"- Then {epochs[1]} epochs from those weights with {dict(recipe.finetune)}"]
             if len(epochs) > 1
@@ -85,6 +90,12 @@ def _without_local_paths(source: Path, target: Path) -> None:
             if isinstance(getattr(model, "pt_path", None), str):  # set when a stage starts from weights
                 model.pt_path = clean(model.pt_path)
     torch.save(checkpoint, target)
+
+
+def _relative(value: Any) -> Any:
+    """A path argument as the repository sees it: this machine's checkout folder means nothing elsewhere."""
+    prefix = f"{Path.cwd().resolve()}/"
+    return value.removeprefix(prefix) if isinstance(value, str) else value
 
 
 def _data_line(recipe: Recipe) -> str:

@@ -5,15 +5,19 @@ detector finds what the project labelled in bus.jpg and zidane.jpg (and nothing 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 from ultralytics.utils import ASSETS
 
+from demo.dense import MAP_TASKS, MapTask
 from demo.evaluate import THRESHOLDS, box_iou, evaluate, from_api
+from demo.evaluate_maps import MAP_THRESHOLDS, Map, evaluate_map, from_api_map, meets
 from demo.examples import LABELS, labelled
+from demo.generate import Task
 from demo.models import weights
-from demo.report import VAL_CONF, VAL_IOU, in_process
+from demo.report import VAL_CONF, VAL_IOU, in_process, in_process_map
 from demo.train import RECIPES
 from tests.integration.conftest import Stack
 
@@ -21,7 +25,8 @@ pytestmark = pytest.mark.integration
 SAMPLE = 25  # held-out images per model here; `trident demo evaluate` scores all of them
 # Every recipe, not just those whose weights exist: a missing demo model must fail, not skip.
 COMMITTED = list(RECIPES.values())
-SHAPES = [r.name for r in COMMITTED if r.name.startswith("shapes-")]
+SHAPES = [r.name for r in COMMITTED if r.name.startswith("shapes-") and r.task not in MAP_TASKS]
+MAPS = [r.name for r in COMMITTED if r.task in MAP_TASKS]
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -48,16 +53,38 @@ def test_a_shapes_model_meets_its_target_through_the_api_and_matches_yolo(
     stack: Stack, demo_models: None, name: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     recipe = RECIPES[name]
+    task = cast(Task, recipe.task)
     root = tmp_path_factory.mktemp(name)
 
     def via_api(path: Path) -> list:  # type: ignore[type-arg]
         response = stack.predict(recipe.slug, path, conf=VAL_CONF, iou=VAL_IOU)
         assert response.status_code == 200, response.text
-        return from_api(recipe.task, response.json()["predictions"])
+        return from_api(task, response.json()["predictions"])
 
-    through_api = evaluate(recipe.task, root, via_api, SAMPLE)
-    yolo = evaluate(recipe.task, root, in_process(recipe), SAMPLE)
-    assert through_api >= THRESHOLDS[recipe.task]
+    through_api = evaluate(task, root, via_api, SAMPLE)
+    yolo = evaluate(task, root, in_process(recipe), SAMPLE)
+    assert through_api >= THRESHOLDS[task]
+    assert abs(through_api - yolo) <= 0.005
+
+
+@pytest.mark.parametrize("name", MAPS)
+def test_a_dense_map_model_meets_its_target_through_the_api_and_matches_yolo(
+    stack: Stack, demo_models: None, name: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """shapes-semantic: mIoU over the five classes (background included) >= 0.80; shapes-depth: AbsRel
+    over every pixel <= 0.10, read from the API's 16-bit depth PNGs."""
+    recipe = RECIPES[name]
+    task = cast(MapTask, recipe.task)
+    root = tmp_path_factory.mktemp(name)
+
+    def via_api(path: Path) -> Map:
+        response = stack.predict(recipe.slug, path, bits=16)
+        assert response.status_code == 200, response.text
+        return from_api_map(task, response.json())
+
+    through_api = evaluate_map(task, root, via_api, SAMPLE).value()
+    yolo = evaluate_map(task, root, in_process_map(recipe), SAMPLE).value()
+    assert meets(task, through_api), f"{name}: {through_api:.4f} against {MAP_THRESHOLDS[task]}"
     assert abs(through_api - yolo) <= 0.005
 
 
