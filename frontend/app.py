@@ -22,6 +22,7 @@ from frontend.account import router as account_router
 from frontend.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
 from frontend.catalog import Catalog
 from frontend.deployer import Deployer
+from frontend.deployment_routes import install_log_handler
 from frontend.deployment_routes import router as deployments_router
 from frontend.deps import Services
 from frontend.docs import router as docs_router
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(platform_models_router)
     app.include_router(account_router)
     app.include_router(deployments_router)
+    install_log_handler()
     app.add_middleware(
         BodyLimit,
         max_body_bytes=max(settings.max_upload_bytes, settings.max_video_bytes) + FORM_OVERHEAD_BYTES,

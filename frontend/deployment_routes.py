@@ -56,6 +56,17 @@ STOPPED_RETRY_S = 30
 DEPLOYING_RETRY_S = 5
 
 
+def install_log_handler() -> None:
+    """Deployment log lines go to stderr as they are (one JSON object a line), whatever the rest of
+    the process logs; called once by `create_app`."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
 class DeploymentNotFound(ServingError):
     status_code = 404
     code = "not_found"
@@ -155,9 +166,13 @@ def _lifecycle(
     services: ServicesDep, deployment: Deployment, severity: str, event: str, **fields: Any
 ) -> None:
     """A lifecycle log line: the process log and the deployment's recent lines."""
-    message = json.dumps({"event": event, "deployment": f"{deployment.owner}/{deployment.name}", **fields})
-    log.log(logging.ERROR if severity == "ERROR" else logging.INFO, message)
-    services.telemetry.log(LogLine(deployment.id, services.keys.clock(), severity, message))
+    at = services.keys.clock()
+    line = {"event": event, "deployment": f"{deployment.owner}/{deployment.name}", **fields}
+    log.log(
+        logging.ERROR if severity == "ERROR" else logging.INFO,
+        json.dumps({"timestamp": iso(at), "severity": severity, **line}),
+    )
+    services.telemetry.log(LogLine(deployment.id, at, severity, json.dumps(line)))
 
 
 class NewDeployment(BaseModel):
@@ -366,7 +381,16 @@ async def delete_deployment(deployment: ManagedDep, services: ServicesDep) -> Re
             assert name is not None
             await services.deployer.retire(name)
     services.deployer.forget(deployment.id)
-    log.info(json.dumps({"event": "delete", "deployment": f"{deployment.owner}/{deployment.name}"}))
+    log.info(
+        json.dumps(
+            {
+                "timestamp": iso(services.keys.clock()),
+                "severity": "INFO",
+                "event": "delete",
+                "deployment": f"{deployment.owner}/{deployment.name}",
+            }
+        )
+    )
     return json_response({"success": True})
 
 
@@ -509,7 +533,7 @@ def _record(
         **{k: v for k, v in outcome.items() if k in ("model", "version", "error")},
     }
     message = json.dumps(line)
-    log.info(message)
+    log.info(json.dumps({"timestamp": iso(at), "severity": severity, **line}))
     services.telemetry.request(deployment.id, at, status, latency)
     services.telemetry.log(
         LogLine(deployment.id, at, severity, message, request.method, request.url.path, status, latency)
