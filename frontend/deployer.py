@@ -114,12 +114,16 @@ class Deployer:
         for file in sorted(source.folder.iterdir()):
             if file.is_file():
                 os.symlink(os.path.relpath(file, target / "1"), target / "1" / file.name)
-        config = mc.ModelConfig()
-        config.CopyFrom(source.config)
-        config.name = name
-        if config.instance_group:
-            config.instance_group[0].count = instances
-        (target / "config.pbtxt").write_text(text_format.MessageToString(config))
+        model_dir = source.folder.parent
+        for path in [model_dir / "config.pbtxt", *sorted((model_dir / "configs").glob("*.pbtxt"))]:
+            # both configs: Triton on the GPU reads configs/onnxruntime.pbtxt (`--model-config-name`)
+            config = text_format.Parse(path.read_text(), mc.ModelConfig())
+            config.name = name
+            if config.instance_group:
+                config.instance_group[0].count = instances
+            out = target / path.relative_to(model_dir)
+            out.parent.mkdir(exist_ok=True)
+            out.write_text(text_format.MessageToString(config))
         return target
 
     def _remove(self, name: str) -> None:

@@ -30,9 +30,12 @@ class ModelLoader:
         self._catalog = catalog
         self._refresh_s = refresh_s
         self._failed: dict[str, float] = {}  # model -> when its load last failed
+        self.polling = False  # Triton polls its repository itself (an older deployment): nothing to do
 
     async def sync(self) -> int:
         """One pass; returns how many loads were asked for."""
+        if self.polling:
+            return 0
         names = set()
         for entry in await self._triton.repository_index():
             try:
@@ -51,6 +54,10 @@ class ModelLoader:
             except ServiceUnavailable:
                 raise
             except ServingError as exc:
+                if "polling is enabled" in exc.detail:
+                    self.polling = True
+                    log.info("Triton polls its model repository itself; the frontend loads nothing")
+                    return asked
                 self._failed[name] = time.monotonic()
                 log.warning("model %s failed to load: %s", name, exc.detail)
             else:
