@@ -292,7 +292,8 @@ async def _bring_up(services: ServicesDep, deployment: Deployment, source: Sourc
             version=source.version,
             warmupLatencyMs=latency,
         )
-        for retired in {old, current.triton_name} - {None, "", name}:
+        serving = current.triton_name if current.status in ("ready", "deploying") else None
+        for retired in {old, serving} - {None, "", name}:  # a stopped deployment's model is gone already
             assert retired is not None
             await deployer.retire(retired)
         return name
@@ -337,6 +338,8 @@ async def update_deployment(
         await anyio.to_thread.run_sync(lambda: store.update(deployment.id, **values))
         return _updated(deployment.status, "updated")
     if body.action == "stop":
+        if deployment.status == "stopped":
+            return _updated("stopped", "already stopped")
         async with services.deployer.lock(deployment.id):
             await anyio.to_thread.run_sync(lambda: store.update(deployment.id, status="stopped"))
             old = services.deployer.switch(deployment.id, "")
