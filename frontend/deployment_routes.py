@@ -292,8 +292,8 @@ async def _bring_up(services: ServicesDep, deployment: Deployment, source: Sourc
             version=source.version,
             warmupLatencyMs=latency,
         )
-        serving = current.triton_name if current.status in ("ready", "deploying") else None
-        for retired in {old, serving} - {None, "", name}:  # a stopped deployment's model is gone already
+        loaded = current.triton_name if current.status in ("ready", "deploying") else None
+        for retired in {old, loaded} - {None, "", name}:  # a stopped deployment's model is gone already
             assert retired is not None
             await deployer.retire(retired)
         return name
