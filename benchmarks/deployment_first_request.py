@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -26,9 +27,22 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench import start_stack, wait_callable  # noqa: E402
+from benchmarks.bench import start_stack  # noqa: E402
 
 GOAL = 1.5
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not done after {timeout_s} s")
+        time.sleep(0.3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         owner, project, model = stack.triton_name.split("~")
         deployment = f"/api/deployments/{owner}/bench"
 
-        def ready() -> None:
-            if client.get(f"{deployment}").json().get("deployment", {}).get("status") != "ready":
-                raise RuntimeError("not ready")
+        def ready() -> bool:
+            return bool(client.get(deployment).json().get("deployment", {}).get("status") == "ready")
 
         def predict() -> float:
             start = time.perf_counter()
@@ -71,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
             assert r.status_code == 200, r.text
             return elapsed
 
-        wait_callable(lambda: client.get("/readyz").raise_for_status())
+        wait_until(lambda: client.get("/readyz").status_code == 200)
         created = client.post(
             f"/api/deployments/{owner}",
             json={"project": project, "model": model, "deployment": "bench", "name": "bench", "region": "us"},
         )
         assert created.status_code == 200, created.text
-        wait_callable(ready)
+        wait_until(ready)
         firsts: list[float] = []
         steady: list[float] = []
         for cycle in range(args.cycles):
