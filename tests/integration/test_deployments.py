@@ -39,6 +39,7 @@ BROKEN = ("broken", "b")
 LOAD_REQUESTS, CONCURRENCY = 300, 4
 BROKEN_LOAD_REQUESTS = 100  # the failed load takes a second or two: these cover it and then some
 UL = Path(sys.executable).parent / "ul"
+Boxes = list[tuple[int, float, float, float, float]]  # (class, x1, y1, x2, y2) per result
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Answer:
     end: float
     status: int
     model: str = ""
-    boxes: list[tuple[int, float, float, float, float]] = field(default_factory=list)
+    boxes: Boxes = field(default_factory=list)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def image(bus: Path) -> bytes:
     return bytes(data)
 
 
-def boxes(body: dict[str, Any]) -> list[tuple[int, float, float, float, float]]:
+def boxes(body: dict[str, Any]) -> Boxes:
     return [
         (r["class"], r["box"]["x1"], r["box"]["y1"], r["box"]["x2"], r["box"]["y2"])
         for r in body["images"][0]["results"]
@@ -102,7 +103,7 @@ def exported(stack: Stack, yolo11n_pt: Path, yolo26n_pt: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def references(stack: Stack, image: bytes, exported: None) -> dict[str, list[tuple[int, float, float, float, float]]]:
+def references(stack: Stack, image: bytes, exported: None) -> dict[str, Boxes]:
     """What A and B answer for the image through their public model routes."""
     found = {}
     for project, model in (A, B):
@@ -140,7 +141,7 @@ def predict(client: Platform, image: bytes, ledger: Ledger) -> Answer:
     return answer
 
 
-def same_boxes(got: list[tuple[int, float, float, float, float]], want: list[Any]) -> bool:
+def same_boxes(got: Boxes, want: Boxes) -> bool:
     """Equal up to float noise (a batched run may differ from a lone one in the last digits)."""
     return len(got) == len(want) and all(
         g[0] == w[0] and all(abs(a - b) <= 1.0 for a, b in zip(g[1:], w[1:], strict=True))
