@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from frontend.auth import may_see
+from frontend.auth import client_ip, may_see
 from frontend.deployer import Deployer, DeployFailed, Source, SourceNotFound
 from frontend.deps import (
     DeploymentsCallerDep,
@@ -45,7 +45,8 @@ from frontend.routes import _infer, _model_info, json_response
 from frontend.schemas import PLATFORM_ERRORS
 from frontend.video import VideoCall, predict_video
 from pipeline.decode import decoder_for
-from trident.deployments import RANGES, SEVERITIES, Deployment, DeploymentExists, LogLine, iso
+from trident.audit import Actor
+from trident.deployments import RANGES, SEVERITIES, Change, Deployment, DeploymentExists, LogLine, iso
 from trident.keys import Principal
 from trident.slug import InvalidSlugError, Slug
 
@@ -194,6 +195,10 @@ def _slug(owner: str, project: str, model: str) -> Slug:
         raise InvalidRequest(str(exc)) from None
 
 
+def _actor(request: Request, caller: Principal) -> Actor:
+    return Actor.key(caller.key_id, client_ip(request))
+
+
 def _source(services: ServicesDep, caller: Principal, slug: Slug, version: str | None = None) -> Source:
     source = services.deployer.source(slug, version)
     if not may_see(source.spec, caller):
@@ -205,6 +210,7 @@ def _source(services: ServicesDep, caller: Principal, slug: Slug, version: str |
 async def create_deployment(
     owner: str,
     body: NewDeployment,
+    request: Request,
     caller: DeploymentsCallerDep,
     services: ServicesDep,
     settings: SettingsDep,
@@ -215,9 +221,11 @@ async def create_deployment(
     _slug(owner, body.deployment, "x")  # the deployment name follows the slug rules
     slug = _slug(owner, body.project, body.model)
     source = await anyio.to_thread.run_sync(_source, services, caller, slug)
+    actor = _actor(request, caller)
     try:
         created = await anyio.to_thread.run_sync(
             lambda: services.deployments.create(
+                Change(actor, caller.key_id, "create", f"{slug}@{source.version}"),
                 owner=owner,
                 name=body.deployment,
                 display_name=body.name,
@@ -234,7 +242,7 @@ async def create_deployment(
     except DeploymentExists:
         raise Conflict(f"you already have a deployment named {body.deployment!r}") from None
     _lifecycle(services, created, "INFO", "create", model=str(slug), version=source.version)
-    services.deployer.spawn(_quiet(_bring_up(services, created, source, "create")))
+    services.deployer.spawn(_quiet(_bring_up(services, created, source, "deploy", actor, caller.key_id)))
     return json_response(
         {
             "id": created.id,
@@ -246,7 +254,9 @@ async def create_deployment(
     )
 
 
-async def _bring_up(services: ServicesDep, deployment: Deployment, source: Source, event: str) -> str:
+async def _bring_up(
+    services: ServicesDep, deployment: Deployment, source: Source, event: str, actor: Actor, key_id: str
+) -> str:
     """Load, warm and check `source` for `deployment`, then switch to it and retire what it served.
     On failure the deployment keeps serving what it did (or is `failed` if it served nothing)."""
     deployer = services.deployer
@@ -258,9 +268,11 @@ async def _bring_up(services: ServicesDep, deployment: Deployment, source: Sourc
             name, latency = await deployer.bring_up(current, source, current.instances)
         except DeployFailed as exc:
             serving, reason = current.status == "ready", exc.detail
+            change = Change(actor, key_id, event, f"failed: {reason}")
             await anyio.to_thread.run_sync(
                 lambda: services.deployments.update(
                     current.id,
+                    change,
                     status="ready" if serving else "failed",
                     status_message=reason,
                 )
@@ -281,7 +293,8 @@ async def _bring_up(services: ServicesDep, deployment: Deployment, source: Sourc
         }
         if previous and event != "start":
             switch_to["previous"] = previous
-        await anyio.to_thread.run_sync(lambda: services.deployments.update(current.id, **switch_to))
+        done = Change(actor, key_id, event, f"{source.slug}@{source.version}")
+        await anyio.to_thread.run_sync(lambda: services.deployments.update(current.id, done, **switch_to))
         old = deployer.switch(current.id, name)  # this process's next request goes to `name`
         _lifecycle(
             services,
@@ -320,6 +333,7 @@ class Update(BaseModel):
 @router.patch("/api/deployments/{owner}/{deployment}", summary="Update a deployment")
 async def update_deployment(
     deployment: ManagedDep,
+    request: Request,
     caller: DeploymentsCallerDep,
     services: ServicesDep,
     body: Annotated[Update, Body()],
@@ -328,20 +342,22 @@ async def update_deployment(
     `rollback` (the model served before the last replace), `{name}` or `{metadata}`. Start,
     replace and rollback answer once the new model serves, or with 422 and why it did not (the
     deployment then keeps serving what it did)."""
-    store = services.deployments
+    store, actor = services.deployments, _actor(request, caller)
     if body.action is None:
         values: dict[str, Any] = {}
         if body.name is not None:
             values["display_name"] = body.name
         if body.metadata is not None:
             values["metadata"] = body.metadata
-        await anyio.to_thread.run_sync(lambda: store.update(deployment.id, **values))
+        change = Change(actor, caller.key_id, "update", ", ".join(values))
+        await anyio.to_thread.run_sync(lambda: store.update(deployment.id, change, **values))
         return _updated(deployment.status, "updated")
     if body.action == "stop":
         if deployment.status == "stopped":
             return _updated("stopped", "already stopped")
         async with services.deployer.lock(deployment.id):
-            await anyio.to_thread.run_sync(lambda: store.update(deployment.id, status="stopped"))
+            change = Change(actor, caller.key_id, "stop")
+            await anyio.to_thread.run_sync(lambda: store.update(deployment.id, change, status="stopped"))
             old = services.deployer.switch(deployment.id, "")
             for name in {old, deployment.triton_name} - {None, ""}:
                 assert name is not None
@@ -367,7 +383,7 @@ async def update_deployment(
             project, model = path.split("/")
         slug = _slug(deployment.owner, project or deployment.project, model or deployment.model)
         source = await anyio.to_thread.run_sync(_source, services, caller, slug, version)
-    await _bring_up(services, deployment, source, body.action)
+    await _bring_up(services, deployment, source, body.action, actor, caller.key_id)
     return _updated("ready", f"serving {source.slug} version {source.version}")
 
 
@@ -376,10 +392,13 @@ def _updated(status: str, message: str) -> Response:
 
 
 @router.delete("/api/deployments/{owner}/{deployment}", summary="Delete a deployment")
-async def delete_deployment(deployment: ManagedDep, services: ServicesDep) -> Response:
+async def delete_deployment(
+    deployment: ManagedDep, request: Request, caller: DeploymentsCallerDep, services: ServicesDep
+) -> Response:
+    change = Change(_actor(request, caller), caller.key_id, "delete", f"{deployment.owner}/{deployment.name}")
     async with services.deployer.lock(deployment.id):
         old = services.deployer.switch(deployment.id, "")
-        await anyio.to_thread.run_sync(services.deployments.delete, deployment.id)
+        await anyio.to_thread.run_sync(services.deployments.delete, deployment.id, change)
         for name in {old, deployment.triton_name} - {None, ""}:
             assert name is not None
             await services.deployer.retire(name)

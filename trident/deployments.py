@@ -22,6 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trident import audit
+from trident.audit import Actor
 from trident.schema import SCHEMA_LOCK_ID
 
 LATENCY_BUCKETS_MS = (
@@ -165,6 +167,22 @@ def _deployment(row: Any) -> Deployment:
     )
 
 
+@dataclass(frozen=True)
+class Change:
+    """Who changes a deployment and how: an audit entry (`deployment.<action>`) written in the
+    same transaction as the change."""
+
+    actor: Actor
+    key_id: str | None
+    action: str
+    detail: str = ""
+
+    def record(self, db: sa.Connection, user: str) -> None:
+        audit.record(
+            db, datetime.now(UTC), self.actor, f"deployment.{self.action}", user, self.key_id, self.detail
+        )
+
+
 class DeploymentExists(Exception):
     """The owner already has a deployment of that name."""
 
@@ -174,13 +192,15 @@ class DeploymentStore:
         self.engine = engine
         create_schema(engine)
 
-    def create(self, **values: Any) -> Deployment:
+    def create(self, change: Change | None = None, **values: Any) -> Deployment:
         now = datetime.now(UTC)
         values = {"id": uuid.uuid4().hex[:16], "created_at": now, "updated_at": now, **values}
         values["metadata"] = json.dumps(values.get("metadata") or {})
         try:
             with self.engine.begin() as db:
                 db.execute(deployments.insert().values(**values))
+                if change is not None:
+                    change.record(db, values["owner"])
         except sa.exc.IntegrityError:
             raise DeploymentExists(values["name"]) from None
         found = self.get(values["owner"], values["name"])
@@ -206,7 +226,7 @@ class DeploymentStore:
         with self.engine.connect() as db:
             return [_deployment(r) for r in db.execute(query)]
 
-    def update(self, deployment_id: str, **values: Any) -> None:
+    def update(self, deployment_id: str, change: Change | None = None, **values: Any) -> None:
         if "metadata" in values:
             values["metadata"] = json.dumps(values["metadata"])
         with self.engine.begin() as db:
@@ -215,9 +235,15 @@ class DeploymentStore:
                 .where(deployments.c.id == deployment_id)
                 .values(**values, updated_at=datetime.now(UTC))
             )
+            if change is not None:
+                owner = db.execute(sa.select(deployments.c.owner).where(deployments.c.id == deployment_id))
+                change.record(db, owner.scalar_one())
 
-    def delete(self, deployment_id: str) -> None:
+    def delete(self, deployment_id: str, change: Change | None = None) -> None:
         with self.engine.begin() as db:
+            if change is not None:
+                owner = db.execute(sa.select(deployments.c.owner).where(deployments.c.id == deployment_id))
+                change.record(db, owner.scalar_one())
             for table in (deployment_logs, deployment_minutes):
                 db.execute(table.delete().where(table.c.deployment_id == deployment_id))
             db.execute(deployments.delete().where(deployments.c.id == deployment_id))

@@ -29,8 +29,9 @@ import pytest
 from ultralytics_platform import APIError, Platform
 
 from tests.integration.conftest import Stack
+from trident import audit
 from trident.deployments import LATENCY_BUCKETS_MS
-from trident.keys import KeyStore
+from trident.keys import KeyStore, parse_key
 
 pytestmark = pytest.mark.integration
 OWNER, NAME = "test", "dep-a"
@@ -425,9 +426,23 @@ def test_ul_cloud_deployments_prints_them(stack: Stack, keys: dict[str, str]) ->
     assert len(logs) == 3 and all(e["severity"] == "INFO" for e in logs)
 
 
-def test_delete_removes_the_endpoint_and_its_model(stack: Stack, client: Platform) -> None:
+def test_delete_removes_the_endpoint_and_its_model(
+    stack: Stack, client: Platform, keys: dict[str, str]
+) -> None:
     assert client.deployments.delete(OWNER, NAME)["success"] is True
     with pytest.raises(APIError) as gone:
         client.deployments.retrieve(OWNER, NAME)
     assert gone.value.status_code == 404
     assert not list(stack.repository.glob("dep~*"))
+
+
+def test_the_audit_trail_names_every_change_and_its_key(stack: Stack, keys: dict[str, str]) -> None:
+    store = KeyStore(stack.settings.key_store_url)
+    trail = list(reversed(audit.entries(store.engine, user=OWNER, action="deployment.")))
+    owner_key = parse_key(keys["owner"])
+    assert {e.key_id for e in trail} == {owner_key}  # the intruder changed nothing
+    assert [e.action.removeprefix("deployment.") for e in trail] == [
+        "create", "deploy", "replace", "replace", "replace", "stop", "start", "delete",
+    ]  # fmt: skip
+    assert trail[3].detail.startswith("failed: ") and slug(BROKEN) in trail[3].detail
+    assert all("tri_" not in e.detail for e in trail)
