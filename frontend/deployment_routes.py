@@ -587,28 +587,36 @@ async def predict_deployment(
             if found.status != "ready":
                 retry = DEPLOYING_RETRY_S if found.status in ("creating", "deploying") else STOPPED_RETRY_S
                 raise ServiceUnavailable(f"the deployment is {found.status}", retry_after=retry)
-            name = deployer.route(found)
-            if not name:
-                raise ServiceUnavailable("the deployment is stopped", retry_after=STOPPED_RETRY_S)
-            deployer.in_flight[name] += 1  # before any await: the switch drains what it counts
-            try:
-                served = await deployer.served(name, found)
-                outcome["model"], outcome["version"] = str(served.slug), served.version
-                request.state.model, request.state.task = str(served.slug), served.spec.task
-                form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
-                decode = decoder_for(served.spec)
-                if form.video is not None:
-                    call = VideoCall(
-                        services, served, decode, form.options, "platform", _model_info(served), call_start
-                    )
-                    response = await predict_video(request, call, settings, form.video)
-                else:
-                    with services.in_flight.slot():
-                        response = await _infer(
-                            request, services, settings, served, decode, form, "platform", call_start
-                        )
-            finally:
-                deployer.in_flight[name] -= 1
+            form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
+            for attempt in range(2):
+                name = deployer.route(found)
+                if not name:
+                    raise ServiceUnavailable("the deployment is stopped", retry_after=STOPPED_RETRY_S)
+                deployer.in_flight[name] += 1  # before any await: the switch drains what it counts
+                try:
+                    served = await deployer.served(name, found)
+                    outcome["model"], outcome["version"] = str(served.slug), served.version
+                    request.state.model, request.state.task = str(served.slug), served.spec.task
+                    decode = decoder_for(served.spec)
+                    if form.video is not None:
+                        info = _model_info(served)
+                        call = VideoCall(services, served, decode, form.options, "platform", info, call_start)
+                        response = await predict_video(request, call, settings, form.video)
+                    else:
+                        with services.in_flight.slot():
+                            response = await _infer(
+                                request, services, settings, served, decode, form, "platform", call_start
+                            )
+                    break
+                except ServiceUnavailable:
+                    # another process switched the deployment and unloaded this model meanwhile:
+                    # once more on the model the database names now
+                    fresh = await anyio.to_thread.run_sync(services.deployments.get, owner, deployment)
+                    if attempt or form.video is not None or fresh is None or fresh.triton_name == name:
+                        raise
+                    found = fresh
+                finally:
+                    deployer.in_flight[name] -= 1
             outcome["status"] = response.status_code
     except ServingError as exc:
         exc.headers.update(quota.headers())

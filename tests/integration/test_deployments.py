@@ -29,7 +29,7 @@ import pytest
 from ultralytics_platform import APIError, Platform
 
 from tests.integration.conftest import Stack
-from trident import audit
+from trident import audit, runtime
 from trident.deployments import LATENCY_BUCKETS_MS
 from trident.keys import KeyStore, parse_key
 
@@ -278,18 +278,36 @@ def test_a_broken_replacement_leaves_the_deployment_serving(
     assert deployment["model"] == B[1] and "failed to load" in deployment["statusMessage"]
 
 
-def test_rollback_to_a_under_load(
-    client: Platform, image: bytes, ledger: Ledger, references: dict[str, Any]
+@pytest.fixture(scope="module")
+def replica(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second frontend on the same Triton and key store: it routes from the database only."""
+    log = tmp_path_factory.mktemp("replica") / "frontend.log"
+    process, base = stack.spawn_frontend(log, TRIDENT_DEPLOYMENT_FLUSH_S="0.5")
+    try:
+        yield base
+    finally:
+        runtime.stop(process)
+
+
+def test_rollback_to_a_under_load_served_by_another_process(
+    client: Platform,
+    keys: dict[str, str],
+    replica: str,
+    image: bytes,
+    ledger: Ledger,
+    references: dict[str, Any],
 ) -> None:
-    """Rollback is an update with the previous model."""
-    answers, updated = under_load(
-        client,
-        image,
-        ledger,
-        lambda: client.deployments.update(
-            OWNER, NAME, body={"action": "replace", "project": A[0], "model": A[1]}
-        ),
-    )
+    """Rollback is an update with the previous model. The load goes to a second frontend, which
+    learns of the switch from the database: still no failed request and none of B after it."""
+    with Platform(api_key=keys["owner"], base_url=replica, max_retries=0, timeout=300) as other:
+        answers, updated = under_load(
+            other,
+            image,
+            ledger,
+            lambda: client.deployments.update(
+                OWNER, NAME, body={"action": "replace", "project": A[0], "model": A[1]}
+            ),
+        )
     assert isinstance(updated, dict) and updated["status"] == "ready", updated
     assert_switched(answers, slug(B), slug(A), references)
 
@@ -328,7 +346,9 @@ def request_lines(client: Platform, **params: Any) -> list[dict[str, Any]]:
     return [json.loads(e["message"]) | {"severity": e["severity"]} for e in entries if "httpRequest" in e]
 
 
-def test_metrics_count_exactly_the_requests_made(stack: Stack, client: Platform, ledger: Ledger) -> None:
+def test_metrics_count_exactly_the_requests_made(
+    stack: Stack, client: Platform, ledger: Ledger, replica: str
+) -> None:
     made = list(ledger.answers.values())
     failed = [a for a in made if a.status >= 500]
     assert len(made) > 2 * LOAD_REQUESTS + BROKEN_LOAD_REQUESTS and len(failed) == 2
@@ -343,13 +363,13 @@ def test_metrics_count_exactly_the_requests_made(stack: Stack, client: Platform,
     assert lower <= summary["p50LatencyMs"] <= upper, (median, summary)
     for other in ("6h", "24h", "7d", "30d"):
         assert client.deployments.metrics(OWNER, NAME, range=other)["summary"]["totalRequests"] == len(made)
-    exposition = httpx.get(f"{stack.base_url}/metrics").text
+    exposition = httpx.get(f"{stack.base_url}/metrics").text + httpx.get(f"{replica}/metrics").text
     prometheus = sum(
         float(line.rsplit(" ", 1)[1])
         for line in exposition.splitlines()
         if line.startswith("trident_deployment_requests_total{") and f'deployment="{OWNER}/{NAME}"' in line
     )
-    assert prometheus == len(made)
+    assert prometheus == len(made)  # both processes' /metrics together
 
 
 def test_logs_hold_each_request_once_never_a_key_and_filter_by_severity(
