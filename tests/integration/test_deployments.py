@@ -297,16 +297,15 @@ def test_rollback_to_a_under_load_served_by_another_process(
     ledger: Ledger,
     references: dict[str, Any],
 ) -> None:
-    """Rollback is an update with the previous model. The load goes to a second frontend, which
+    """Rollback is an update back to the model served before the last replace (A: the broken
+    replace changed nothing). The load goes to a second frontend, which
     learns of the switch from the database: still no failed request and none of B after it."""
     with Platform(api_key=keys["owner"], base_url=replica, max_retries=0, timeout=300) as other:
         answers, updated = under_load(
             other,
             image,
             ledger,
-            lambda: client.deployments.update(
-                OWNER, NAME, body={"action": "replace", "project": A[0], "model": A[1]}
-            ),
+            lambda: client.deployments.update(OWNER, NAME, body={"action": "rollback"}),
         )
     assert isinstance(updated, dict) and updated["status"] == "ready", updated
     assert_switched(answers, slug(B), slug(A), references)
@@ -462,7 +461,7 @@ def test_the_audit_trail_names_every_change_and_its_key(stack: Stack, keys: dict
     owner_key = parse_key(keys["owner"])
     assert {e.key_id for e in trail} == {owner_key}  # the intruder changed nothing
     assert [e.action.removeprefix("deployment.") for e in trail] == [
-        "create", "deploy", "replace", "replace", "replace", "stop", "start", "delete",
+        "create", "deploy", "replace", "replace", "rollback", "stop", "start", "delete",
     ]  # fmt: skip
     assert trail[3].detail.startswith("failed: ") and slug(BROKEN) in trail[3].detail
     assert all("tri_" not in e.detail for e in trail)
