@@ -38,9 +38,10 @@ from frontend.deps import (
     SettingsDep,
     Shedding,
 )
-from frontend.errors import InvalidRequest, ServiceUnavailable, ServingError
+from frontend.errors import InvalidRequest, RateLimited, ServiceUnavailable, ServingError
 from frontend.form import read_predict_form
 from frontend.metrics import record_deployment
+from frontend.ratelimit import Plan
 from frontend.routes import _infer, _model_info, json_response
 from frontend.schemas import PLATFORM_ERRORS
 from frontend.video import VideoCall, predict_video
@@ -97,6 +98,7 @@ def _item(d: Deployment, base_url: str) -> dict[str, Any]:
         "serviceUrl": f"{base_url}/api/deployments/{d.owner}/{d.name}/predict",
         "resources": {"cpu": d.instances, "memoryGi": d.memory_gi, "minInstances": 1, "maxInstances": 1},
         "metered": False,
+        "rateLimit": d.rate_limit,  # Trident's own: requests per minute to this endpoint, or null
         "createdAt": iso(d.created_at),
         "updatedAt": iso(d.updated_at),
     }
@@ -328,6 +330,7 @@ class Update(BaseModel):
     name: str | None = Field(None, max_length=128)
     metadata: dict[str, Any] | None = None
     cpu: int | None = Field(None, ge=1, le=8)
+    rateLimit: int | None = Field(None, ge=1)  # JSON's name; an explicit null removes it
 
 
 @router.patch("/api/deployments/{owner}/{deployment}", summary="Update a deployment")
@@ -339,7 +342,8 @@ async def update_deployment(
     body: Annotated[Update, Body()],
 ) -> Response:
     """`start`, `stop`, `replace` (another model or version, or the newest export of the same),
-    `rollback` (the model served before the last replace), `{name}` or `{metadata}`. Start,
+    `rollback` (the model served before the last replace), `{name}`, `{metadata}` or
+    `{rateLimit}` (requests per minute to the endpoint, whoever calls; null: none). Start,
     replace and rollback answer once the new model serves, or with 422 and why it did not (the
     deployment then keeps serving what it did)."""
     store, actor = services.deployments, _actor(request, caller)
@@ -349,6 +353,8 @@ async def update_deployment(
             values["display_name"] = body.name
         if body.metadata is not None:
             values["metadata"] = body.metadata
+        if "rateLimit" in body.model_fields_set:
+            values["rate_limit"] = body.rateLimit
         change = Change(actor, caller.key_id, "update", ", ".join(values))
         await anyio.to_thread.run_sync(lambda: store.update(deployment.id, change, **values))
         return _updated(deployment.status, "updated")
@@ -513,6 +519,18 @@ async def deployment_logs(
 # --- predict
 
 
+async def _endpoint_limit(services: ServicesDep, deployment: Deployment, per_minute: int) -> None:
+    """The deployment's own limit, over all its callers (beside each caller's plan)."""
+    decision = await services.limiter.check(
+        f"deployment:{deployment.id}", Plan(per_minute, per_minute * 1440)
+    )
+    if not decision.allowed:
+        raise RateLimited(
+            f"the deployment allows {per_minute} requests per minute; retry in {decision.retry_after_s} s",
+            retry_after=decision.retry_after_s,
+        )
+
+
 def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id", "")
     return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
@@ -587,6 +605,8 @@ async def predict_deployment(
             if found.status != "ready":
                 retry = DEPLOYING_RETRY_S if found.status in ("creating", "deploying") else STOPPED_RETRY_S
                 raise ServiceUnavailable(f"the deployment is {found.status}", retry_after=retry)
+            if found.rate_limit:
+                await _endpoint_limit(services, found, found.rate_limit)
             form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
             for attempt in range(2):
                 name = deployer.route(found)

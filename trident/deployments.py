@@ -69,6 +69,9 @@ deployments = sa.Table(
     sa.Column("instances", sa.Integer, nullable=False),
     sa.Column("memory_gi", sa.Integer, nullable=False),
     sa.Column("region", sa.String(32), nullable=False),
+    sa.Column(
+        "rate_limit", sa.Integer, nullable=True
+    ),  # requests per minute to the endpoint; None: only plans
     sa.Column("metadata", sa.Text, nullable=False, server_default="{}"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -134,6 +137,7 @@ class Deployment:
     instances: int
     memory_gi: int
     region: str
+    rate_limit: int | None
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -160,6 +164,7 @@ def _deployment(row: Any) -> Deployment:
         instances=row.instances,
         memory_gi=row.memory_gi,
         region=row.region,
+        rate_limit=row.rate_limit,
         metadata=json.loads(row.metadata or "{}"),
         created_at=_utc(row.created_at) or row.created_at,
         updated_at=_utc(row.updated_at) or row.updated_at,

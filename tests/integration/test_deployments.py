@@ -28,7 +28,7 @@ import httpx
 import pytest
 from ultralytics_platform import APIError, Platform
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, wait_out_minute_edge
 from trident import audit, runtime
 from trident.deployments import LATENCY_BUCKETS_MS
 from trident.keys import KeyStore, parse_key
@@ -334,6 +334,28 @@ def test_stop_answers_503_with_retry_after_and_start_serves_again(
     assert answer.status == 200 and answer.model == slug(A)
 
 
+def test_the_endpoints_own_rate_limit_refuses_past_it(
+    stack: Stack, client: Platform, keys: dict[str, str], image: bytes, ledger: Ledger
+) -> None:
+    """`rateLimit` bounds the endpoint whoever calls (the session key's plan allows a million)."""
+    wait_out_minute_edge(20)
+    assert client.deployments.update(OWNER, NAME, body={"rateLimit": 3})["success"] is True
+    assert dict(client.deployments.retrieve(OWNER, NAME)["deployment"])["rateLimit"] == 3
+    assert [predict(client, image, ledger).status for _ in range(5)] == [200, 200, 200, 429, 429]
+    request_id = uuid.uuid4().hex
+    start = time.monotonic()
+    r = httpx.post(
+        f"{stack.base_url}/api/deployments/{OWNER}/{NAME}/predict",
+        headers={"Authorization": f"Bearer {keys['owner']}", "X-Request-ID": request_id},
+        files={"file": ("bus.jpg", image)},
+        timeout=60,
+    )
+    ledger.add(Answer(request_id, start, time.monotonic(), r.status_code))
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0, r.text
+    client.deployments.update(OWNER, NAME, body={"rateLimit": None})
+    assert predict(client, image, ledger).status == 200
+
+
 def bucket_bounds(latency_ms: float) -> tuple[float, float]:
     upper = next((b for b in LATENCY_BUCKETS_MS if latency_ms <= b), math.inf)
     lower = max((b for b in LATENCY_BUCKETS_MS if b < latency_ms), default=0)
@@ -391,7 +413,10 @@ def test_logs_hold_each_request_once_never_a_key_and_filter_by_severity(
     assert {json.loads(e["message"]).get("requestId") for e in errors} - {None} == failed
     assert any("failed to load or warm up" in e["message"] for e in errors)  # the broken replace
     info = client.deployments.logs(OWNER, NAME, severity="INFO,WARNING", limit=10_000)["entries"]
-    assert {e["severity"] for e in info} == {"INFO"} and len(info) > len(errors)
+    assert {e["severity"] for e in info} == {"INFO", "WARNING"} and len(info) > len(errors)
+    refused = {a.request_id for a in ledger.answers.values() if a.status == 429}
+    warnings = {json.loads(e["message"])["requestId"] for e in info if e["severity"] == "WARNING"}
+    assert warnings == refused and len(refused) == 3
 
 
 def test_another_users_key_sees_nothing(stack: Stack, keys: dict[str, str], image: bytes) -> None:
@@ -461,7 +486,7 @@ def test_the_audit_trail_names_every_change_and_its_key(stack: Stack, keys: dict
     owner_key = parse_key(keys["owner"])
     assert {e.key_id for e in trail} == {owner_key}  # the intruder changed nothing
     assert [e.action.removeprefix("deployment.") for e in trail] == [
-        "create", "deploy", "replace", "replace", "rollback", "stop", "start", "delete",
+        "create", "deploy", "replace", "replace", "rollback", "stop", "start", "update", "update", "delete",
     ]  # fmt: skip
     assert trail[3].detail.startswith("failed: ") and slug(BROKEN) in trail[3].detail
     assert all("tri_" not in e.detail for e in trail)
