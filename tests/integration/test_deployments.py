@@ -207,15 +207,19 @@ def slug(project_model: tuple[str, str]) -> str:
 
 
 def test_create_serves_model_a(
-    client: Platform, image: bytes, ledger: Ledger, references: dict[str, Any]
+    stack: Stack, client: Platform, image: bytes, ledger: Ledger, references: dict[str, Any]
 ) -> None:
     created = client.deployments.create(
-        OWNER, project=A[0], model=A[1], deployment=NAME, name="Dedicated A", region="us-central1"
+        OWNER, project=A[0], model=A[1], deployment=NAME, name="Dedicated A", region="us-central1", cpu=2
     )
     assert created["status"] == "creating" and created["deployment"] == NAME
     ready = wait_status(client, "ready")
     assert (ready["project"], ready["model"]) == A
     assert ready["serviceUrl"].endswith(f"/api/deployments/{OWNER}/{NAME}/predict")
+    assert ready["resources"]["cpu"] == 2
+    (model_dir,) = stack.repository.glob(f"dep~{OWNER}~{NAME}~*")  # its own Triton model, 2 instances
+    config = httpx.get(f"{stack.settings.triton_http_url}/v2/models/{model_dir.name}/config").json()
+    assert [g["count"] for g in config["instance_group"]] == [2]
     health = client.deployments.health(OWNER, NAME)
     assert health["healthy"] is True and health["latencyMs"] > 0
     answer = predict(client, image, ledger)
