@@ -43,7 +43,7 @@ from frontend.form import read_predict_form
 from frontend.metrics import record_deployment
 from frontend.ratelimit import Plan
 from frontend.routes import _infer, _model_info, json_response
-from frontend.schemas import PLATFORM_ERRORS
+from frontend.schemas import PlatformErrorResponse
 from frontend.video import VideoCall, predict_video
 from pipeline.decode import decoder_for
 from trident.audit import Actor
@@ -51,7 +51,12 @@ from trident.deployments import RANGES, SEVERITIES, Change, Deployment, Deployme
 from trident.keys import Principal
 from trident.slug import InvalidSlugError, Slug
 
-router = APIRouter(responses=PLATFORM_ERRORS)
+# every answer these routes can give besides 200, in the Platform's error shape: 400 a bad parameter,
+# 409 a name taken, 413 a body too large, 422 a model that failed to load or warm up, 504 a deadline
+DEPLOYMENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": PlatformErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
+}
+router = APIRouter(responses=DEPLOYMENT_ERRORS)
 log = logging.getLogger("trident.deployments")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 STOPPED_RETRY_S = 30
