@@ -410,6 +410,7 @@ async def delete_deployment(
     async with services.deployer.lock(deployment.id):
         old = services.deployer.switch(deployment.id, "")
         await anyio.to_thread.run_sync(services.deployments.delete, deployment.id, change)
+        services.telemetry.forget(deployment.id)  # no orphan rows from what this process still holds
         for name in {old, deployment.triton_name} - {None, ""}:
             assert name is not None
             await services.deployer.retire(name)

@@ -326,6 +326,12 @@ class Telemetry:
         with self._lock:
             self._lines.append(line)
 
+    def forget(self, deployment_id: str) -> None:
+        """Drop what is pending for a deleted deployment (its rows are gone)."""
+        with self._lock:
+            self._minutes = {k: v for k, v in self._minutes.items() if k[0] != deployment_id}
+            self._lines = [line for line in self._lines if line.deployment_id != deployment_id]
+
     def flush(self) -> None:
         """Write what is pending; on failure it stays pending for the next try."""
         with self._lock:
