@@ -190,7 +190,7 @@ class NewDeployment(BaseModel):
     model: str
     deployment: str
     name: str = Field(max_length=128)
-    region: str = ""
+    region: str = Field("", max_length=32)
     cpu: int | None = Field(None, ge=1, le=8)
     memoryGi: int | None = Field(None, ge=1, le=64)
 
