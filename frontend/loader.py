@@ -36,16 +36,19 @@ class ModelLoader:
         """One pass; returns how many loads were asked for."""
         if self.polling:
             return 0
-        names = set()
+        names, ready = set(), set()
         for entry in await self._triton.repository_index():
             try:
                 Slug.from_triton_name(entry["name"])
             except InvalidSlugError:
                 continue
             names.add(entry["name"])
+            if entry.get("state") == "READY":
+                ready.add(entry["name"])
         asked = 0
         now = time.monotonic()
-        for name in sorted(names):
+        # models not serving yet first (a new export), then the version checks of the others
+        for name in sorted(names, key=lambda n: (n in ready, n)):
             if now - self._failed.get(name, -RETRY_FAILED_S) < RETRY_FAILED_S:
                 continue
             asked += 1
