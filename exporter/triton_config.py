@@ -71,6 +71,20 @@ def _base_config(
     return config
 
 
+def add_warmup(config: mc.ModelConfig, input_name: str, spec: ModelSpec) -> None:
+    """One blank image through `input_name` on every instance while Triton loads the model, so
+    its first request is not the one that pays for ONNX Runtime's first run (allocations, kernel
+    choices). Dynamic axes get the export size."""
+    tensor = next(t for t in config.input if t.name == input_name)
+    h, w = spec.imgsz
+    sizes = iter((h, w))
+    dims = [d if d != -1 else next(sizes) for d in tensor.dims]
+    warmup = config.model_warmup.add(name="blank_image", batch_size=1)
+    warmup.inputs[input_name].data_type = tensor.data_type
+    warmup.inputs[input_name].dims.extend(dims)
+    warmup.inputs[input_name].zero_data = True
+
+
 def has_raw_head(spec: ModelSpec, outputs: list[tuple[str, list[int]]]) -> bool:
     """A one-to-many head `output0 (batch, 4 + nc + extra, anchors)`, filtered by score in NMS."""
     return (
@@ -117,6 +131,7 @@ def render_configs(
         channels = outputs[0][1][1]  # output0 (batch, 4 + nc + extra, anchors)
         local.output.add(name=CANDIDATES_OUTPUT, data_type=mc.TYPE_FP32, dims=batched([channels, -1]))
     local.instance_group.add(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
+    add_warmup(local, U8_INPUT if options.u8_input else local.input[0].name, spec)
     if options.execution_env:
         local.parameters["EXECUTION_ENV_PATH"].string_value = options.execution_env
     if options.ort_threads:
@@ -131,6 +146,7 @@ def render_configs(
     native.platform = "onnxruntime_onnx"
     native.default_model_filename = "model.onnx"
     native.instance_group.add(count=options.instances, kind=mc.ModelInstanceGroup.KIND_GPU)
+    add_warmup(native, native.input[0].name, spec)
     return {
         "config.pbtxt": text_format.MessageToString(local),
         f"configs/{NATIVE_CONFIG_NAME}.pbtxt": text_format.MessageToString(native),

@@ -21,10 +21,14 @@ from starlette.responses import Response
 from frontend.account import router as account_router
 from frontend.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
 from frontend.catalog import Catalog
+from frontend.deployer import Deployer
+from frontend.deployment_routes import install_log_handler
+from frontend.deployment_routes import router as deployments_router
 from frontend.deps import Services
 from frontend.docs import router as docs_router
 from frontend.errors import InvalidRequest, ServingError
 from frontend.formats import resolve_format
+from frontend.loader import ModelLoader
 from frontend.metrics import install as install_metrics
 from frontend.platform_models import router as platform_models_router
 from frontend.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
@@ -36,6 +40,7 @@ from frontend.web import router as web_router
 from pipeline.contract import ApiFormat
 from pipeline.decode import ModelOutputError
 from trident import __version__
+from trident.deployments import DeploymentStore, Telemetry
 from trident.keys import LAST_USE_FLUSH_S, Clock, KeyStore, utc_now
 from trident.settings import Settings
 from trident.usage import UsageLog
@@ -53,6 +58,13 @@ async def _flush_every(seconds: float, keys: KeyStore, usage: UsageLog) -> None:
     while True:
         await asyncio.sleep(seconds)
         await anyio.to_thread.run_sync(_flush, keys, usage)
+
+
+async def _flush_telemetry_every(seconds: float, telemetry: Telemetry) -> None:
+    """Deployments' counts and log lines: one batch every few seconds, not a write per request."""
+    while True:
+        await asyncio.sleep(seconds)
+        await anyio.to_thread.run_sync(telemetry.flush)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
@@ -76,6 +88,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         keys = KeyStore(settings.key_store_url, clock)
         secret = settings.token_secret.get_secret_value().encode() or keys.token_secret()
         usage = UsageLog(keys.engine)
+        telemetry = Telemetry(keys.engine, settings.deployment_log_lines)
+        deployer = Deployer(triton, DeploymentStore(keys.engine), settings.model_repository.resolve())
         app.state.services = Services(
             triton=triton,
             catalog=catalog,
@@ -86,9 +100,15 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             cpu_limiter=CapacityLimiter(settings.cpu_threads),
             token_secret=secret,
             usage=usage,
+            deployments=deployer.store,
+            deployer=deployer,
+            telemetry=telemetry,
         )
-        refresher = asyncio.create_task(catalog.run())
+        refresher = asyncio.create_task(ModelLoader(triton, catalog, settings.model_refresh_s).run())
         flusher = asyncio.create_task(_flush_every(LAST_USE_FLUSH_S, keys, usage))
+        telemetry_flusher = asyncio.create_task(
+            _flush_telemetry_every(settings.deployment_flush_s, telemetry)
+        )
         # Everything alive now (modules, the app, about 115,000 objects) lives as long as the
         # process: out of the collector's sight, a full collection no longer walks it (70 ms with
         # the GIL held, every few hundred requests, measured).
@@ -103,11 +123,13 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             yield
         finally:
             gc.unfreeze()
-            for task in (refresher, flusher):
+            for task in (refresher, flusher, telemetry_flusher):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await deployer.close()
             await anyio.to_thread.run_sync(_flush, keys, usage)
+            await anyio.to_thread.run_sync(telemetry.flush)
             await triton.close()
             if isinstance(counter, RedisCounter):
                 await counter.close()
@@ -125,6 +147,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(router)
     app.include_router(platform_models_router)
     app.include_router(account_router)
+    app.include_router(deployments_router)
+    install_log_handler()
     app.add_middleware(
         BodyLimit,
         max_body_bytes=max(settings.max_upload_bytes, settings.max_video_bytes) + FORM_OVERHEAD_BYTES,

@@ -1,8 +1,9 @@
 """The models the frontend can serve, discovered from Triton (its repository index and configs).
 
 There is no second registry: a model is servable when Triton says it is READY and its config
-carries Trident's `ModelSpec`. The catalog is reread every few seconds and on a miss, so a newly
-exported model becomes callable without restarting anything.
+carries Trident's `ModelSpec`. The catalog is reread every few seconds (after `frontend.loader` asked
+Triton to load what was exported meanwhile) and on a miss, so a newly exported model becomes
+callable without restarting anything.
 """
 
 from __future__ import annotations
@@ -110,13 +111,3 @@ class Catalog:
         if model is None:
             raise ModelNotFound(f"no model {slug}")
         return model
-
-    async def run(self) -> None:
-        """Refresh forever; a failed refresh keeps the last known models."""
-        while True:
-            try:
-                await self.refresh()
-            except ServingError as exc:
-                self.mark_stale()
-                log.debug("model refresh failed: %s", exc.detail)
-            await asyncio.sleep(self._refresh_s)

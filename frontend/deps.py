@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from frontend.auth import authenticate
 from frontend.catalog import Catalog
+from frontend.deployer import Deployer
 from frontend.errors import Forbidden, RateLimited, ServingError, Unauthorized
 from frontend.formats import resolve_format
 from frontend.metrics import record_rate_limited
@@ -24,6 +25,7 @@ from frontend.ratelimit import DAY_S, Decision, FailedAuthLimiter, Plan, RateLim
 from frontend.shedding import InFlight
 from frontend.triton import Triton
 from pipeline.contract import ApiFormat
+from trident.deployments import DeploymentStore, Telemetry
 from trident.keys import KeyStore, Principal
 from trident.settings import Settings
 from trident.usage import UsageLog
@@ -42,6 +44,9 @@ class Services:
     cpu_limiter: CapacityLimiter
     token_secret: bytes  # signs the Test tab's tokens (`trident.tokens`)
     usage: UsageLog
+    deployments: DeploymentStore
+    deployer: Deployer
+    telemetry: Telemetry  # deployments' request counts and log lines, written in batches
     started: float = field(default_factory=time.monotonic)  # for the Platform's `functionTimeAlive`
 
 
@@ -109,7 +114,7 @@ def _scope(scope: str) -> object:
 
 
 # A key may do what its scopes say: `predict` runs and lists models (the default), `admin` manages
-# the user's keys through the API, `deployments` will manage dedicated endpoints (none exist yet).
+# the user's keys through the API, `deployments` manages dedicated endpoints.
 PredictCallerDep = Annotated[Principal, _scope("predict")]
 AdminCallerDep = Annotated[Principal, _scope("admin")]
 DeploymentsCallerDep = Annotated[Principal, _scope("deployments")]

@@ -32,6 +32,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontend.metrics_dir import MULTIPROC_ENV
+from trident.deployments import LATENCY_BUCKETS_MS
 
 PREDICT_PATH = re.compile(r"^/api/models/[^/]+/[^/]+/[^/]+/predict$")
 UNKNOWN = "unknown"
@@ -62,6 +63,17 @@ TRITON_INPUTS = Counter(
     "trident_triton_inputs",
     "Inference calls by how their input reached Triton: shared memory or the gRPC message",
     ["transport"],
+)
+DEPLOYMENT_REQUESTS = Counter(
+    "trident_deployment_requests",
+    "Deployment predict requests by deployment and HTTP status",
+    ["deployment", "status"],
+)
+DEPLOYMENT_SECONDS = Histogram(
+    "trident_deployment_request_seconds",
+    "Deployment predict latency, in the buckets of the deployments' own per-minute aggregates",
+    ["deployment"],
+    buckets=tuple(ms / 1000 for ms in LATENCY_BUCKETS_MS),
 )
 TRITON_READY = Gauge(
     "trident_triton_ready",
@@ -241,3 +253,9 @@ def record_video_frames(model: str, speeds: list[dict[str, float]], wall_s: floa
         per_frame.observe(wall_s / len(speeds))
         for stage in STAGES:
             STAGE_SECONDS.labels(model, stage).observe(speed[stage] / 1000)
+
+
+def record_deployment(deployment: str, status: int, seconds: float) -> None:
+    """One deployment predict answer (the same numbers its metrics route aggregates)."""
+    DEPLOYMENT_REQUESTS.labels(deployment, str(status)).inc()
+    DEPLOYMENT_SECONDS.labels(deployment).observe(seconds)

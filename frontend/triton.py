@@ -36,6 +36,7 @@ _CHANNEL_ARGS = [
     ("grpc.keepalive_timeout_ms", 2_000),
 ]
 CONTROL_TIMEOUT_S = 1.0  # health, index and config calls
+LOAD_TIMEOUT_S = 300.0  # a load runs the model's initialisation and its warm-up
 SHM_MIN_INPUT_BYTES = 64 * 1024  # smaller inputs (the conf threshold) stay in the gRPC message
 SharedMemoryMode = Literal["auto", "off"]
 log = logging.getLogger("trident.frontend")
@@ -125,6 +126,34 @@ class Triton:
         except InferenceServerException as exc:
             raise _map_error(exc) from None
         return {m["name"]: m.get("version", "") for m in index.get("models", []) if m.get("state") == "READY"}
+
+    async def repository_index(self) -> list[dict[str, str]]:
+        """Every model folder Triton sees, one entry per version it knows (name, version, state,
+        reason); a folder never loaded has only its name."""
+        try:
+            index = await self._client.get_model_repository_index(
+                as_json=True, client_timeout=CONTROL_TIMEOUT_S
+            )
+        except InferenceServerException as exc:
+            raise _map_error(exc) from None
+        return list(index.get("models", []))
+
+    async def load(self, name: str) -> None:
+        """Load `name` (Triton's repository API); a no-op when it is loaded and unchanged on disk,
+        a reload when a new version appeared. Raises `ServingError` with Triton's reason."""
+        try:
+            await self._client.load_model(name, client_timeout=LOAD_TIMEOUT_S)
+        except InferenceServerException as exc:
+            if _unreachable(exc.status() or ""):
+                raise ServiceUnavailable("the inference server is unreachable") from None
+            raise ServingError(exc.message() or "the model failed to load") from None
+
+    async def unload(self, name: str) -> None:
+        """Unload `name`; Triton lets the inferences already running on it finish first."""
+        try:
+            await self._client.unload_model(name, client_timeout=CONTROL_TIMEOUT_S * 10)
+        except InferenceServerException as exc:
+            raise _map_error(exc, name) from None
 
     async def model_config(self, name: str) -> dict[str, Any]:
         try:

@@ -2,7 +2,7 @@
 
 Entries are written in the same transaction as the change they describe, so a change is never
 recorded without happening or the other way round. Actions: `key.create`, `key.revoke`,
-`key.scopes`, `user.plan`, and `deployment.*` once dedicated endpoints exist.
+`key.scopes`, `user.plan`, and `deployment.*` (`trident.deployments.Change`).
 """
 
 from __future__ import annotations

@@ -372,7 +372,9 @@ def audit_list(
     user: Annotated[str | None, typer.Option(help="only changes to this user's keys and plan")] = None,
     action: Annotated[
         str | None,
-        typer.Option(help="key.create, key.revoke, key.scopes, user.plan; a prefix such as `key.` too"),
+        typer.Option(
+            help="key.create, key.revoke, key.scopes, user.plan, deployment.*; a prefix such as `key.` too"
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="at most this many entries")] = 100,
 ) -> None:

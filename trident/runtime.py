@@ -66,13 +66,15 @@ def ensure_runtime(env: Path, quiet: bool = False) -> Path:
 
 
 def server_command(settings: Settings, root: Path, repository: Path) -> list[str]:
-    """`tritonserver` in poll mode: exported models and new versions load while it runs."""
+    """`tritonserver` in explicit model-control mode: it loads every model it finds at start, then
+    only what Trident asks through its repository API (the frontend's `ModelLoader` loads models
+    and versions exported while it runs; deployments load and unload their own)."""
     return [
         str(root / "bin" / "tritonserver"),
         f"--model-repository={repository.resolve()}",
         f"--backend-directory={root / 'backends'}",
-        "--model-control-mode=poll",
-        f"--repository-poll-secs={settings.triton_poll_s}",
+        "--model-control-mode=explicit",
+        "--load-model=*",
         "--strict-readiness=false",  # ready = serving; one broken model must not hide the others
         "--exit-on-error=false",
         f"--grpc-address={settings.triton_host}",

@@ -35,12 +35,13 @@ class Settings(BaseSettings):
     triton_shared_memory: Literal["auto", "off"] = Field(
         "auto", description="auto: inputs through /dev/shm when Triton's host is loopback, gRPC on failure"
     )
-    triton_poll_s: int = Field(1, ge=1, description="how often Triton rescans the model repository")
 
     model_repository: Path = Path("model_repository")
     data_dir: Path = Path(".trident")
     triton_runtime_dir: Path | None = Field(None, description="default: <data_dir>/triton-runtime")
-    model_refresh_s: float = Field(2.0, gt=0, description="how often the frontend rereads Triton's index")
+    model_refresh_s: float = Field(
+        2.0, gt=0, description="how often the frontend rereads Triton's index and loads new models/versions"
+    )
 
     database_url: str = Field("", description="key store; default: SQLite file <data_dir>/trident.db")
     redis_url: str = Field("", description="shared rate-limit counters; empty: in memory (one process)")
@@ -72,6 +73,13 @@ class Settings(BaseSettings):
         description="frames a video may have (read from the container, else counted while decoding)",
     )
     video_timeout_s: float = Field(300.0, gt=0, description="deadline of one video request, upload excluded")
+
+    deployment_log_lines: int = Field(
+        10_000, ge=1, description="recent log lines kept per deployment (older ones are dropped)"
+    )
+    deployment_flush_s: float = Field(
+        5.0, gt=0, description="how often deployments' request counts and log lines reach the database"
+    )
 
     api_format: Literal["seed", "platform"] = Field(
         "seed", description="the predict answer's contract when a request names none (`?format=`)"

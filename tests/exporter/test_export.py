@@ -177,3 +177,23 @@ def test_a_class_map_output_is_declared_uint8_in_both_configs() -> None:
         config = text_format.Parse(text, mc.ModelConfig())
         assert [(o.name, o.data_type) for o in config.output] == [("output0", mc.TYPE_UINT8)]
     assert "trident_candidates" not in configs["config.pbtxt"]  # no raw head: no compact output
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_both_configs_warm_the_model_up_with_a_blank_image_of_the_export_size(dynamic: bool) -> None:
+    """Triton runs it on every instance before the model is ready, so no request pays for the first run."""
+    spec = ModelSpec(
+        task="detect", names={0: "a"}, imgsz=(320, 256), stride=32, dynamic=dynamic, end2end=False
+    )
+    hw = [-1, -1] if dynamic else [320, 256]
+    inputs, outputs = [("images", [-1, 3, *hw])], [("output0", [-1, 5, -1])]
+    configs = render_configs("a", spec, {}, inputs, outputs, ServingOptions())
+    expected = {
+        "config.pbtxt": ("images_u8", [320, 256, 3]),
+        "configs/onnxruntime.pbtxt": ("images", [3, 320, 256]),
+    }
+    for path, (name, dims) in expected.items():
+        config = text_format.Parse(configs[path], mc.ModelConfig())
+        (warmup,) = config.model_warmup
+        assert warmup.batch_size == 1 and list(warmup.inputs) == [name]
+        assert list(warmup.inputs[name].dims) == dims and warmup.inputs[name].zero_data

@@ -86,6 +86,7 @@ class Stack:
             "TRIDENT_TRITON_GRPC_PORT": str(self.settings.triton_grpc_port),
             "TRIDENT_TRITON_HTTP_PORT": str(self.settings.triton_http_port),
             "TRIDENT_DATABASE_URL": self.settings.key_store_url,
+            "TRIDENT_MODEL_REPOSITORY": str(self.repository),  # deployments link their models there
             "TRIDENT_PLANS": TEST_PLANS,
             "TRIDENT_AUTH_FAILURES_PER_MINUTE": "1000000",  # tests send many bad keys (see test_part_c)
             "TRIDENT_MODEL_REFRESH_S": "1",

@@ -138,7 +138,6 @@ UNIMPLEMENTED: dict[str, Callable[[Platform], object]] = {
     "projects.retrieve": lambda c: c.projects.retrieve(OWNER, PROJECT),
     "projects.list": lambda c: c.projects.list(OWNER),
     "account.summary": lambda c: c.account.summary(),
-    "deployments.retrieve": lambda c: c.deployments.retrieve(OWNER, "some-deployment"),
 }
 
 
