@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -19,20 +19,12 @@ from fastapi.testclient import TestClient
 from frontend.app import create_app
 from frontend.auth import TOKEN_COOKIE
 from frontend.deps import DeploymentsCallerDep
+from tests.helpers.clock import START, Clock
 from trident import audit
 from trident.keys import KeyStore, new_key
 from trident.settings import Settings
 
 PREDICT = "/api/models/alice/p/m/predict"
-START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _free_port() -> int:

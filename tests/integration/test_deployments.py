@@ -142,6 +142,20 @@ def predict(client: Platform, image: bytes, ledger: Ledger) -> Answer:
     return answer
 
 
+def predict_raw(stack: Stack, keys: dict[str, str], image: bytes, ledger: Ledger) -> httpx.Response:
+    """A predict over plain HTTP, for the headers the SDK does not show (Retry-After); in the ledger."""
+    request_id = uuid.uuid4().hex
+    start = time.monotonic()
+    r = httpx.post(
+        f"{stack.base_url}/api/deployments/{OWNER}/{NAME}/predict",
+        headers={"Authorization": f"Bearer {keys['owner']}", "X-Request-ID": request_id},
+        files={"file": ("bus.jpg", image)},
+        timeout=60,
+    )
+    ledger.add(Answer(request_id, start, time.monotonic(), r.status_code))
+    return r
+
+
 def same_boxes(got: Boxes, want: Boxes) -> bool:
     """Equal up to float noise (a batched run may differ from a lone one in the last digits)."""
     return len(got) == len(want) and all(
@@ -320,15 +334,7 @@ def test_stop_answers_503_with_retry_after_and_start_serves_again(
 ) -> None:
     assert client.deployments.update(OWNER, NAME, body={"action": "stop"})["status"] == "stopped"
     assert wait_status(client, "stopped")
-    request_id = uuid.uuid4().hex
-    start = time.monotonic()
-    r = httpx.post(
-        f"{stack.base_url}/api/deployments/{OWNER}/{NAME}/predict",
-        headers={"Authorization": f"Bearer {keys['owner']}", "X-Request-ID": request_id},
-        files={"file": ("bus.jpg", image)},
-        timeout=60,
-    )
-    ledger.add(Answer(request_id, start, time.monotonic(), r.status_code))
+    r = predict_raw(stack, keys, image, ledger)
     assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0, r.text
     assert predict(client, image, ledger).status == 503
     assert client.deployments.health(OWNER, NAME)["healthy"] is False
@@ -346,15 +352,7 @@ def test_the_endpoints_own_rate_limit_refuses_past_it(
     assert client.deployments.update(OWNER, NAME, body={"rateLimit": 3})["success"] is True
     assert dict(client.deployments.retrieve(OWNER, NAME)["deployment"])["rateLimit"] == 3
     assert [predict(client, image, ledger).status for _ in range(5)] == [200, 200, 200, 429, 429]
-    request_id = uuid.uuid4().hex
-    start = time.monotonic()
-    r = httpx.post(
-        f"{stack.base_url}/api/deployments/{OWNER}/{NAME}/predict",
-        headers={"Authorization": f"Bearer {keys['owner']}", "X-Request-ID": request_id},
-        files={"file": ("bus.jpg", image)},
-        timeout=60,
-    )
-    ledger.add(Answer(request_id, start, time.monotonic(), r.status_code))
+    r = predict_raw(stack, keys, image, ledger)
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0, r.text
     client.deployments.update(OWNER, NAME, body={"rateLimit": None})
     assert predict(client, image, ledger).status == 200
