@@ -11,7 +11,9 @@ rotate the order so that machine drift hits all alike, times the whole video thr
 - `trident-stream`: the same request with `Accept: application/x-ndjson`, read line by line;
 - `ultralytics`: `YOLO(<the same model.onnx>).predict(video, stream=True)` in this process.
 
-It prints frames per second (median over rounds) and their ratio, Triton's batch statistics for
+It prints frames per second (median over rounds) and their ratio, the CPU milliseconds each system
+spent per frame by process (the frontend, Triton with its Python-backend stubs, and this process:
+the client, or Ultralytics itself), Triton's batch statistics for
 the model (how many executions ran at each batch size), and the frontend's peak resident memory
 growth (VmHWM) while it serves a video of about 100 MB (noise frames, `--big-stride` apart).
 """
@@ -97,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--big-mb", type=int, default=95, help="size of the video the RSS is measured on")
     parser.add_argument("--big-stride", type=int, default=10)
+    parser.add_argument("--skip-rss", action="store_true", help="skip the peak-memory part")
     parser.add_argument("--data-dir", default=".trident", help="where the local Triton runtime lives")
     args = parser.parse_args(argv)
 
     from ultralytics import YOLO
 
-    from benchmarks.bench import free_port, local_settings
+    from benchmarks.bench import free_port, local_settings, tree_cpu_s
     from exporter.export import ExportRequest, export_model
     from exporter.triton_config import ServingOptions
     from tests.helpers.models import build_busy_model
@@ -112,12 +115,11 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="trident-video-bench-"))
     video = write_video(work / "1080p.mp4", crops_1080p(args.frames))
-    big = noise_1080p(args.big_mb * 1024 * 1024, work / "noise.mp4")
-    print(
-        f"video: {args.frames} frames 1920x1080, {video.stat().st_size / 2**20:.1f} MB; "
-        f"RSS video: {big.stat().st_size / 2**20:.1f} MB",
-        flush=True,
-    )
+    big = work / "noise.mp4"
+    if not args.skip_rss:
+        noise_1080p(args.big_mb * 1024 * 1024, big)
+        print(f"RSS video: {big.stat().st_size / 2**20:.1f} MB", flush=True)
+    print(f"video: {args.frames} frames 1920x1080, {video.stat().st_size / 2**20:.1f} MB", flush=True)
     settings = local_settings(Path(args.data_dir), work)
     pt = build_busy_model("yolo11n.yaml", work / "model.pt")
     options = ServingOptions(execution_env=str(settings.runtime_dir))
@@ -193,16 +195,27 @@ def main(argv: list[str] | None = None) -> int:
             "trident-stream": lambda: trident(video, stream=True),
             "ultralytics": lambda: ultralytics(video),
         }
+
+        def cpu_s() -> dict[str, float]:
+            return {
+                "frontend": tree_cpu_s(frontend.pid),
+                "triton": tree_cpu_s(triton.pid),
+                "this process": sum(os.times()[:2]),
+            }
+
         before = batch_stats(settings.triton_http_port, exported.triton_name)
         fps: dict[str, list[float]] = {name: [] for name in systems}
+        cpu_ms: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
         names = list(systems)
         for r in range(args.rounds):
             for name in names[r % 3 :] + names[: r % 3]:
-                start = time.perf_counter()
+                cpu0, start = cpu_s(), time.perf_counter()
                 frames = systems[name]()
                 seconds = time.perf_counter() - start
+                cpu1 = cpu_s()
                 assert frames == args.frames, (name, frames)
                 fps[name].append(frames / seconds)
+                cpu_ms[name].append({k: (cpu1[k] - cpu0[k]) * 1000 / frames for k in cpu0})
                 print(f"round {r + 1} {name:15s} {frames / seconds:6.2f} fps ({seconds:.1f} s)", flush=True)
         after = batch_stats(settings.triton_http_port, exported.triton_name)
         stage_ms = {
@@ -212,28 +225,30 @@ def main(argv: list[str] | None = None) -> int:
             for name, values in speeds.items()
         }
         # peak memory on a fresh frontend: warmed by one small video, then the ~100 MB one
-        fresh_port = free_port()
-        fresh = subprocess.Popen(
-            [sys.executable, "-m", "trident", "serve"],
-            env={**env, "TRIDENT_PORT": str(fresh_port)},
-            stdout=(work / "frontend-rss.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            cwd=work,
-        )
-        cleanup.callback(runtime.stop, fresh)
-        fresh_url = f"http://127.0.0.1:{fresh_port}/api/models/{SLUG}/predict"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                trident(video, target=fresh_url, vid_stride=str(args.frames // 8))
-                break
-            except (httpx.HTTPError, AssertionError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        rss_before = peak_rss_mb(fresh.pid)
-        frames_big = trident(big, target=fresh_url, vid_stride=str(args.big_stride))
-        rss_growth = peak_rss_mb(fresh.pid) - rss_before
+        rss_growth, frames_big = float("nan"), 0
+        if not args.skip_rss:
+            fresh_port = free_port()
+            fresh = subprocess.Popen(
+                [sys.executable, "-m", "trident", "serve"],
+                env={**env, "TRIDENT_PORT": str(fresh_port)},
+                stdout=(work / "frontend-rss.log").open("wb"),
+                stderr=subprocess.STDOUT,
+                cwd=work,
+            )
+            cleanup.callback(runtime.stop, fresh)
+            fresh_url = f"http://127.0.0.1:{fresh_port}/api/models/{SLUG}/predict"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    trident(video, target=fresh_url, vid_stride=str(args.frames // 8))
+                    break
+                except (httpx.HTTPError, AssertionError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            rss_before = peak_rss_mb(fresh.pid)
+            frames_big = trident(big, target=fresh_url, vid_stride=str(args.big_stride))
+            rss_growth = peak_rss_mb(fresh.pid) - rss_before
 
     medians = {name: statistics.median(values) for name, values in fps.items()}
     print(f"\n{args.frames} frames 1920x1080, median of {args.rounds} interleaved rounds:")
@@ -241,15 +256,23 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {name:15s} {value:6.2f} fps  ({value / medians['ultralytics']:.2f}x in-process Ultralytics)"
         )
+    for name, runs in cpu_ms.items():
+        per = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(
+            f"  {name:15s} CPU ms per frame: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in per.items())
+            + f" (total {sum(per.values()):.1f})"
+        )
     for name, ms in stage_ms.items():
         print(f"  {name:15s} per-frame median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in ms.items()))
     executions = {b: after.get(b, 0) - before.get(b, 0) for b in sorted(after)}
     print(f"Triton executions by batch size during the rounds: {executions}")
-    print(
-        f"frontend peak RSS growth serving a {big.stat().st_size / 2**20:.0f} MB video "
-        f"({frames_big} frames processed at vid_stride {args.big_stride}) on a fresh frontend, "
-        f"after a warm-up video: {rss_growth:.0f} MB"
-    )
+    if not args.skip_rss:
+        print(
+            f"frontend peak RSS growth serving a {big.stat().st_size / 2**20:.0f} MB video "
+            f"({frames_big} frames processed at vid_stride {args.big_stride}) on a fresh frontend, "
+            f"after a warm-up video: {rss_growth:.0f} MB"
+        )
     return 0
 
 

@@ -1,8 +1,10 @@
 """FastAPI dependencies: what a handler needs, declared in its signature (`Annotated[..., Depends]`).
 
 The app's lifespan builds one `Services` per worker; these functions are the only readers of
-`app.state`. Order in a signature is order of resolution: the caller first (a failed key spends no
-quota and learns nothing about models), then the quota, then the model, then the body.
+`app.state`. Each is `async` even when it does not await: FastAPI runs a plain `def` dependency
+in its thread pool, a thread hop (and a wait for the GIL) per dependency per request.
+Order in a signature is order of resolution: the caller first (a failed key spends no quota and
+learns nothing about models), then the quota, then the model, then the body.
 """
 
 from __future__ import annotations
@@ -50,12 +52,12 @@ class Services:
     started: float = field(default_factory=time.monotonic)  # for the Platform's `functionTimeAlive`
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -64,7 +66,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_catalog(services: ServicesDep) -> Catalog:
+async def get_catalog(services: ServicesDep) -> Catalog:
     return services.catalog
 
 
@@ -92,7 +94,7 @@ async def get_caller(request: Request, services: ServicesDep, settings: Settings
 CallerDep = Annotated[Principal, Depends(get_caller)]
 
 
-def get_key_holder(caller: CallerDep) -> Principal:
+async def get_key_holder(caller: CallerDep) -> Principal:
     """A caller with a key (or its token): account routes have nothing to say to an anonymous one."""
     if caller.anonymous:
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
@@ -103,7 +105,7 @@ KeyHolderDep = Annotated[Principal, Depends(get_key_holder)]
 
 
 def _scope(scope: str) -> object:
-    def check(caller: CallerDep) -> Principal:
+    async def check(caller: CallerDep) -> Principal:
         if scope not in caller.scopes:
             raise Forbidden(
                 f"this key lacks the {scope!r} scope; its scopes: {', '.join(sorted(caller.scopes))}"
@@ -140,7 +142,7 @@ async def get_quota(caller: PredictCallerDep, services: ServicesDep, settings: S
 QuotaDep = Annotated[Decision, Depends(get_quota)]
 
 
-def get_api_format(
+async def get_api_format(
     request: Request,
     settings: SettingsDep,
     format: Annotated[

@@ -1,9 +1,10 @@
 """Predict on a video: frames decoded in batches, each batch one Triton call, answered whole or streamed.
 
 The upload stays in its spool (an unnamed temporary file: the kernel frees it when the last
-descriptor closes, so no path ever leaks it); OpenCV reads it through `/proc/self/fd`. Decoding
-the next batch (a worker thread) overlaps the inference of the current one, and postprocessing
-runs on the pool too, so the event loop only moves bytes. Every frame is one `Result`, rendered
+descriptor closes, so no path ever leaks it); OpenCV reads it through `/proc/self/fd`. Batches
+are pipelined so that the model never waits for the frontend: one runs in Triton while the next
+waits in its queue, and decoding (a worker thread) and postprocessing (the pool) run beside
+them, so the event loop only moves bytes. Every frame is one `Result`, rendered
 by the image renderers. With `Accept: application/x-ndjson` each processed frame is one JSON line
 as soon as its batch is done, then a summary line; a client that goes away stops the work within
 one batch. The request has its own deadline (`video_timeout_s`), upload excluded.
@@ -12,11 +13,12 @@ one batch. The request has its own deadline (`video_timeout_s`), upload excluded
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -39,6 +41,7 @@ from pipeline.render_platform import ModelInfo, platform_body, platform_image
 from pipeline.result import Speed
 from trident.settings import Settings
 
+T = TypeVar("T")
 NDJSON = "application/x-ndjson"
 CLIENT_CLOSED = 499  # nginx's status for a request whose client left; nobody receives it
 
@@ -102,46 +105,73 @@ def _render_batch(
     return frames
 
 
+@dataclass(frozen=True)
+class Inferred:
+    batch: Batch
+    outputs: dict[str, NDArray[Any]]
+    answered: float  # perf_counter when Triton's answer arrived
+    sent: float
+
+
+IN_TRITON = 2  # batches a video keeps at Triton: one running, one queued behind it
+
+
 async def _frames(
     call: VideoCall, reader: VideoReader, deadline: float
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """The answer objects of each batch in order; decoding batch k+1 overlaps inference of batch k."""
+    """The answer objects of each batch in order, from a pipeline that keeps the model busy:
+    batch k+1 waits in Triton's queue while batch k runs, so the model never waits for the
+    frontend; decoding batch k+2 and rendering batch k run beside them."""
     services, served = call.services, call.served
     size = max(1, served.max_batch)
 
-    def next_batch() -> asyncio.Future[Batch | None]:
-        future = asyncio.ensure_future(
-            run_cpu(services, _read_batch, reader, size, served, call.options.imgsz)
-        )
+    def spawn(coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        future = asyncio.ensure_future(coroutine)
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # read even when abandoned
         return future
 
-    pending = next_batch()
-    started = time.perf_counter()
+    async def infer(batch: Batch) -> Inferred:
+        sent = time.perf_counter()
+        try:
+            outputs = await run_model(services, served, batch.stacked, call.options)
+        except ServiceUnavailable:
+            services.catalog.mark_stale()
+            raise
+        return Inferred(batch, outputs, time.perf_counter(), sent)
+
+    def decode_next() -> asyncio.Future[Batch | None]:
+        return spawn(run_cpu(services, _read_batch, reader, size, served, call.options.imgsz))
+
+    decoding: asyncio.Future[Batch | None] | None = decode_next()
+    inferring: collections.deque[asyncio.Future[Inferred]] = collections.deque()
+    previous = started = time.perf_counter()
     try:
         while True:
-            async with asyncio.timeout_at(deadline):
-                batch = await pending
-            if batch is None:
-                return
-            pending = next_batch()
-            start = time.perf_counter()
-            try:
+            while decoding is not None and len(inferring) < IN_TRITON:
                 async with asyncio.timeout_at(deadline):
-                    outputs = await run_model(services, served, batch.stacked, call.options)
-            except ServiceUnavailable:
-                services.catalog.mark_stale()
-                raise
-            infer_s = time.perf_counter() - start
+                    batch = await decoding
+                decoding = None if batch is None else decode_next()
+                if batch is not None:
+                    inferring.append(spawn(infer(batch)))
+            if not inferring:
+                return
             async with asyncio.timeout_at(deadline):
-                frames = await run_cpu(services, _render_batch, call, outputs, batch, infer_s * 1000)
+                done = await inferring.popleft()
+            # the model's time for this batch: from when it could start (sent, or the batch
+            # before it answered) to its answer; not the time it waited in the queue
+            infer_ms = (done.answered - max(done.sent, previous)) * 1000
+            previous = done.answered
+            async with asyncio.timeout_at(deadline):
+                frames = await run_cpu(services, _render_batch, call, done.outputs, done.batch, infer_ms)
             record_video_frames(str(served.slug), [f["speed"] for f in frames], time.perf_counter() - started)
             yield frames
             started = time.perf_counter()
     finally:
         # The reader is not released under a running read: `close` waits for it, on a worker
         # thread, so a cancelled request (client gone, deadline) returns at once either way.
-        pending.cancel()
+        for future in (decoding, *inferring):
+            if future is not None:
+                future.cancel()
         asyncio.get_running_loop().run_in_executor(None, reader.close)
 
 

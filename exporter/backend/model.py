@@ -31,10 +31,32 @@ CONF_INPUT = "conf_threshold"
 CANDIDATES_OUTPUT = "trident_candidates"
 
 
-def from_u8(image):
-    """`(n, h, w, 3)` BGR uint8 -> `(n, 3, h, w)` RGB float32 in [0, 1]."""
-    chw = image[..., ::-1].transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(chw, dtype=np.float32) / np.float32(255)
+def from_u8(image, out=None):
+    """`(n, h, w, 3)` BGR uint8 -> `(n, 3, h, w)` RGB float32 in [0, 1], one channel at a time
+    straight into `out` (new if None): bit-identical to casting the transposed image and dividing
+    by 255 (both divide in float32), in one strided pass instead of three."""
+    n, h, w, _ = image.shape
+    if out is None:
+        out = np.empty((n, 3, h, w), dtype=np.float32)
+    for c in range(3):
+        np.divide(image[..., 2 - c], np.float32(255), out=out[:, c], dtype=np.float32)
+    return out
+
+
+class Scratch:
+    """One reused buffer, grown to the largest request seen. A fresh 39 MB array (eight 640 px
+    frames in float32) is a new mapping that faults in page by page: 60 ms of a 75 ms conversion
+    on this CPU. Valid until the next `view`: Triton copies a response's tensors out before it
+    calls `execute` again."""
+
+    def __init__(self):
+        self.buffer = np.empty(0, dtype=np.uint8)
+
+    def view(self, shape, dtype):
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if self.buffer.size < nbytes:
+            self.buffer = np.empty(nbytes, dtype=np.uint8)
+        return self.buffer[:nbytes].view(dtype).reshape(shape)
 
 
 def candidates(head, nc, conf):
@@ -44,8 +66,8 @@ def candidates(head, nc, conf):
     if conf is None:
         return np.zeros((*head.shape[:2], 0), dtype=head.dtype)
     floor = np.nextafter(np.float32(conf), np.float32(-np.inf))
-    keep = (head[:, 4 : 4 + nc].max(axis=1) > floor).any(axis=0)
-    return np.ascontiguousarray(head[:, :, keep])
+    keep = np.flatnonzero((head[:, 4 : 4 + nc].max(axis=1) > floor).any(axis=0))
+    return head.take(keep, axis=2)  # a boolean index on the last axis is about 9x slower
 
 
 class TritonPythonModel:
@@ -66,29 +88,56 @@ class TritonPythonModel:
         self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
         spec = json.loads(params.get("trident") or "{}")
         self.nc = len(spec.get("names", {}))
+        self.inputs = Scratch()  # the batch's model input
+        self.outputs = [Scratch() for _ in self.output_names]  # a fixed-batch graph's chunks, joined
 
     def run(self, batch):
         """Outputs for `batch`, honouring a fixed graph batch size (zero-padded last chunk)."""
         if self.fixed_batch is None:
             return self.session.run(self.output_names, {self.input_name: batch})
         n, size = batch.shape[0], self.fixed_batch
-        chunks = []
+        joined = None
         for start in range(0, n, size):
             part = batch[start : start + size]
             if part.shape[0] < size:
                 pad = np.zeros((size - part.shape[0], *part.shape[1:]), dtype=part.dtype)
                 part = np.concatenate([part, pad])
-            chunks.append(self.session.run(self.output_names, {self.input_name: part}))
-        return [np.concatenate([c[k] for c in chunks])[:n] for k in range(len(self.output_names))]
+            chunk = self.session.run(self.output_names, {self.input_name: part})
+            if joined is None:
+                joined = [
+                    s.view((n, *c.shape[1:]), c.dtype) for s, c in zip(self.outputs, chunk, strict=True)
+                ]
+            for out, c in zip(joined, chunk, strict=True):
+                out[start : start + size] = c[: n - start]
+        return joined
 
-    def model_input(self, request):
+    def raw_input(self, request):
+        """The request's input as sent, and the model-input shape of one image it stands for."""
         tensor = pb_utils.get_input_tensor_by_name(request, self.input_name)
         if tensor is not None:
-            return tensor.as_numpy()
+            array = tensor.as_numpy()
+            return array, array.shape[1:]
         tensor = pb_utils.get_input_tensor_by_name(request, U8_INPUT)
         if tensor is not None:
-            return from_u8(tensor.as_numpy())
+            array = tensor.as_numpy()
+            return array, (3, *array.shape[1:3])
         raise ValueError(f"the request has neither {self.input_name!r} nor {U8_INPUT!r}")
+
+    def batch_input(self, arrays, shape):
+        """The requests' inputs as one float32 model input: a lone float32 one as it came,
+        anything else converted or copied into the reused buffer."""
+        if len(arrays) == 1 and arrays[0].dtype == np.float32:
+            return arrays[0]
+        batch = self.inputs.view((sum(a.shape[0] for a in arrays), *shape), np.float32)
+        start = 0
+        for array in arrays:
+            part = batch[start : start + array.shape[0]]
+            if array.dtype == np.uint8:
+                from_u8(array, out=part)
+            else:
+                part[...] = array
+            start += array.shape[0]
+        return batch
 
     def output_tensors(self, request, outputs):
         """The tensors `request` asked for, from its slice of the batch's outputs."""
@@ -110,16 +159,15 @@ class TritonPythonModel:
         by_shape = {}
         for i, request in enumerate(requests):
             try:
-                inputs[i] = self.model_input(request)
+                inputs[i], shape = self.raw_input(request)
             except Exception as exc:
                 error = pb_utils.TritonError(str(exc))
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=error)
                 continue
-            by_shape.setdefault(inputs[i].shape[1:], []).append(i)
-        for indices in by_shape.values():
-            batch = np.concatenate([inputs[i] for i in indices], axis=0)
+            by_shape.setdefault(shape, []).append(i)
+        for shape, indices in by_shape.items():
             try:
-                outputs = self.run(batch)
+                outputs = self.run(self.batch_input([inputs[i] for i in indices], shape))
             except Exception as exc:  # one bad batch must not take the model down
                 error = pb_utils.TritonError(f"onnxruntime failed: {exc}")
                 for i in indices:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from frontend.catalog import served_model_from_config
 from pipeline.prepare import prepare
@@ -51,8 +52,7 @@ def test_uint8_input_normalised_as_the_backend_does_is_the_float_tensor() -> Non
     image = rng.integers(0, 256, (417, 301, 3), dtype=np.uint8)
     u8 = prepare(image, SPEC, 320, u8=True)
     assert u8.tensor.dtype == np.uint8 and u8.tensor.shape == (1, *u8.input_hw, 3)
-    chw = u8.tensor[..., ::-1].transpose(0, 3, 1, 2)  # exporter/backend/model.py `from_u8`
-    normalised = np.ascontiguousarray(chw, dtype=np.float32) / np.float32(255)
+    normalised = load_backend().from_u8(u8.tensor)
     expected, _ = model_input(image, export_hw=(640, 640), stride=32, dynamic=True, imgsz=320)
     np.testing.assert_array_equal(normalised, expected)
     np.testing.assert_array_equal(prepare(image, SPEC, 320).tensor, expected)
@@ -104,3 +104,35 @@ def test_backend_candidates_give_the_same_rows_as_the_full_head(conf: float, ext
         kept = class_aware_nms(compact_rows, 0.45, 300)
         np.testing.assert_array_equal(kept, class_aware_nms(full_rows, 0.45, 300))
     assert backend.candidates(head, nc, None).shape == (1, 4 + nc + extra, 0)  # no threshold: nothing
+
+
+class ChunkSession:
+    """A fixed batch-2 graph's stand-in: each output row says which input row it came from."""
+
+    def run(self, names: list[str], feed: dict[str, Any]) -> list[Any]:
+        x = feed["images"]
+        assert x.shape[0] == 2, "a fixed-batch graph only ever sees its batch size"
+        return [x[:, 0, 0, :1] * 2, x.mean(axis=(1, 2, 3))]
+
+
+def test_backend_batches_mixed_requests_into_a_reused_buffer_and_joins_fixed_batch_chunks() -> None:
+    """Requests of both input kinds stack into one float32 batch (the buffer reused, so a smaller
+    batch after a larger one must not see stale rows), and a fixed-batch graph's chunked outputs
+    join into one array per output with the zero-padded tail cut off."""
+    backend = load_backend()
+    model = backend.TritonPythonModel()
+    model.session, model.input_name, model.fixed_batch = ChunkSession(), "images", 2
+    model.output_names = ["a", "b"]
+    model.inputs, model.outputs = backend.Scratch(), [backend.Scratch(), backend.Scratch()]
+    rng = np.random.default_rng(1)
+    u8 = rng.integers(0, 256, (3, 4, 5, 3), dtype=np.uint8)
+    f32 = rng.random((2, 3, 4, 5), dtype=np.float32)
+    cases: list[list[NDArray[Any]]] = [[u8, f32], [f32[:1]], [u8[:1], u8[1:]]]
+    for arrays in cases:
+        expected = np.concatenate([backend.from_u8(a) if a.dtype == np.uint8 else a for a in arrays])
+        batch = model.batch_input(arrays, (3, 4, 5))
+        np.testing.assert_array_equal(batch, expected)
+        a, b = model.run(batch)
+        np.testing.assert_array_equal(a, expected[:, 0, 0, :1] * 2)
+        np.testing.assert_allclose(b, expected.mean(axis=(1, 2, 3)), rtol=1e-6)
+        assert a.shape[0] == b.shape[0] == len(expected)
