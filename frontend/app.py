@@ -34,7 +34,7 @@ from frontend.platform_models import router as platform_models_router
 from frontend.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
 from frontend.routes import router
 from frontend.security import SECURITY_HEADERS, SecurityHeaders
-from frontend.shedding import InFlight
+from frontend.shedding import InFlight, ShedAtCapacity
 from frontend.triton import Triton
 from frontend.web import router as web_router
 from pipeline.contract import ApiFormat
@@ -70,6 +70,7 @@ async def _flush_telemetry_every(seconds: float, telemetry: Telemetry) -> None:
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
     """The app; `clock` is the key store's (tests pass their own to live through expiry)."""
     settings = settings or Settings()
+    in_flight = InFlight(settings.max_in_flight)  # the route's slots and the shedding middleware's
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,7 +97,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             keys=keys,
             limiter=RateLimiter(counter),
             auth_failures=FailedAuthLimiter(counter, settings.auth_failures_per_minute),
-            in_flight=InFlight(settings.max_in_flight),
+            in_flight=in_flight,
             cpu_limiter=CapacityLimiter(settings.cpu_threads),
             token_secret=secret,
             usage=usage,
@@ -156,7 +157,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     )
     app.include_router(web_router)
     app.include_router(docs_router)
-    install_metrics(app)  # /metrics and the predict-call middleware
+    app.add_middleware(ShedAtCapacity, in_flight=in_flight, default_format=settings.api_format)
+    install_metrics(app)  # /metrics and the predict-call middleware (it times and counts refusals too)
     app.add_middleware(SecurityHeaders)  # outermost: also on the 413 answered before the app runs
 
     def api_format(request: Request) -> ApiFormat:

@@ -36,7 +36,6 @@ from frontend.deps import (
     QuotaDep,
     ServicesDep,
     SettingsDep,
-    Shedding,
 )
 from frontend.errors import InvalidRequest, RateLimited, ServiceUnavailable, ServingError
 from frontend.form import read_predict_form
@@ -589,7 +588,6 @@ def _record(
 
 @router.post(
     "/api/deployments/{owner}/{deployment}/predict",
-    dependencies=[Shedding],
     summary="Run deployment inference",
 )
 async def predict_deployment(

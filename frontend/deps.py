@@ -42,7 +42,7 @@ class Services:
     keys: KeyStore
     limiter: RateLimiter
     auth_failures: FailedAuthLimiter
-    in_flight: InFlight
+    in_flight: InFlight  # the same one `ShedAtCapacity` reads
     cpu_limiter: CapacityLimiter
     token_secret: bytes  # signs the Test tab's tokens (`trident.tokens`)
     usage: UsageLog
@@ -71,16 +71,6 @@ async def get_catalog(services: ServicesDep) -> Catalog:
 
 
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
-
-
-async def refuse_at_capacity(services: ServicesDep) -> None:
-    """Before anything else: at capacity a predict is refused before its key is checked (a
-    database read in a thread), its quota spent or its body read, each of which waits its turn on
-    a busy server. Async, so FastAPI runs it inline rather than in its thread pool."""
-    services.in_flight.refuse_when_full()
-
-
-Shedding = Depends(refuse_at_capacity)
 
 
 async def get_caller(request: Request, services: ServicesDep, settings: SettingsDep) -> Principal:

@@ -24,7 +24,6 @@ from frontend.deps import (
     Services,
     ServicesDep,
     SettingsDep,
-    Shedding,
 )
 from frontend.errors import ServiceUnavailable, ServingError
 from frontend.form import PredictForm, read_predict_form
@@ -60,7 +59,6 @@ def _ms(start: float) -> float:
 
 @router.post(
     "/api/models/{owner}/{project}/{model}/predict",
-    dependencies=[Shedding],  # resolved before the signature's: see `refuse_at_capacity`
     responses=PREDICT_RESPONSES,
     openapi_extra=PREDICT_BODY,
     summary="Run a model on one image or video",

@@ -104,6 +104,39 @@ class PredictResponse(BaseModel):
     speed: Speed
 
 
+class VideoFrame(BaseModel):
+    """One processed frame of a video: what `PredictResponse` holds for an image, and its index."""
+
+    frame: int = Field(description="the frame's index in the video (0-based; every vid_stride-th)")
+    predictions: list[Prediction]
+    semantic_mask: SemanticMask | None = Field(None, description="semantic models only")
+    depth: DepthMap | None = Field(None, description="depth models only")
+    speed: Speed = Field(description="ms per frame: its batch's decode and inference shared out")
+
+
+class VideoInfo(BaseModel):
+    width: int
+    height: int
+    fps: float
+    frames: int = Field(description="the container's frame count (else the frames read)")
+
+
+class VideoResponse(BaseModel):
+    """`?format=seed` for a video: one entry per processed frame, in order."""
+
+    success: Literal[True] = True
+    frames: list[VideoFrame]
+    video: VideoInfo
+
+
+class VideoSummary(BaseModel):
+    """`?format=seed`, streamed: the last NDJSON line, after one `VideoFrame` line per frame."""
+
+    success: Literal[True] = True
+    video: VideoInfo
+    processed: int = Field(description="frames processed (lines before this one)")
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str = Field(description="the Platform's message, e.g. 'Invalid image'")
@@ -204,10 +237,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 PLATFORM_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": PlatformErrorResponse} for code in (401, 403, 404, 429, 503)
 }
+NDJSON_LINES = (
+    "A video with `Accept: application/x-ndjson`: one JSON line per processed frame as soon as its "
+    "batch is done (seed: a `VideoFrame`; platform: a `PlatformImage`), then one summary line "
+    '(seed: a `VideoSummary`; platform: `{"metadata": PlatformMetadata}`), or a last error line '
+    "(an error body of the chosen format) if the video fails part-way. Headers `X-Video-Frames` "
+    "and `X-Video-Fps` say, before the first line, how many frames the container holds."
+)
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "model": PredictResponse | PlatformPredictResponse,
-        "description": "seed or platform, per `format`",
+        "model": PredictResponse | VideoResponse | PlatformPredictResponse,
+        "description": "seed or platform, per `format`; a video's seed answer is a `VideoResponse`, its "
+        "platform answer has one `images` entry per processed frame",
+        "content": {"application/x-ndjson": {"schema": {"type": "string", "description": NDJSON_LINES}}},
     },
     **ERRORS,
 }

@@ -1,15 +1,26 @@
 """Load shedding: a bounded number of inferences per worker; past it, 503 at once.
 
 An unbounded queue only turns overload into timeouts for everyone; refusing fast lets clients
-(and load balancers) retry elsewhere.
+(and load balancers) retry elsewhere. The refusal is the first thing a predict meets (`ShedAtCapacity`,
+pure ASGI): no routing, no dependencies, no key check, no quota, no body read. On a server at
+capacity every step would wait its turn for the event loop and the GIL (benchmarks/README.md,
+"Overload").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from frontend.errors import ServiceUnavailable
+from frontend.formats import scope_format
+from pipeline.contract import ApiFormat
+
+PREDICT_CALLS = re.compile(r"^/api/(models/[^/]+/[^/]+/[^/]+|deployments/[^/]+/[^/]+)/predict$")
+AT_CAPACITY = "the server is at capacity; retry in a moment"
 
 
 class InFlight:
@@ -17,16 +28,33 @@ class InFlight:
         self.limit = limit
         self.count = 0
 
-    def refuse_when_full(self) -> None:
-        """Checked before the body is read, so a refusal costs no upload and no form parsing."""
-        if self.count >= self.limit:
-            raise ServiceUnavailable("the server is at capacity; retry in a moment")
+    @property
+    def full(self) -> bool:
+        return self.count >= self.limit
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        self.refuse_when_full()  # again: slots may have filled while this body arrived
+        if self.full:  # again: slots may have filled while this body arrived
+            raise ServiceUnavailable(AT_CAPACITY)
         self.count += 1
         try:
             yield
         finally:
             self.count -= 1
+
+
+class ShedAtCapacity:
+    """Pure ASGI: a predict call (a model's or a deployment's) that finds every slot taken is
+    answered 503 with `Retry-After` before the app sees it."""
+
+    def __init__(self, app: ASGIApp, in_flight: InFlight, default_format: ApiFormat = "seed") -> None:
+        self.app = app
+        self.in_flight = in_flight
+        self.default_format = default_format
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.in_flight.full and PREDICT_CALLS.match(scope["path"]):
+            api_format = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
+            await ServiceUnavailable(AT_CAPACITY).to_response(api_format)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

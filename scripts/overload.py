@@ -95,6 +95,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
+def cpu_set(text: str) -> set[int]:
+    return {int(c) for c in text.split(",") if c.strip()}
+
+
+def loop_schedstat(pid: int) -> tuple[float, float]:
+    """Seconds the frontend's main thread (its event loop) has run on a CPU, and has waited,
+    runnable, for one (`/proc/<pid>/task/<pid>/schedstat`)."""
+    on_cpu, waiting, _ = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -219,7 +230,14 @@ def start_frontend(args: argparse.Namespace, folder: Path) -> tuple[subprocess.P
         else [sys.executable, "-m", "trident", "serve"]
     )
     log = (folder / "frontend.log").open("wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    cpus = args.frontend_cpus
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # its threads inherit it
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -256,8 +274,10 @@ async def run(args: argparse.Namespace, pid: int, base: str, key: str) -> Report
         stop = asyncio.Event()
         probe = asyncio.create_task(load.livez(stop))
         lag_probe = asyncio.create_task(load.loop_lag(stop))
+        sched_before = loop_schedstat(pid)
         pending = await load.open(rate, args.overload_s)
         load_end = time.perf_counter()  # the load drops: the last request has left
+        sched_after = loop_schedstat(pid)
         recovery = None
         while time.perf_counter() - load_end < 30:
             r = await load.one()
@@ -292,6 +312,11 @@ async def run(args: argparse.Namespace, pid: int, base: str, key: str) -> Report
             f"{1000 * statistics.fmean(r.seconds - r.lag_s - r.server_s for r in worst):.1f}; this "
             f"generator's event loop woke late by p50 {1000 * percentile(lags, 50):.1f} ms, "
             f"p99 {1000 * percentile(lags, 99):.1f} ms"
+        )
+        ran, waited = (after - before for before, after in zip(sched_before, sched_after, strict=True))
+        print(
+            f"  the frontend's event-loop thread during the overload: on a CPU {ran:.1f} s, runnable "
+            f"but waiting for a CPU {waited:.1f} s ({waited / max(ran + waited, 1e-9):.0%} of its busy time)"
         )
         server = [r.server_s * 1000 for r in shed]
         # The bound is on the server's share: a generator on the same cores adds its own lag to
@@ -369,9 +394,23 @@ def main() -> None:
     parser.add_argument("--rss-growth-mib", type=float, default=50)
     parser.add_argument("--inject-leak", action="store_true", help="negative control for the RSS check")
     parser.add_argument("--leak-kib", type=int, default=1024, help="kept per request with --inject-leak")
+    parser.add_argument(
+        "--frontend-cpus",
+        type=cpu_set,
+        default=set(),
+        help="CPUs the frontend may use, e.g. 1 (default: all)",
+    )
+    parser.add_argument(
+        "--generator-cpus",
+        type=cpu_set,
+        default=set(),
+        help="CPUs this load generator may use, e.g. 0 (default: all)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="trident-overload-") as folder:
         process, base, key = start_frontend(args, Path(folder))
+        if args.generator_cpus:  # after the frontend started: it must not inherit this
+            os.sched_setaffinity(0, args.generator_cpus)
         try:
             report = asyncio.run(run(args, process.pid, base, key))
         finally:

@@ -157,8 +157,11 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
     shapes = op["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
     assert {ref["$ref"].rsplit("/", 1)[-1] for ref in shapes} == {
         "PredictResponse",
+        "VideoResponse",  # a video's seed answer; its platform answer is a PlatformPredictResponse
         "PlatformPredictResponse",
     }
+    streamed = op["responses"]["200"]["content"]["application/x-ndjson"]["schema"]["description"]
+    assert "one JSON line per processed frame" in streamed
     schemas = spec["components"]["schemas"]
     assert set(schemas["PredictResponse"]["properties"]) == {
         "success",

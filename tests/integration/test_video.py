@@ -26,6 +26,7 @@ import pytest
 from ultralytics import YOLO
 from ultralytics_platform.types import ModelsPredictResponse
 
+from frontend.schemas import VideoFrame, VideoResponse, VideoSummary
 from tests.helpers.models import build_busy_model
 from tests.helpers.sdk_contract import assert_matches
 from tests.integration.conftest import Stack, assert_error
@@ -135,7 +136,7 @@ def test_frames_match_ultralytics_on_the_same_video(
     r = post_video(stack.base_url, stack.api_key, video, vid_stride=stride)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["success"] is True
+    VideoResponse.model_validate(body)  # the shape /docs describes
     assert body["video"] == {"width": 640, "height": 480, "fps": 30.0, "frames": FRAMES}
     assert [f["frame"] for f in body["frames"]] == list(range(stride - 1, FRAMES, stride))
     compared = assert_same_boxes(body["frames"], reference(task_models[DETECT], video, stride), container)
@@ -200,6 +201,9 @@ def test_streamed_frames_equal_the_whole_answer_and_arrive_as_they_are_ready(
     whole = post_video(stack.base_url, stack.api_key, videos["mp4"]).json()
     lines, times = stream_lines(stack.base_url, stack.api_key, videos["mp4"])
     *frames, summary = lines
+    for frame in frames:
+        VideoFrame.model_validate(frame)  # the lines /docs describes
+    VideoSummary.model_validate(summary)
     assert [f["predictions"] for f in frames] == [f["predictions"] for f in whole["frames"]]
     assert [f["frame"] for f in frames] == list(range(FRAMES))
     assert summary == {"success": True, "video": whole["video"], "processed": FRAMES}
