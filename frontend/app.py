@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             auth_failures=FailedAuthLimiter(counter, settings.auth_failures_per_minute),
             in_flight=in_flight,
             cpu_limiter=CapacityLimiter(settings.cpu_threads),
+            cpu_nice=settings.cpu_nice,
             token_secret=secret,
             usage=usage,
             deployments=deployer.store,

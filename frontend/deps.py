@@ -44,6 +44,7 @@ class Services:
     auth_failures: FailedAuthLimiter
     in_flight: InFlight  # the same one `ShedAtCapacity` reads
     cpu_limiter: CapacityLimiter
+    cpu_nice: int  # added to the CPU threads' niceness (`frontend.inference.run_cpu`)
     token_secret: bytes  # signs the Test tab's tokens (`trident.tokens`)
     usage: UsageLog
     deployments: DeploymentStore

@@ -3,6 +3,9 @@ one image's result rendered."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,9 +30,31 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+_thread = threading.local()
+
+
+def _yielding_to_the_loop(nice: int, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on a worker thread that first lowers its own priority by `nice`, once.
+
+    On saturated cores Linux shares a core fairly among runnable threads, so the event loop
+    got about a fifth of one against four busy CPU threads: connections waited to be accepted,
+    refusals at capacity and `/livez` to be answered (`scripts/overload.py`: its runnable-but-
+    waiting share fell from about 50 % to 20 % at nice 10, benchmarks/README.md "Overload").
+    The loop's own work is small, so the CPU work loses little. Worker threads are reused by
+    anyio for other blocking calls (the key store's reads), which then also yield to the loop."""
+    if nice and not getattr(_thread, "lowered", False):
+        tid = threading.get_native_id()
+        with contextlib.suppress(OSError):  # a sandbox may refuse; the work runs all the same
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        _thread.lowered = True
+    return fn(*args)
+
+
 async def run_cpu(services: Services, fn: Callable[..., T], *args: Any) -> T:
-    """CPU-bound work off the event loop, on a bounded pool."""
-    return await anyio.to_thread.run_sync(fn, *args, limiter=services.cpu_limiter)
+    """CPU-bound work off the event loop, on a bounded pool of threads that yield to the loop."""
+    return await anyio.to_thread.run_sync(
+        _yielding_to_the_loop, services.cpu_nice, fn, *args, limiter=services.cpu_limiter
+    )
 
 
 async def run_model(

@@ -71,6 +71,16 @@ def export(
     ] = None,
     max_batch: Annotated[int, typer.Option(min=1, max=256, help="Triton max_batch_size")] = 8,
     instances: Annotated[int, typer.Option(min=1, max=64, help="model instances in Triton")] = 1,
+    ort_threads: Annotated[
+        int, typer.Option(min=0, max=256, help="CPU: ONNX Runtime threads per instance (0: one per core)")
+    ] = 0,
+    ort_spinning: Annotated[
+        bool,
+        typer.Option(
+            "--ort-spinning/--no-ort-spinning",
+            help="CPU: idle ONNX Runtime threads spin (lower latency) or sleep (leave the cores to others)",
+        ),
+    ] = True,
     public: Annotated[bool, typer.Option("--public/--private", help="who may call it")] = False,
     format: Annotated[
         str, typer.Option(help="onnx, or engine: also a TensorRT plan (NVIDIA GPU + tensorrt package)")
@@ -103,7 +113,11 @@ def export(
         nms=nms,
         visibility="public" if public else "private",
         options=ServingOptions(
-            max_batch=max_batch, instances=instances, execution_env=str(settings.runtime_dir)
+            max_batch=max_batch,
+            instances=instances,
+            ort_threads=ort_threads,
+            ort_spinning=None if ort_spinning else False,  # None: ONNX Runtime's default (spin)
+            execution_env=str(settings.runtime_dir),
         ),
     )
     try:

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = Field(40_000_000, description="width x height above which an image is refused")
     cpu_threads: int = Field(4, ge=1, description="threads for decode, letterbox and postprocessing")
+    cpu_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="niceness the CPU threads add to theirs: on saturated cores the event loop (accept, "
+        "refuse at capacity, health) runs first; 0 keeps them equal",
+    )
     max_video_bytes: int = Field(
         100 * 1024 * 1024, ge=1, description="largest video upload (images: max_upload_bytes)"
     )

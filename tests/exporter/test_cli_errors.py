@@ -72,3 +72,33 @@ def test_semantic_with_too_many_classes(tmp_path: Path, repository: Path) -> Non
     assert code == 1
     assert "semantic models with more than 256 classes are not supported" in error_line(out)
     assert not repository.exists() or not any(repository.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("flags", "threads", "spinning"),
+    [([], 0, None), (["--ort-threads", "1", "--no-ort-spinning"], 1, False), (["--ort-spinning"], 0, None)],
+)
+def test_onnx_runtime_flags_reach_the_export(
+    tmp_path: Path,
+    repository: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    threads: int,
+    spinning: bool | None,
+) -> None:
+    """`--ort-threads` / `--no-ort-spinning` become the serving options the config is written from
+    (`test_export.py` checks the config's parameters)."""
+    import exporter.export
+
+    seen = []
+
+    def capture(request: exporter.export.ExportRequest, console: object) -> None:
+        seen.append(request.options)
+        raise exporter.export.ExportError("captured")
+
+    monkeypatch.setattr(exporter.export, "export_model", capture)
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"x")
+    code, out = run_export(str(weights), "--slug", "a/b/c", "--repository", str(repository), *flags)
+    assert code == 1 and "captured" in error_line(out)
+    assert (seen[0].ort_threads, seen[0].ort_spinning) == (threads, spinning)

@@ -1,0 +1,30 @@
+"""CPU work runs on threads that yield to the event loop (`TRIDENT_CPU_NICE`)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import anyio
+from anyio import CapacityLimiter
+
+from frontend.inference import run_cpu
+
+
+def niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_cpu_work_runs_lower_than_the_event_loop_and_the_loop_keeps_its_priority() -> None:
+    async def main() -> tuple[int, list[int], int]:
+        services: Any = SimpleNamespace(cpu_limiter=CapacityLimiter(2), cpu_nice=3)
+        loop_before = niceness()
+        seen = [await run_cpu(services, niceness) for _ in range(4)]  # a thread lowers itself once
+        return loop_before, seen, niceness()
+
+    base = niceness()
+    loop_before, seen, loop_after = anyio.run(main)
+    assert loop_before == loop_after == base
+    assert seen == [min(19, base + 3)] * 4
