@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,11 @@ TASK_MODELS = {
     "browser/maps/sem": "yolo26n-sem.yaml",
     "browser/maps/depth": "yolo26n-depth.yaml",
 }
+
+
+def to_fixed(x: float, digits: int) -> str:
+    """JavaScript's `x.toFixed(digits)`: the exact value, ties away from zero (Python's rounds to even)."""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import cv2
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import DETECT, PREDICT, TestTab
+from tests.browser.conftest import DETECT, PREDICT, TestTab, to_fixed
 from tests.integration.conftest import Stack, wait_out_minute_edge
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,7 @@ def test_upload_by_file_input_draws_every_prediction(tab: TestTab, bus: Path) ->
     # the speed breakdown is the API's, and the raw JSON is there
     for stage in ("preprocess", "inference", "postprocess"):
         shown = tab.page.text_content(f"#speed dd[data-stage={stage}]")
-        assert shown == f"{body['speed'][stage]:.1f} ms"
+        assert shown == f"{to_fixed(body['speed'][stage], 1)} ms"  # 27.25 shows as 27.3
     tab.page.click("[data-tab=json]")
     assert tab.page.text_content("#json").strip().startswith('{\n  "success": true')
     tab.page.click("[data-tab=list]")

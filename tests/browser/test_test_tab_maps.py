@@ -10,7 +10,6 @@ viridis, not from the page's code.
 from __future__ import annotations
 
 import base64
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,13 @@ from playwright.sync_api import expect
 from ultralytics.utils.plotting import colors
 
 from pipeline.render_maps import decode_depth_png, decode_mask_png
-from tests.browser.conftest import TestTab
+from tests.browser.conftest import TestTab, to_fixed
 
 pytestmark = pytest.mark.integration
 
 SEMANTIC_ALPHA = 0.5  # class colours over the image at half opacity (README), as Ultralytics blends them
 BLEND_TOLERANCE = 2  # the canvas blends in 8 bits
 VIRIDIS_TOLERANCE = 6  # the page's polynomial viridis is within 5/255 of matplotlib's 256-entry table
-
-
-def to_fixed(x: float, digits: int) -> str:
-    """JavaScript's `x.toFixed(digits)`: the exact value, ties away from zero (Python's rounds to even)."""
-    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 def rgb(path: Path) -> NDArray[np.int16]:
