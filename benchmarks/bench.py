@@ -226,7 +226,7 @@ class Stack:
 
 def local_settings(data_dir: Path, work: Path) -> Any:
     """Settings for a private stack: free ports, the runtime in `data_dir`, a key store in `work`."""
-    from trident.settings import Settings
+    from core.settings import Settings
 
     return Settings(
         port=free_port(),
@@ -247,12 +247,12 @@ def free_port() -> int:
 
 
 def start_stack(args: argparse.Namespace, work: Path, stack: ExitStack) -> Stack:
+    from core.slug import Slug
     from exporter.export import ExportRequest, export_model
     from exporter.triton_config import ServingOptions
+    from store.keys import KeyStore
     from tests.helpers.models import build_busy_model
     from trident import runtime
-    from trident.keys import KeyStore
-    from trident.slug import Slug
 
     settings = local_settings(Path(args.data_dir), work)
     pt = build_busy_model(args.model, work / "model.pt", cls_bias=args.cls_bias)

@@ -40,8 +40,8 @@ def one_call(client: Any, name: str, tensor: Any, nc: int, conf: float, compact:
     """(gRPC call ms, select_rows ms, the head's shape, the rows)."""
     import tritonclient.grpc as grpcclient
 
+    from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
     from postprocess.detect import select_rows
-    from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
 
     inputs = [grpcclient.InferInput(U8_INPUT, list(tensor.shape), "UINT8")]
     inputs[0].set_data_from_numpy(tensor)
@@ -74,13 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics.utils import ASSETS
 
     from benchmarks.bench import local_settings
+    from core.modelspec import ModelSpec
+    from core.slug import Slug
     from exporter.export import ExportRequest, export_model
     from exporter.triton_config import ServingOptions
     from pipeline.prepare import Prepared, prepare
     from tests.helpers.models import build_busy_model
     from trident import runtime
-    from trident.modelspec import ModelSpec
-    from trident.slug import Slug
 
     work = Path(tempfile.mkdtemp(prefix="trident-ab-"))
     settings = local_settings(Path(args.data_dir), work)

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         stack = start_stack(stack_args, work, cleanup)
         base = f"http://127.0.0.1:{stack.port}"
-        from trident.keys import KeyStore
+        from store.keys import KeyStore
 
         store = KeyStore(f"sqlite:///{work / 'keys.db'}")
         key = store.create_key("bench", "bench", scopes=("predict", "deployments"))[0]

@@ -26,9 +26,9 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trident import tokens
-from trident.keys import DUMMY_HASH, KeyStore, Principal, hash_key, parse_key
-from trident.schema import api_keys, users
+from store import tokens
+from store.keys import DUMMY_HASH, KeyStore, Principal, hash_key, parse_key
+from store.schema import api_keys, users
 
 TARGET_MS = 0.2
 

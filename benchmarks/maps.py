@@ -1,6 +1,6 @@
 """Time and peak added memory of a 12 MP semantic or depth answer (decode + PNG + JSON).
 
-From the model's 640x640 output to the serialised map object, as `frontend.routes` runs it in its
+From the model's 640x640 output to the serialised map object, as `frontend.api.predict` runs it in its
 worker thread: `decode_semantic` / `decode_depth` (back to a 4000x3000 image), `map_objects`
 (PNG and base64) and `orjson.dumps`. Each case runs in a fresh process; "added" is the peak
 resident memory during the case minus the peak before it (imports and inputs already loaded).
@@ -30,12 +30,12 @@ def run_case(task: str, bits: int) -> None:
     import numpy as np
     import orjson
 
+    from core.modelspec import ModelSpec
     from pipeline.contract import PredictOptions
     from pipeline.decode import decode_depth, decode_semantic
     from pipeline.prepare import Prepared
     from pipeline.render_maps import map_objects
     from pipeline.render_platform import platform_results
-    from trident.modelspec import ModelSpec
 
     rng = np.random.default_rng(0)
     names = {i: str(i) for i in range(19)}

@@ -22,13 +22,13 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.seg_postprocess import INPUT_HW, ORIG_HW, synthetic_outputs
+from core.modelspec import ModelSpec
 from pipeline.contract import PredictOptions
 from pipeline.decode import decode_segment
 from pipeline.prepare import Prepared
 from pipeline.render_platform import platform_results
 from pipeline.render_seed import seed_predictions
 from pipeline.result import Result
-from trident.modelspec import ModelSpec
 
 TARGET_MS = 0.3
 NAMES = {i: f"class{i}" for i in range(80)}

@@ -22,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.modelspec import ModelSpec
 from pipeline.contract import PredictOptions
 from pipeline.decode import decode_segment
 from pipeline.prepare import Prepared
 from pipeline.render_seed import seed_predictions
-from trident.modelspec import ModelSpec
 
 INPUT_HW = (640, 640)
 ORIG_HW = (3000, 4000)  # h, w

@@ -5,7 +5,7 @@
 Builds `bench.py`'s busy YAML `yolo11n`, exports it with Trident's exporter (dynamic, compact head,
 as `bench.py`), starts one local Triton and then, on each image letterboxed as the frontend does it
 (`images_u8`, BGR HWC uint8: bus.jpg 480x640, 0.9 MB), alternates the two transports of the
-frontend's own `frontend.triton.Triton.infer` (the order flipping every pair, so drift hits both
+frontend's own `frontend.serving.triton.Triton.infer` (the order flipping every pair, so drift hits both
 alike):
 
 - `shm`: `TRIDENT_TRITON_SHARED_MEMORY=auto` (the input written into a registered region);
@@ -65,9 +65,9 @@ async def infer_pairs(
     from ultralytics.utils import ASSETS
 
     from benchmarks.bench import triton_stats
-    from frontend.triton import Triton
+    from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT, ModelSpec
+    from frontend.serving.triton import Triton
     from pipeline.prepare import prepare
-    from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT, ModelSpec
 
     clients = {"shm": Triton(url, 30.0, shared_memory="auto"), "grpc": Triton(url, 30.0, shared_memory="off")}
     deadline = time.monotonic() + 120
@@ -128,8 +128,8 @@ def http_pairs(settings: Any, work: Path, images: list[str], pairs: int, cleanup
     from ultralytics.utils import ASSETS
 
     from benchmarks.bench import PLANS, TridentClient, free_port, multipart, wait_callable
+    from store.keys import KeyStore
     from trident import runtime
-    from trident.keys import KeyStore
 
     key = KeyStore(settings.key_store_url).create_key("bench", "bench")[0]
     bodies = {name: multipart(Path(ASSETS) / name, {"conf": "0.25"}) for name in images}
@@ -192,11 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from benchmarks.bench import SLUG, local_settings
+    from core.slug import Slug
     from exporter.export import ExportRequest, export_model
     from exporter.triton_config import ServingOptions
     from tests.helpers.models import build_busy_model
     from trident import runtime
-    from trident.slug import Slug
 
     work = Path(tempfile.mkdtemp(prefix="trident-shm-ab-"))
     settings = local_settings(Path(args.data_dir), work)

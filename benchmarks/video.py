@@ -106,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics import YOLO
 
     from benchmarks.bench import free_port, local_settings, tree_cpu_s
+    from core.slug import Slug
     from exporter.export import ExportRequest, export_model
     from exporter.triton_config import ServingOptions
+    from store.keys import KeyStore
     from tests.helpers.models import build_busy_model
     from trident import runtime
-    from trident.keys import KeyStore
-    from trident.slug import Slug
 
     work = Path(tempfile.mkdtemp(prefix="trident-video-bench-"))
     video = write_video(work / "1080p.mp4", crops_1080p(args.frames))

@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
-from demo.generate import SHAPES, Points, _colour, _draw, _place, background, outline, save_image
+from demo.generate import SHAPES, Points, background, draw_shape, outline, pick_colour, place, save_image
 
 MapTask = Literal["semantic", "depth"]
 MAP_TASKS: tuple[MapTask, ...] = ("semantic", "depth")
@@ -48,7 +48,7 @@ def semantic_scene(split: str, index: int) -> tuple[Image, NDArray[np.uint8]]:
     for _ in range(int(rng.integers(1, 6))):
         radius = float(rng.uniform(12, 40))
         cls = int(rng.integers(len(SHAPES)))
-        centre = _place(rng, size, radius, taken)
+        centre = place(rng, size, radius, taken)
         if centre is None:
             continue
         polygon = outline(SHAPES[cls], centre, radius, rng.uniform(0, 2 * math.pi))
@@ -56,7 +56,7 @@ def semantic_scene(split: str, index: int) -> tuple[Image, NDArray[np.uint8]]:
             int(max(centre[1] - radius, 0)) : int(centre[1] + radius) + 1,
             int(max(centre[0] - radius, 0)) : int(centre[0] + radius) + 1,
         ]
-        _draw(canvas, polygon, _colour(rng, inside))
+        draw_shape(canvas, polygon, pick_colour(rng, inside))
         cv2.fillPoly(classes, [np.round(polygon * 16).astype(np.int32)], cls + 1, cv2.LINE_8, shift=4)
     return _finish(rng, canvas), classes
 
@@ -100,7 +100,7 @@ def depth_scene(split: str, index: int) -> tuple[Image, Depth]:
         base = horizon + FOCAL * CAMERA_HEIGHT / distance  # the row where it touches the ground
         centre = np.array([rng.uniform(0, size), base - radius])
         polygon = outline(SHAPES[cls], centre, radius, rng.uniform(-0.3, 0.3))
-        _draw(canvas, polygon, _colour(rng, canvas))
+        draw_shape(canvas, polygon, pick_colour(rng, canvas))
         cv2.fillPoly(depth, [np.round(polygon * 16).astype(np.int32)], distance, cv2.LINE_8, shift=4)
     return _finish(rng, canvas), depth
 

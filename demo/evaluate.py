@@ -159,7 +159,7 @@ def similarity(task: Task, truth: list[Thing], found: list[Found], hw: tuple[int
         from ultralytics.utils.ops import xyxyxyxy2xywhr
 
         corners = np.stack([g.polygon.ravel() for g in truth]).astype(np.float32)
-        truth_xywhr = torch.as_tensor(xyxyxyxy2xywhr(corners))  # type: ignore[no-untyped-call]
+        truth_xywhr = torch.as_tensor(xyxyxyxy2xywhr(corners))  # type: ignore[no-untyped-call, unused-ignore]
         found_xywhr = torch.tensor(
             np.stack([p.xywhr for p in found if p.xywhr is not None]), dtype=torch.float32
         )

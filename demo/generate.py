@@ -91,7 +91,7 @@ def outline(kind: str, centre: Points, radius: float, angle: float, aspect: floa
     return np.asarray(pts @ np.array([[c, s], [-s, c]]) + centre, np.float64)
 
 
-def _colour(rng: np.random.Generator, near: NDArray[np.uint8]) -> tuple[int, int, int]:
+def pick_colour(rng: np.random.Generator, near: NDArray[np.uint8]) -> tuple[int, int, int]:
     """A saturated colour far enough from the background under the shape to be seen."""
     for _ in range(50):
         hsv = np.array([[[rng.integers(0, 180), rng.integers(120, 256), rng.integers(90, 256)]]], np.uint8)
@@ -101,7 +101,7 @@ def _colour(rng: np.random.Generator, near: NDArray[np.uint8]) -> tuple[int, int
     return int(colour[0]), int(colour[1]), int(colour[2])
 
 
-def _place(
+def place(
     rng: np.random.Generator, size: int, radius: float, taken: list[tuple[Points, float]]
 ) -> Points | None:
     for _ in range(30):
@@ -112,7 +112,7 @@ def _place(
     return None
 
 
-def _draw(canvas: NDArray[np.uint8], polygon: Points, colour: tuple[int, int, int]) -> None:
+def draw_shape(canvas: NDArray[np.uint8], polygon: Points, colour: tuple[int, int, int]) -> None:
     cv2.fillPoly(canvas, [np.round(polygon * 16).astype(np.int32)], colour, cv2.LINE_AA, shift=4)
 
 
@@ -128,7 +128,7 @@ def scene(task: Task, split: str, index: int) -> tuple[NDArray[np.uint8], list[T
         radius = rng.uniform(0.25, 0.45) * size
         centre = rng.uniform(radius, size - radius, 2)
         polygon = outline(SHAPES[cls], centre, radius, rng.uniform(0, 2 * math.pi))
-        _draw(canvas, polygon, _colour(rng, canvas))
+        draw_shape(canvas, polygon, pick_colour(rng, canvas))
         things.append(Thing(cls, polygon))
     else:
         for _ in range(int(rng.integers(1, 7))):
@@ -136,7 +136,7 @@ def scene(task: Task, split: str, index: int) -> tuple[NDArray[np.uint8], list[T
             cls = int(rng.integers(len(names(task))))
             aspect = (rng.uniform(3.0, 4.5) if cls == 0 else rng.uniform(1.4, 1.8)) if task == "obb" else 1.0
             reach = radius * math.hypot(1, 1 / aspect) if task == "obb" else radius  # a rectangle's corner
-            placed = _place(rng, size, reach, taken)
+            placed = place(rng, size, reach, taken)
             if placed is None:
                 continue
             angle = rng.uniform(0, 2 * math.pi)
@@ -150,15 +150,17 @@ def scene(task: Task, split: str, index: int) -> tuple[NDArray[np.uint8], list[T
                 int(max(placed[1] - radius, 0)) : int(placed[1] + radius) + 1,
                 int(max(placed[0] - radius, 0)) : int(placed[0] + radius) + 1,
             ]
-            _draw(canvas, polygon, _colour(rng, inside))
+            draw_shape(canvas, polygon, pick_colour(rng, inside))
             things.append(Thing(cls, polygon, polygon.copy() if task == "pose" else np.zeros((0, 2))))
         if task == "pose":  # distractors: circles and squares that are not pointers
             for _ in range(int(rng.integers(0, 3))):
                 radius = float(rng.uniform(10, 40))
-                spot = _place(rng, size, radius, taken)
+                spot = place(rng, size, radius, taken)
                 if spot is not None:
                     kind = ("circle", "square")[int(rng.integers(2))]
-                    _draw(canvas, outline(kind, spot, radius, rng.uniform(0, 6.3)), _colour(rng, canvas))
+                    draw_shape(
+                        canvas, outline(kind, spot, radius, rng.uniform(0, 6.3)), pick_colour(rng, canvas)
+                    )
     noise = rng.normal(0, rng.uniform(2, 10), canvas.shape)
     image = np.clip(canvas + noise, 0, 255).astype(np.uint8)
     if rng.random() < 0.5:

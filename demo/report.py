@@ -61,7 +61,7 @@ class Api:
 
 def in_process(recipe: Recipe) -> Callable[[Path], list[Found]]:
     """`YOLO(weights).predict()` with the same settings the API is called with."""
-    from ultralytics import YOLO  # type: ignore[attr-defined]
+    from ultralytics import YOLO  # type: ignore[attr-defined, unused-ignore]
 
     model = YOLO(str(weights(recipe)))
 
@@ -76,7 +76,7 @@ def in_process(recipe: Recipe) -> Callable[[Path], list[Found]]:
 
 def in_process_map(recipe: Recipe) -> Callable[[Path], Map]:
     """`YOLO(weights).predict()`'s map at the recipe's image size."""
-    from ultralytics import YOLO  # type: ignore[attr-defined]
+    from ultralytics import YOLO  # type: ignore[attr-defined, unused-ignore]
 
     model = YOLO(str(weights(recipe)))
     task = cast(MapTask, recipe.task)

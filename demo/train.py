@@ -189,7 +189,7 @@ def model_yaml(recipe: Recipe, root: Path) -> Path:
 
 def _stage(start: str, data: Path, root: Path, name: str, recipe: Recipe, args: dict[str, Any]) -> Path:
     """One training run, resumed if it was interrupted; returns its best weights."""
-    from ultralytics import YOLO  # type: ignore[attr-defined]
+    from ultralytics import YOLO  # type: ignore[attr-defined, unused-ignore]
 
     run = root / "runs" / name
     if (run / "done.json").exists():

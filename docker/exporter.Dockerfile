@@ -6,9 +6,12 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY core core
+COPY store store
 COPY trident trident
 COPY exporter exporter
 COPY frontend frontend
+COPY pipeline pipeline
 COPY postprocess postprocess
 RUN pip install --no-cache-dir ".[export]" \
     && if [ "$TENSORRT" = "1" ]; then pip install --no-cache-dir tensorrt; fi

@@ -4,9 +4,12 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY core core
+COPY store store
 COPY trident trident
 COPY exporter exporter
 COPY frontend frontend
+COPY pipeline pipeline
 COPY postprocess postprocess
 RUN pip install --no-cache-dir --prefix=/install ".[postgres]"
 

@@ -3,9 +3,12 @@
 FROM python:3.11-slim
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY core core
+COPY store store
 COPY trident trident
 COPY exporter exporter
 COPY frontend frontend
+COPY pipeline pipeline
 COPY postprocess postprocess
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home-dir /app --create-home trident \

@@ -18,7 +18,7 @@ def load_checkpoint(weights: Path) -> Any:
         raise ExportError(f"weights file not found: {weights}")
     if weights.suffix != ".pt" or not zipfile.is_zipfile(weights):
         raise ExportError(f"{weights} is not an Ultralytics checkpoint (expected a .pt file saved by torch)")
-    from ultralytics import YOLO  # type: ignore[attr-defined]  # heavy: only when exporting
+    from ultralytics import YOLO  # type: ignore[attr-defined, unused-ignore]  # heavy: only when exporting
 
     try:
         model = YOLO(str(weights))

@@ -15,12 +15,12 @@ DEMO_SLUG = "demo/untrained/yolo11n"
 
 
 def build_demo_weights(path: Path) -> Path:
-    from ultralytics import YOLO  # type: ignore[attr-defined]
+    from ultralytics import YOLO  # type: ignore[attr-defined, unused-ignore]
     from ultralytics.utils import ROOT
 
     path.parent.mkdir(parents=True, exist_ok=True)
     model = YOLO("yolo11n.yaml")
     names = yaml.safe_load((ROOT / "cfg" / "datasets" / "coco.yaml").read_text())["names"]
-    model.model.names = names  # type: ignore[union-attr]
+    model.model.names = names  # type: ignore[union-attr, unused-ignore]
     model.save(str(path))
     return path

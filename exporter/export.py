@@ -12,14 +12,14 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from core.modelspec import ModelSpec
+from core.slug import Slug
 from exporter.checkpoint import load_checkpoint
 from exporter.errors import ExportError
 from exporter.onnx_export import export_onnx, io_shapes, output_types, read_metadata
 from exporter.parity import ParityReport, check_parity
 from exporter.repository import next_version, publish, staging_dir
 from exporter.triton_config import ServingOptions, render_configs
-from trident.modelspec import ModelSpec
-from trident.slug import Slug
 
 BACKEND_MODEL = Path(__file__).parent / "backend" / "model.py"
 

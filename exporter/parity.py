@@ -16,13 +16,13 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from core.modelspec import MAP_TASKS, ModelSpec
 from exporter.errors import ExportError
 from pipeline.contract import PredictOptions
 from pipeline.decode import DECODERS
 from pipeline.prepare import prepare
 from pipeline.render_seed import seed_predictions
 from pipeline.result import Result
-from trident.modelspec import MAP_TASKS, ModelSpec
 
 CHECK_CONF = 0.01  # a trained model yields many boxes here; an untrained one none (the raw check covers it)
 CHECK_IOU = 0.45
@@ -107,7 +107,7 @@ def _check_map_parity(
     the raw check (logits and class map, or depth, against the PyTorch model); this proves the
     decoding (crop, resize, interpolation), which `YOLO(weights)` cannot: on a `.pt` it takes the
     argmax after upsampling the logits (other pixels at class borders) and a rectangular input."""
-    from ultralytics import YOLO  # type: ignore[attr-defined]
+    from ultralytics import YOLO  # type: ignore[attr-defined, unused-ignore]
 
     results: Any = YOLO(str(onnx_path), task=spec.task).predict(
         str(image_path), imgsz=list(spec.imgsz), verbose=False
@@ -154,7 +154,7 @@ def check_parity(
     The reference is a freshly loaded model: `export()` leaves its model object altered (after an
     `nms=False` export its predictions differ from the checkpoint's).
     """
-    from ultralytics import YOLO  # type: ignore[attr-defined]
+    from ultralytics import YOLO  # type: ignore[attr-defined, unused-ignore]
 
     from exporter.raw_parity import check_raw_outputs
 

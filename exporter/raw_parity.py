@@ -31,8 +31,8 @@ import onnx
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from core.modelspec import ModelSpec
 from exporter.errors import ExportError
-from trident.modelspec import ModelSpec
 
 RAW_RTOL = 1e-3
 """Allowed |onnx - torch| in a channel, as a fraction of that channel's largest |value|.
@@ -96,7 +96,7 @@ def reference_model(weights: Path, nms: bool | None, dynamic: bool, imgsz: tuple
     The head mode must be the exported one: `nms=False` switches an NMS-free head (YOLO26,
     YOLOv10) to its one-to-one branch, anything else keeps the one-to-many branch.
     """
-    from ultralytics import YOLO  # type: ignore[attr-defined]
+    from ultralytics import YOLO  # type: ignore[attr-defined, unused-ignore]
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.modules import Detect
     from ultralytics.utils import DEFAULT_CFG
@@ -180,7 +180,7 @@ def torch_outputs(
     outputs, dense = _forward(ref.model, x)
     if ref.args.nms:
         with torch.no_grad():
-            y = NMSModel(ref.model, ref.args)(x)  # type: ignore[no-untyped-call]
+            y = NMSModel(ref.model, ref.args)(x)  # type: ignore[no-untyped-call, unused-ignore]
         outputs = [y] if isinstance(y, torch.Tensor) else list(y)
     return [o.numpy() for o in outputs], dense.numpy() if ref.selects or ref.semantic else None
 

@@ -29,10 +29,10 @@ from google.protobuf import text_format
 from numpy.typing import NDArray
 from tritonclient.grpc import model_config_pb2 as mc
 
+from core.modelspec import SPEC_PARAMETER, ModelSpec
 from exporter.errors import ExportError
 from exporter.triton_config import NATIVE_CONFIG_NAME
 from postprocess.letterbox import model_input
-from trident.modelspec import SPEC_PARAMETER, ModelSpec
 
 ENGINE_CONFIG_NAME = "tensorrt"
 PLAN_NAME = "model.plan"

@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from trident.modelspec import (
+from core.modelspec import (
     CANDIDATES_OUTPUT,
     CONF_INPUT,
     RAW_HEAD_TASKS,

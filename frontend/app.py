@@ -18,32 +18,33 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from frontend.account import router as account_router
-from frontend.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
-from frontend.catalog import Catalog
-from frontend.deployer import Deployer
-from frontend.deployment_routes import install_log_handler
-from frontend.deployment_routes import router as deployments_router
+from core import __version__
+from core.settings import Settings
+from frontend.api.account import router as account_router
+from frontend.api.deployments import install_log_handler
+from frontend.api.deployments import router as deployments_router
+from frontend.api.docs import router as docs_router
+from frontend.api.models import router as platform_models_router
+from frontend.api.pages import router as web_router
+from frontend.api.predict import router
+from frontend.deployments.deployer import Deployer
 from frontend.deps import Services
-from frontend.docs import router as docs_router
 from frontend.errors import InvalidRequest, ServingError
 from frontend.formats import resolve_format
-from frontend.loader import ModelLoader
+from frontend.guards.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
+from frontend.guards.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
+from frontend.guards.security import SECURITY_HEADERS, SecurityHeaders
+from frontend.guards.shedding import ShedAtCapacity
 from frontend.metrics import install as install_metrics
-from frontend.platform_models import router as platform_models_router
-from frontend.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
-from frontend.routes import router
-from frontend.security import SECURITY_HEADERS, SecurityHeaders
-from frontend.shedding import InFlight, ShedAtCapacity
-from frontend.triton import Triton
-from frontend.web import router as web_router
+from frontend.serving.catalog import Catalog
+from frontend.serving.engine import Engine, InFlight
+from frontend.serving.loader import ModelLoader
+from frontend.serving.triton import Triton
 from pipeline.contract import ApiFormat
 from pipeline.decode import ModelOutputError
-from trident import __version__
-from trident.deployments import DeploymentStore, Telemetry
-from trident.keys import LAST_USE_FLUSH_S, Clock, KeyStore, utc_now
-from trident.settings import Settings
-from trident.usage import UsageLog
+from store.deployments import DeploymentStore, Telemetry
+from store.keys import LAST_USE_FLUSH_S, Clock, KeyStore, utc_now
+from store.usage import UsageLog
 
 log = logging.getLogger("trident.frontend")
 
@@ -92,14 +93,16 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         telemetry = Telemetry(keys.engine, settings.deployment_log_lines)
         deployer = Deployer(triton, DeploymentStore(keys.engine), settings.model_repository.resolve())
         app.state.services = Services(
-            triton=triton,
-            catalog=catalog,
+            engine=Engine(
+                triton,
+                catalog,
+                in_flight,
+                CapacityLimiter(settings.cpu_threads),
+                settings.cpu_nice,
+            ),
             keys=keys,
             limiter=RateLimiter(counter),
             auth_failures=FailedAuthLimiter(counter, settings.auth_failures_per_minute),
-            in_flight=in_flight,
-            cpu_limiter=CapacityLimiter(settings.cpu_threads),
-            cpu_nice=settings.cpu_nice,
             token_secret=secret,
             usage=usage,
             deployments=deployer.store,
@@ -142,7 +145,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         version=__version__,
         description="Ultralytics YOLO models on Triton, behind the Ultralytics Platform inference API.",
         lifespan=lifespan,
-        docs_url=None,  # `frontend.docs` serves it without an inline script
+        docs_url=None,  # `frontend.api.docs` serves it without an inline script
         redoc_url=None,
     )
     app.state.settings = settings

@@ -9,48 +9,40 @@ learns nothing about models), then the quota, then the model, then the body.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
-from anyio import CapacityLimiter
 from fastapi import Depends, Query
 from starlette.requests import Request
 
-from frontend.auth import authenticate
-from frontend.catalog import Catalog
-from frontend.deployer import Deployer
+from core.settings import Settings
+from frontend.deployments.deployer import Deployer
 from frontend.errors import Forbidden, RateLimited, ServingError, Unauthorized
 from frontend.formats import resolve_format
+from frontend.guards.auth import authenticate
+from frontend.guards.ratelimit import DAY_S, Decision, FailedAuthLimiter, Plan, RateLimiter
 from frontend.metrics import record_rate_limited
-from frontend.ratelimit import DAY_S, Decision, FailedAuthLimiter, Plan, RateLimiter
-from frontend.shedding import InFlight
-from frontend.triton import Triton
+from frontend.serving.catalog import Catalog
+from frontend.serving.engine import Engine
 from pipeline.contract import ApiFormat
-from trident.deployments import DeploymentStore, Telemetry
-from trident.keys import KeyStore, Principal
-from trident.settings import Settings
-from trident.usage import UsageLog
+from store.deployments import DeploymentStore, Telemetry
+from store.keys import KeyStore, Principal
+from store.usage import UsageLog
 
 
 @dataclass(frozen=True)
 class Services:
     """Everything a worker holds open for its lifetime."""
 
-    triton: Triton
-    catalog: Catalog
+    engine: Engine
     keys: KeyStore
     limiter: RateLimiter
     auth_failures: FailedAuthLimiter
-    in_flight: InFlight  # the same one `ShedAtCapacity` reads
-    cpu_limiter: CapacityLimiter
-    cpu_nice: int  # added to the CPU threads' niceness (`frontend.inference.run_cpu`)
-    token_secret: bytes  # signs the Test tab's tokens (`trident.tokens`)
+    token_secret: bytes  # signs the Test tab's tokens (`store.tokens`)
     usage: UsageLog
     deployments: DeploymentStore
     deployer: Deployer
     telemetry: Telemetry  # deployments' request counts and log lines, written in batches
-    started: float = field(default_factory=time.monotonic)  # for the Platform's `functionTimeAlive`
 
 
 async def get_settings(request: Request) -> Settings:
@@ -68,7 +60,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def get_catalog(services: ServicesDep) -> Catalog:
-    return services.catalog
+    return services.engine.catalog
 
 
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]

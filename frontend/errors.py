@@ -93,6 +93,11 @@ class ModelNotFound(ServingError):
     message = "Model not found"
 
 
+class BodyTooLarge(Exception):
+    """Raised inside `receive` once an upload's stream passes the limit (`guards.body_limit`);
+    whoever reads the body turns it into `PayloadTooLarge`."""
+
+
 class PayloadTooLarge(ServingError):
     status_code = 413
     code = "payload_too_large"

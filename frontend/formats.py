@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
+import orjson
+from starlette.responses import Response
+
 from pipeline.contract import API_FORMATS, ApiFormat
 
 
@@ -29,3 +32,8 @@ def scope_format(path: str, query_string: bytes, default: ApiFormat) -> ApiForma
     """The same, from a raw ASGI scope's path and query string (for middleware)."""
     requested = parse_qs(query_string.decode("latin-1")).get("format", [None])[-1]
     return resolve_format(path, requested, default)
+
+
+def json_response(body: object, status_code: int = 200) -> Response:
+    """A JSON answer, encoded by orjson (several times faster than the standard library's)."""
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")

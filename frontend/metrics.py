@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontend.metrics_dir import MULTIPROC_ENV
-from trident.deployments import LATENCY_BUCKETS_MS
+from store.deployments import LATENCY_BUCKETS_MS
 
 PREDICT_PATH = re.compile(r"^/api/models/[^/]+/[^/]+/[^/]+/predict$")
 UNKNOWN = "unknown"
@@ -117,7 +117,7 @@ if _multiprocess():  # a worker leaving takes its live gauges (in-flight, ready)
 async def metrics_endpoint(request: Request) -> Response:
     """The Prometheus exposition; checks Triton's readiness first so `trident_triton_ready` is current."""
     services = getattr(request.app.state, "services", None)
-    triton = services.triton if services is not None else None
+    triton = services.engine.triton if services is not None else None
     TRITON_READY.set(1 if triton is not None and await triton.is_ready() else 0)
     if _multiprocess():
         registry = CollectorRegistry()
@@ -192,7 +192,7 @@ def install(app: Any) -> None:
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
 
-# `source` intake (frontend.source): one count per `source` field read, by how it ended. A closed set:
+# `source` intake (frontend.serving.source): one count per `source` field read, by how it ended. A closed set:
 # never the URL, its host or its query (they may carry secrets), so the series cannot grow.
 SOURCE_OUTCOMES = (
     "ok",  # URL fetched
@@ -228,7 +228,7 @@ PROCESS_RESTARTS = Counter(
 )
 
 
-# Videos (frontend.video): requests by how they ended, and every processed frame. A frame's stages
+# Videos (frontend.serving.video): requests by how they ended, and every processed frame. A frame's stages
 # join the image stages in `trident_request_stage_seconds`, plus `frame`: wall time per frame of
 # its batch, the inverse of the frames per second a video is served at.
 VIDEO_OUTCOMES = ("ok", "invalid", "too_large", "timeout", "disconnected", "error")

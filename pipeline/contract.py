@@ -1,6 +1,6 @@
 """The predict request's contract, declared once: fields, bounds, defaults, and the two formats.
 
-Form parsing (`frontend.form`), the OpenAPI document at `/docs` and the CLI derive from these
+Form parsing (`frontend.serving.form`), the OpenAPI document at `/docs` and the CLI derive from these
 declarations. Where the reference page and the Platform's OpenAPI contract give different bounds
 (`conf` 0-1 vs 0.01-1, `iou` 0-1 vs 0-0.95) the wider range is accepted in both formats; the
 defaults are the reference page's.

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from core.modelspec import ModelSpec
 from pipeline.contract import PredictOptions
 from pipeline.prepare import Prepared
 from pipeline.result import Result
@@ -17,7 +18,6 @@ from postprocess.maps import depth_to_original, semantic_to_original
 from postprocess.masks import decode_masks
 from postprocess.obb import select_obb_rows, to_oriented
 from postprocess.pose import decode_keypoints
-from trident.modelspec import ModelSpec
 
 Outputs = dict[str, NDArray[Any]]
 

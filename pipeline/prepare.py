@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from core.modelspec import ModelSpec
 from postprocess.classify import classify_crop
 from postprocess.letterbox import letterboxed, round_to_stride, to_model_input
-from trident.modelspec import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from trident.modelspec import Task
+from core.modelspec import Task
 
 
 @dataclass(frozen=True)

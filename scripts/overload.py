@@ -42,8 +42,8 @@ from pathlib import Path
 
 import httpx
 
-from trident.keys import KeyStore
-from trident.slug import Slug
+from core.slug import Slug
+from store.keys import KeyStore
 
 # The leak lives in this script only: it wraps the real app factory, then runs `trident serve`.
 LEAKY_SERVER = """

@@ -1,3 +1,3 @@
-"""Trident: Ultralytics YOLO models served by Triton behind the Ultralytics Platform REST API."""
+"""Trident: Ultralytics YOLO models served by Triton behind the Ultralytics Platform REST API.
 
-__version__ = "0.1.0"
+This package is the top of the stack: the `trident` command and the processes `trident run` keeps up."""

@@ -20,13 +20,13 @@ import httpx
 import typer
 from rich.console import Console
 
+from core.settings import Settings, unknown_env
 from pipeline.contract import IMGSZ_BOUNDS, PredictOptions
-from trident.settings import Settings, unknown_env
 from trident.supervisor import Child
 
 if TYPE_CHECKING:
-    from trident.keys import KeyStore
-from trident.slug import InvalidSlugError, Slug
+    from store.keys import KeyStore
+from core.slug import InvalidSlugError, Slug
 
 if TYPE_CHECKING:
     from exporter.tensorrt import EngineOptions
@@ -264,7 +264,7 @@ app.add_typer(demo_app, name="demo")
 
 
 def _store() -> KeyStore:
-    from trident.keys import KeyStore
+    from store.keys import KeyStore
 
     return KeyStore(Settings().key_store_url)
 
@@ -306,8 +306,8 @@ def keys_create(
     ] = None,
 ) -> None:
     """Create a key; it is printed once, on the last line, and only its hash is kept."""
-    from trident.audit import Actor
-    from trident.keys import parse_scopes
+    from store.audit import Actor
+    from store.keys import parse_scopes
 
     _check_plan(plan)
     lifetime = _duration(expires_in) if expires_in else None
@@ -327,7 +327,7 @@ def keys_list() -> None:
     """Key ids, names, users, plans, scopes, expiry, last use and status (never the keys).
 
     Last use reaches the database at most once a minute per key, so it can lag by that much."""
-    from trident.keys import SCOPES
+    from store.keys import SCOPES
 
     store = _store()
     now = store.clock()
@@ -347,7 +347,7 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id shown by `keys list`")]) -> None:
     """Revoke a key at once (the next request with it, or with a browser token made from it, gets 401)."""
-    from trident.audit import Actor
+    from store.audit import Actor
 
     if not _store().revoke(key_id, actor=Actor.cli()):
         raise _fail(f"no active key {key_id}")
@@ -360,7 +360,7 @@ def keys_scopes(
     scope: Annotated[list[str], typer.Option(help="the key's new scopes; repeat for several")],
 ) -> None:
     """Replace an active key's scopes (audited)."""
-    from trident.audit import Actor
+    from store.audit import Actor
 
     try:
         changed = _store().set_scopes(key_id, scope, actor=Actor.cli())
@@ -374,7 +374,7 @@ def keys_scopes(
 @users_app.command("set-plan")
 def users_set_plan(name: str, plan: str) -> None:
     """Create a user or move it to another plan (audited)."""
-    from trident.audit import Actor
+    from store.audit import Actor
 
     _check_plan(plan)
     _store().add_user(name, plan, actor=Actor.cli())
@@ -393,7 +393,7 @@ def audit_list(
     limit: Annotated[int, typer.Option(min=1, help="at most this many entries")] = 100,
 ) -> None:
     """The audit trail, newest first: when, action, user, key, who, from where, what changed."""
-    from trident import audit
+    from store import audit
 
     for e in audit.entries(_store().engine, user=user, action=action, limit=limit):
         typer.echo(
@@ -419,7 +419,7 @@ def _stop_on_signals(processes: list[subprocess.Popen[bytes]]) -> threading.Even
 
 def _dev_key(settings: Settings) -> str:
     """The local stack's key (user `dev`, plan `pro`), kept in the data folder for the next run."""
-    from trident.keys import KeyStore
+    from store.keys import KeyStore
 
     path = settings.data_dir / "dev-api-key"
     store = KeyStore(settings.key_store_url)
@@ -537,7 +537,7 @@ def _frontend_leftovers(pid: int) -> None:
     """After the frontend is gone: its uvicorn workers, their live gauges and their shared memory."""
     from prometheus_client import multiprocess
 
-    from frontend.shm import PREFIX as SHM_PREFIX
+    from frontend.serving.shm import PREFIX as SHM_PREFIX
     from trident.supervisor import kill_group, remove_shm, shm_named, wait_gone
 
     pids = [pid, *kill_group(pid)]

@@ -20,7 +20,7 @@ from typing import Literal
 
 import httpx
 
-from trident.settings import Settings
+from core.settings import Settings
 
 RUNTIME_REQUIREMENTS = ("nvidia-pytriton==0.7.0", "numpy<2", "onnxruntime==1.32.0")
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"

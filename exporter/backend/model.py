@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-# trident.modelspec's names (this file imports nothing from Trident)
+# core.modelspec's names (this file imports nothing from Trident)
 U8_INPUT = "images_u8"
 CONF_INPUT = "conf_threshold"
 CANDIDATES_OUTPUT = "trident_candidates"

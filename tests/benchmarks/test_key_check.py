@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from trident.keys import KeyStore, new_key
+from store.keys import KeyStore, new_key
 
 
 def load() -> ModuleType:

@@ -11,11 +11,11 @@ from types import ModuleType
 
 import numpy as np
 
+from core.modelspec import ModelSpec
 from pipeline.contract import PredictOptions
 from pipeline.decode import decode_segment
 from pipeline.prepare import Prepared
 from pipeline.render_seed import seed_predictions
-from trident.modelspec import ModelSpec
 
 LIMIT_BYTES = 256 * 2**20
 

@@ -10,12 +10,12 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from core.modelspec import ModelSpec
+from core.slug import Slug
 from exporter import onnx_export
 from exporter.errors import ExportError
 from exporter.export import ExportRequest, export_model
 from exporter.triton_config import ServingOptions, render_configs
-from trident.modelspec import ModelSpec
-from trident.slug import Slug
 
 SLUG = Slug.parse("acme/cars/yolo11n")
 
@@ -55,7 +55,7 @@ def test_local_config_runs_onnx_runtime_in_the_python_backend(exported: Path) ->
         ("images_u8", [640, 640, 3], mc.TYPE_UINT8, True),
         ("conf_threshold", [1], mc.TYPE_FP32, True),
     ]
-    # and returns, when asked, only the anchors that can pass that threshold (see trident.modelspec)
+    # and returns, when asked, only the anchors that can pass that threshold (see core.modelspec)
     assert [(o.name, list(o.dims)) for o in config.output] == [
         ("output0", [84, 8400]),
         ("trident_candidates", [84, -1]),

@@ -10,12 +10,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from core.slug import Slug
 from exporter.errors import ExportError
 from exporter.export import ExportRequest, ExportResult, export_model
 from exporter.parity import check_parity
-from tests.exporter.test_parity_gate import _scale_output
+from tests.exporter.test_parity_gate import scale_output
 from tests.helpers.models import build_busy_model
-from trident.slug import Slug
 
 IMGSZ = 160
 
@@ -52,7 +52,7 @@ def test_a_scaled_depth_map_is_refused(
     tmp_path: Path, map_exports: dict[str, tuple[Path, ExportResult]], bus: Path
 ) -> None:
     weights, result = map_exports["depth"]
-    tampered = _scale_output(result.path / "model.onnx", tmp_path / "model.onnx", 1.01)
+    tampered = scale_output(result.path / "model.onnx", tmp_path / "model.onnx", 1.01)
     with pytest.raises(ExportError, match="raw output output0 differs"):
         check_parity(weights, tampered, result.spec, bus, None)
 

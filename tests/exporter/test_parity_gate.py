@@ -17,11 +17,11 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
+from core.slug import Slug
 from exporter import raw_parity
 from exporter.errors import ExportError
 from exporter.export import ExportRequest, ExportResult, export_model
 from exporter.parity import check_parity
-from trident.slug import Slug
 
 SLUG = Slug.parse("acme/blank/yolo11n")
 IMGSZ = 160  # small and fast: 525 anchors
@@ -48,7 +48,7 @@ def blank_export(tmp_path_factory: pytest.TempPathFactory, blank_pt: Path) -> Ex
     return export_model(ExportRequest(blank_pt, SLUG, repo, imgsz=IMGSZ))
 
 
-def _scale_output(src: Path, dst: Path, factor: float) -> Path:
+def scale_output(src: Path, dst: Path, factor: float) -> Path:
     """`src` with a Mul by `factor` appended to its first output."""
     proto = onnx.load(str(src))
     out = proto.graph.output[0].name
@@ -84,7 +84,7 @@ def test_a_model_that_finds_nothing_passes_on_its_raw_outputs(blank_export: Expo
 @pytest.mark.parametrize(
     "tamper",
     [
-        pytest.param(lambda src, dst: _scale_output(src, dst, 1.01), id="output0-times-1.01"),
+        pytest.param(lambda src, dst: scale_output(src, dst, 1.01), id="output0-times-1.01"),
         pytest.param(lambda src, dst: _scale_class_bias(src, dst, 1.01), id="class-bias-times-1.01"),
     ],
 )
@@ -149,10 +149,10 @@ def test_a_model_less_precise_than_the_tolerance_is_held_to_its_own_precision(
     spec, source = blank_export.spec, blank_export.path / "model.onnx"
     tensor = np.zeros((1, 3, IMGSZ, IMGSZ), np.float32) + 0.5
     within = raw_parity.check_raw_outputs(
-        blank_pt, _scale_output(source, tmp_path / "a.onnx", 1.005), spec, tensor, None
+        blank_pt, scale_output(source, tmp_path / "a.onnx", 1.005), spec, tensor, None
     )
     assert within.rtol == pytest.approx(raw_parity.NOISE_FACTOR * 5e-3)
     with pytest.raises(ExportError, match=r"tolerance .* 4x this model's own float32 error"):
         raw_parity.check_raw_outputs(
-            blank_pt, _scale_output(source, tmp_path / "b.onnx", 1.05), spec, tensor, None
+            blank_pt, scale_output(source, tmp_path / "b.onnx", 1.05), spec, tensor, None
         )

@@ -16,10 +16,10 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 from typer.testing import CliRunner
 
+from core.modelspec import SPEC_PARAMETER, ModelSpec
 from exporter import tensorrt
 from exporter.triton_config import ServingOptions, render_configs
 from trident.cli import app
-from trident.modelspec import SPEC_PARAMETER, ModelSpec
 
 MISSING = tensorrt.missing_requirements()  # empty where this host can build plans
 PLAN = b"ftrt\x00\x00\x00\x00" + bytes(range(256)) * 4  # a plan starts with TensorRT's own magic

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
 from frontend.app import create_app
-from trident.settings import Settings
 
 
 def free_port() -> int:

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from redis.asyncio.client import Redis
 
+from core.settings import Settings
 from frontend.app import create_app
-from trident.keys import KeyStore, new_key
-from trident.settings import Settings
+from store.keys import KeyStore, new_key
 
 PREDICT = "/api/models/test/coco/yolo11n/predict"
 App = tuple[TestClient, "Spies", str]

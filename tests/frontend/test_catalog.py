@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from frontend.catalog import served_model_from_config
+from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT, ModelSpec
+from core.slug import Slug
+from frontend.serving.catalog import served_model_from_config
 from pipeline.prepare import prepare
 from postprocess.letterbox import model_input
 from postprocess.nms import class_aware_nms, raw_candidates
-from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT, ModelSpec
-from trident.slug import Slug
 
 SPEC = ModelSpec(task="detect", names={0: "person"}, imgsz=(640, 640), stride=32, dynamic=True, end2end=False)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from anyio import CapacityLimiter
 
-from frontend.inference import run_cpu
+from frontend.serving.inference import run_cpu
 from tests.helpers.aio import run
 
 
@@ -19,9 +19,9 @@ def niceness() -> int:
 
 def test_cpu_work_runs_lower_than_the_event_loop_and_the_loop_keeps_its_priority() -> None:
     async def main() -> tuple[int, list[int], int]:
-        services: Any = SimpleNamespace(cpu_limiter=CapacityLimiter(2), cpu_nice=3)
+        engine: Any = SimpleNamespace(cpu_limiter=CapacityLimiter(2), cpu_nice=3)
         loop_before = niceness()
-        seen = [await run_cpu(services, niceness) for _ in range(4)]  # a thread lowers itself once
+        seen = [await run_cpu(engine, niceness) for _ in range(4)]  # a thread lowers itself once
         return loop_before, seen, niceness()
 
     base = niceness()  # a new thread starts at its creator's

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from frontend.errors import InvalidImage
-from frontend.imaging import decode_image, sniff
+from frontend.serving.imaging import decode_image, sniff
 
 LIMIT = 40_000_000
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from frontend.ratelimit import MemoryCounter, Plan, RateLimiter
+from frontend.guards.ratelimit import MemoryCounter, Plan, RateLimiter
 from tests.helpers.aio import run as arun
 
 FREE = Plan(10, 100)
@@ -123,7 +123,7 @@ def test_concurrent_burst_in_one_process_is_exact(concurrency: int) -> None:
 
 def test_failed_auths_per_ip_401_up_to_the_limit_then_429_until_the_minute_ends() -> None:
     from frontend.errors import RateLimited
-    from frontend.ratelimit import FailedAuthLimiter
+    from frontend.guards.ratelimit import FailedAuthLimiter
 
     clock = Clock()
     clock.now += 20  # 40 s before the minute resets
@@ -143,7 +143,7 @@ def test_failed_auths_per_ip_401_up_to_the_limit_then_429_until_the_minute_ends(
 
 
 def test_failed_auth_limit_zero_turns_it_off() -> None:
-    from frontend.ratelimit import FailedAuthLimiter
+    from frontend.guards.ratelimit import FailedAuthLimiter
 
     failures = FailedAuthLimiter(MemoryCounter(), per_minute=0, clock=Clock())
 

@@ -16,13 +16,13 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
 from frontend.app import create_app
-from frontend.auth import TOKEN_COOKIE
 from frontend.deps import DeploymentsCallerDep
+from frontend.guards.auth import TOKEN_COOKIE
+from store import audit
+from store.keys import KeyStore, new_key
 from tests.helpers.clock import START, Clock
-from trident import audit
-from trident.keys import KeyStore, new_key
-from trident.settings import Settings
 
 PREDICT = "/api/models/alice/p/m/predict"
 

@@ -10,7 +10,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from frontend.errors import ServiceUnavailable
-from frontend.shedding import InFlight, ShedAtCapacity
+from frontend.guards.shedding import ShedAtCapacity
+from frontend.serving.engine import InFlight
 
 PREDICTS = ["/api/models/a/b/c/predict", "/api/deployments/alice/dep1/predict"]
 OTHERS = ["/api/models", "/api/models/a/b/c", "/livez", "/api/deployments/alice/dep1", "/metrics"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frontend.shm import MIN_REGION_BYTES, Region, RegionPool, Transient
+from frontend.serving.shm import MIN_REGION_BYTES, Region, RegionPool, Transient
 from tests.helpers.aio import run
 
 MB = 1024 * 1024

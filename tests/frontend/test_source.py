@@ -27,12 +27,12 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from prometheus_client import REGISTRY
 
-from frontend import source
+from core.settings import Settings
 from frontend.errors import InvalidImage, ServingError
-from frontend.imaging import decode_image
-from frontend.source import address_refusal, read_source
+from frontend.serving import source
+from frontend.serving.imaging import decode_image
+from frontend.serving.source import address_refusal, read_source
 from tests.helpers.aio import run
-from trident.settings import Settings
 
 TINY_PNG = (Path(__file__).parents[1] / "fixtures" / "tiny.png").read_bytes()
 HTML = b"<!doctype html><html><body>not an image</body></html>"

@@ -6,7 +6,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from frontend.errors import InferenceTimeout, ServiceUnavailable, ServingError
-from frontend.triton import _map_error
+from frontend.serving.triton import map_error
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ from frontend.triton import _map_error
 def test_triton_failures_map_to_documented_statuses(
     status: str | None, message: str, expected: type[ServingError], http: int
 ) -> None:
-    error = _map_error(InferenceServerException(msg=message, status=status), "demo~x~y")
+    error = map_error(InferenceServerException(msg=message, status=status), "demo~x~y")
     assert type(error) is expected
     response = error.to_response()
     assert response.status_code == http
@@ -36,7 +36,7 @@ def test_triton_failures_map_to_documented_statuses(
 
 
 def _spec(task: str) -> object:
-    from trident.modelspec import ModelSpec
+    from core.modelspec import ModelSpec
 
     return ModelSpec(
         task=task,
@@ -107,7 +107,7 @@ def _error_table_once() -> None:
     from pipeline.prepare import Prepared
 
     for status in ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.INTERNAL", None):
-        _map_error(InferenceServerException(msg="x", status=status), "demo~x~y").to_response()
+        map_error(InferenceServerException(msg="x", status=status), "demo~x~y").to_response()
     prep = Prepared(np.zeros((1, 3, 64, 64), np.float32), (64, 64), (64, 64))
     for task in ("detect", "segment", "pose", "obb", "classify"):
         with pytest.raises(ModelOutputError):

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from frontend import triton as triton_module
 from frontend.errors import InferenceTimeout, ServingError
-from frontend.triton import Triton, is_loopback
+from frontend.serving import triton as triton_module
+from frontend.serving.triton import Triton, is_loopback
 from tests.helpers.aio import run
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (1, 480, 640, 3), dtype=np.uint8)

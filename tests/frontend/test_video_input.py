@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from frontend import video_input
 from frontend.errors import InvalidImage, PayloadTooLarge
-from frontend.video_input import VideoReader, sniff_video
+from frontend.serving import video_input
+from frontend.serving.video_input import VideoReader, sniff_video
 
 CONTAINERS = {  # extension -> (fourcc, what sniff_video names it)
     "mp4": ("mp4v", "mp4"),

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
 from frontend.app import create_app
-from trident.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_only_the_two_examples_are_served(client: TestClient, name: str) -> None
 
 def test_finding_the_examples_does_not_import_ultralytics() -> None:
     code = (
-        "import sys; from frontend.web import examples_dir; "
+        "import sys; from frontend.api.pages import examples_dir; "
         "assert (examples_dir() / 'bus.jpg').is_file(); "
         "assert 'ultralytics' not in sys.modules and 'torch' not in sys.modules"
     )

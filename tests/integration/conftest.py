@@ -22,12 +22,12 @@ import httpx
 import pytest
 from ultralytics_platform import Platform
 
+from core.settings import Settings
+from core.slug import Slug
 from exporter.export import ExportRequest, ExportResult, export_model
 from exporter.triton_config import ServingOptions
+from store.keys import KeyStore
 from trident import runtime
-from trident.keys import KeyStore
-from trident.settings import Settings
-from trident.slug import Slug
 
 pytestmark = pytest.mark.integration
 TEST_PLANS = '{"free": [10, 100], "pro": [60, 10000], "test": [1000000, 1000000]}'

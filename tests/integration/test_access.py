@@ -36,7 +36,7 @@ def test_private_models_are_visible_to_their_owner_only(stack: Stack, yolo11n_pt
 
 
 def test_a_revoked_key_is_refused_at_once_and_like_an_unknown_one(stack: Stack) -> None:
-    from trident.keys import KeyStore, new_key
+    from store.keys import KeyStore, new_key
 
     key = stack.create_key("carol", "test")
     assert stack.predict(SLUG, TINY, key=key).status_code == 200

@@ -14,11 +14,11 @@ import pytest
 from ultralytics_platform import Platform
 from ultralytics_platform.types import AccountApiKeysResponse
 
+from store.keys import KeyStore
 from tests.helpers.sdk_contract import assert_matches
 from tests.integration.conftest import Stack, wait_out_minute_edge
 from tests.integration.test_ul_cli import UL
 from trident import runtime
-from trident.keys import KeyStore
 
 pytestmark = pytest.mark.integration
 PUBLIC = "test/coco/yolo11n"

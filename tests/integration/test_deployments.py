@@ -28,10 +28,11 @@ import httpx
 import pytest
 from ultralytics_platform import APIError, Platform
 
+from store import audit
+from store.deployments import LATENCY_BUCKETS_MS
+from store.keys import KeyStore, parse_key
 from tests.integration.conftest import Stack, wait_out_minute_edge
-from trident import audit, runtime
-from trident.deployments import LATENCY_BUCKETS_MS
-from trident.keys import KeyStore, parse_key
+from trident import runtime
 
 pytestmark = pytest.mark.integration
 OWNER, NAME = "test", "dep-a"

@@ -71,7 +71,7 @@ def test_frontend_modules_do_not_import_torch() -> None:
     import sys
 
     code = (
-        "import sys, frontend.app, frontend.routes, pipeline.decode, postprocess.detect\n"
+        "import sys, frontend.app, frontend.api.predict, pipeline.decode, postprocess.detect\n"
         "frontend.app.create_app()\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'ultralytics', 'torchvision'})\n"
         "print(bad); sys.exit(1 if bad else 0)\n"

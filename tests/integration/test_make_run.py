@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from tests.integration.conftest import free_port
-from trident.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -61,10 +61,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.slug import Slug
+from store.keys import key_checksum
 from tests.integration.conftest import Stack, assert_error, free_port, start_redis, wait_out_minute_edge
 from trident import runtime
-from trident.keys import _checksum
-from trident.slug import Slug
 
 pytestmark = pytest.mark.integration
 SLUG = "test/coco/yolo11n"
@@ -129,7 +129,7 @@ def png_of_zeros(width: int, height: int, bit_depth: int = 8, color_type: int = 
 def forged(key: str) -> str:
     """The same key id with another secret and a valid checksum: looked up, then refused."""
     body = key[:12] + ("0" * 32 if key[12:44] != "0" * 32 else "1" * 32)
-    return body + _checksum(body)
+    return body + key_checksum(body)
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -197,7 +197,7 @@ def test_case_03_disallowed_formats_are_400_without_a_triton_call(stack: Stack, 
 
 def test_case_03_eps_never_spawns_ghostscript(monkeypatch: pytest.MonkeyPatch) -> None:
     from frontend.errors import InvalidImage
-    from frontend.imaging import decode_image
+    from frontend.serving.imaging import decode_image
 
     def no_subprocess(*_: object, **__: object) -> None:
         raise AssertionError("a subprocess was started while decoding an upload")
@@ -267,8 +267,8 @@ def test_case_05_a_lying_content_length_is_refused_in_bounded_memory(
 def test_case_06_bombs_are_refused_from_the_header_in_bounded_memory(
     bombs: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from frontend import imaging
     from frontend.errors import InvalidImage
+    from frontend.serving import imaging
 
     def never(*_: object, **__: object) -> None:
         raise AssertionError("the decoder was called")
@@ -333,7 +333,7 @@ def _gif_frame_bomb() -> bytes:
 def test_case_08_a_gif_frame_bomb_decodes_only_frame_0(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import GifImagePlugin
 
-    from frontend.imaging import decode_image
+    from frontend.serving.imaging import decode_image
 
     seeks: list[int] = []
     original = GifImagePlugin.GifImageFile.seek

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from ultralytics_platform import APIError, Platform
 
+from store.keys import new_key
 from tests.integration.conftest import RATE_PLAN, Stack, free_port, wait_out_minute_edge
 from trident import runtime
-from trident.keys import new_key
 
 pytestmark = pytest.mark.integration
 OWNER, PROJECT, MODEL = "test", "coco", "yolo11n"

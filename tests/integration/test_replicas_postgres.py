@@ -24,10 +24,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from store.keys import KeyStore, hash_key, new_key
 from tests.helpers.aio import run as arun
 from tests.integration.conftest import TEST_PLANS, Stack, free_port, start_redis, wait_out_minute_edge
 from trident import runtime
-from trident.keys import KeyStore, hash_key, new_key
 
 pytestmark = pytest.mark.integration
 TINY = Path(__file__).parents[1] / "fixtures" / "tiny.png"

@@ -151,9 +151,9 @@ def test_a_refused_registration_falls_back_to_grpc_with_the_same_answer(
     when it cannot open the key): every call still answers, over gRPC, with one warning."""
     from tritonclient.utils import InferenceServerException
 
-    from frontend.triton import Triton
+    from core.modelspec import U8_INPUT, ModelSpec
+    from frontend.serving.triton import Triton
     from pipeline.prepare import prepare
-    from trident.modelspec import U8_INPUT, ModelSpec
 
     async def refuse(*args: Any, **kwargs: Any) -> None:
         raise InferenceServerException("Unable to open shared memory region", "StatusCode.INTERNAL")

@@ -24,12 +24,12 @@ import cv2
 import httpx
 import pytest
 
+from core.settings import Settings
+from core.slug import Slug
 from exporter.export import ExportRequest, export_model
 from exporter.triton_config import ServingOptions
 from tests.integration.conftest import free_port
 from trident.runtime import STUB, STUB_SHM_PREFIX
-from trident.settings import Settings
-from trident.slug import Slug
 
 pytestmark = pytest.mark.integration
 SLUG = "test/supervised/yolo11n"

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from trident.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 DOCKER = ROOT / "docker"

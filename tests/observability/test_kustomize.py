@@ -16,8 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from frontend.body_limit import FORM_OVERHEAD_BYTES
-from trident.settings import Settings
+from core.settings import Settings
+from frontend.guards.body_limit import FORM_OVERHEAD_BYTES
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()

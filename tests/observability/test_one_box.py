@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trident.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "trident.service"

@@ -13,8 +13,8 @@ import torch
 from ultralytics.engine.results import Results
 
 from frontend.errors import InvalidRequest
-from frontend.form import parse_options
 from frontend.schemas import PlatformImage, PredictResponse
+from frontend.serving.form import parse_options
 from pipeline.contract import PredictOptions
 from pipeline.render_maps import decode_depth_png, decode_mask_png, depth_object, map_objects
 from pipeline.render_platform import platform_image, platform_results

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from trident.deployments import (
+from store.deployments import (
     LATENCY_BUCKETS_MS,
     DeploymentStore,
     LogLine,

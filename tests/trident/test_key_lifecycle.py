@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from store import audit
+from store.keys import KeyStore
 from tests.helpers.clock import START, Clock
-from trident import audit
 from trident.cli import app
-from trident.keys import KeyStore
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
                 "key_hash VARCHAR(64), created_at DATETIME, revoked_at DATETIME)"
             )
         )
-    from trident.keys import hash_key, new_key
+    from store.keys import hash_key, new_key
 
     key, key_id = new_key()
     with engine.begin() as db:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from trident.keys import KeyStore, KeyStoreUnavailable, new_key, parse_key
+from store.keys import KeyStore, KeyStoreUnavailable, new_key, parse_key
 
 
 @pytest.fixture
@@ -71,11 +71,11 @@ def test_revoked_and_unknown_keys_are_refused_alike(store: KeyStore) -> None:
 
 def test_a_key_with_a_forged_secret_is_refused(store: KeyStore) -> None:
     """Same key id, valid checksum, other secret: the hash comparison refuses it."""
-    from trident.keys import _checksum
+    from store.keys import key_checksum
 
     key, _ = store.create_key("alice", "free")
     body = key[:12] + "0" * 32
-    assert store.verify(body + _checksum(body)) is None
+    assert store.verify(body + key_checksum(body)) is None
 
 
 def test_plans_change_per_user(store: KeyStore) -> None:
@@ -91,7 +91,7 @@ def test_the_verifier_compares_hashes_with_compare_digest(
     """Constant-time comparison, observed: the stored hash meets the presented one in compare_digest."""
     import hmac
 
-    from trident import keys
+    from store import keys
 
     calls: list[tuple[str, str]] = []
     compare = hmac.compare_digest

@@ -7,8 +7,8 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from core.settings import Settings, unknown_env
 from trident.cli import app
-from trident.settings import Settings, unknown_env
 
 
 def test_an_unknown_keyword_is_an_error() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trident.slug import InvalidSlugError, Slug
+from core.slug import InvalidSlugError, Slug
 
 
 @pytest.mark.parametrize(

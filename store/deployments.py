@@ -22,9 +22,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from trident import audit
-from trident.audit import Actor
-from trident.schema import SCHEMA_LOCK_ID
+from store import audit
+from store.audit import Actor
+from store.schema import SCHEMA_LOCK_ID
 
 LATENCY_BUCKETS_MS = (
     5,

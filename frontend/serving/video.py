@@ -28,18 +28,18 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from frontend.catalog import ServedModel
-from frontend.deps import Services
+from core.settings import Settings
 from frontend.errors import InferenceTimeout, ServiceUnavailable, ServingError
-from frontend.inference import decode_and_render, run_cpu, run_model
 from frontend.metrics import record_video_frames, record_video_request
-from frontend.video_input import VideoReader
+from frontend.serving.catalog import ServedModel
+from frontend.serving.engine import Engine
+from frontend.serving.inference import decode_and_render, run_cpu, run_model
+from frontend.serving.video_input import VideoReader
 from pipeline.contract import ApiFormat, PredictOptions
 from pipeline.decode import Decoder
 from pipeline.prepare import Prepared, prepare
 from pipeline.render_platform import ModelInfo, platform_body, platform_image
 from pipeline.result import Speed
-from trident.settings import Settings
 
 T = TypeVar("T")
 NDJSON = "application/x-ndjson"
@@ -62,7 +62,7 @@ class Batch:
 class VideoCall:
     """What one video request needs besides the frames."""
 
-    services: Services
+    engine: Engine
     served: ServedModel
     decode: Decoder
     options: PredictOptions
@@ -122,7 +122,7 @@ async def _frames(
     """The answer objects of each batch in order, from a pipeline that keeps the model busy:
     batch k+1 waits in Triton's queue while batch k runs, so the model never waits for the
     frontend; decoding batch k+2 and rendering batch k run beside them."""
-    services, served = call.services, call.served
+    engine, served = call.engine, call.served
     size = max(1, served.max_batch)
 
     def spawn(coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
@@ -133,14 +133,14 @@ async def _frames(
     async def infer(batch: Batch) -> Inferred:
         sent = time.perf_counter()
         try:
-            outputs = await run_model(services, served, batch.stacked, call.options)
+            outputs = await run_model(engine, served, batch.stacked, call.options)
         except ServiceUnavailable:
-            services.catalog.mark_stale()
+            engine.catalog.mark_stale()
             raise
         return Inferred(batch, outputs, time.perf_counter(), sent)
 
     def decode_next() -> asyncio.Future[Batch | None]:
-        return spawn(run_cpu(services, _read_batch, reader, size, served, call.options.imgsz))
+        return spawn(run_cpu(engine, _read_batch, reader, size, served, call.options.imgsz))
 
     decoding: asyncio.Future[Batch | None] | None = decode_next()
     inferring: collections.deque[asyncio.Future[Inferred]] = collections.deque()
@@ -162,7 +162,7 @@ async def _frames(
             infer_ms = (done.answered - max(done.sent, previous)) * 1000
             previous = done.answered
             async with asyncio.timeout_at(deadline):
-                frames = await run_cpu(services, _render_batch, call, done.outputs, done.batch, infer_ms)
+                frames = await run_cpu(engine, _render_batch, call, done.outputs, done.batch, infer_ms)
             record_video_frames(str(served.slug), [f["speed"] for f in frames], time.perf_counter() - started)
             yield frames
             started = time.perf_counter()
@@ -191,7 +191,7 @@ def _outcome(exc: BaseException | None) -> str:
 
 def _summary(call: VideoCall, reader: VideoReader, count: int) -> dict[str, Any]:
     if call.api_format == "platform":
-        alive_s, call_s = time.monotonic() - call.services.started, time.perf_counter() - call.call_start
+        alive_s, call_s = time.monotonic() - call.engine.started, time.perf_counter() - call.call_start
         body = platform_body([], call.model_info, alive_s, call_s)
         body["metadata"]["imageCount"] = count
         return {"metadata": body["metadata"]}
@@ -228,19 +228,19 @@ class _ClosingStream(StreamingResponse):
 async def predict_video(request: Request, call: VideoCall, settings: Settings, video: UploadFile) -> Response:
     """The whole answer, or an NDJSON stream when the client accepts one. `video` is closed here
     (or when the stream ends), on every path."""
-    services = call.services
+    engine = call.engine
     cleanup = contextlib.ExitStack()
     cleanup.callback(video.file.close)
     outcome: BaseException | None = None
     streaming = False
     try:
-        cleanup.enter_context(services.in_flight.slot())
+        cleanup.enter_context(engine.in_flight.slot())
         deadline = asyncio.get_running_loop().time() + settings.video_timeout_s
         path = f"/proc/self/fd/{video.file.fileno()}"  # `fileno` moves a small spool onto disk first
         try:
             async with asyncio.timeout_at(deadline):
                 reader = await run_cpu(
-                    services,
+                    engine,
                     VideoReader,
                     path,
                     call.options.vid_stride,
@@ -286,7 +286,7 @@ async def _whole(
     except TimeoutError:
         raise _timeout(settings) from None
     if call.api_format == "platform":
-        alive_s, call_s = time.monotonic() - call.services.started, time.perf_counter() - call.call_start
+        alive_s, call_s = time.monotonic() - call.engine.started, time.perf_counter() - call.call_start
         body = platform_body(frames, call.model_info, alive_s, call_s)
     else:
         body = _summary(call, reader, len(frames))

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from frontend.errors import PayloadTooLarge
+from frontend.errors import BodyTooLarge, PayloadTooLarge
 from frontend.formats import scope_format
 from pipeline.contract import ApiFormat
 
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form fields
-
-
-class BodyTooLarge(Exception):
-    """Raised inside `receive` once the stream passes the limit."""
 
 
 class BodyLimit:

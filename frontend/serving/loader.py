@@ -15,10 +15,10 @@ import asyncio
 import logging
 import time
 
-from frontend.catalog import Catalog
+from core.slug import InvalidSlugError, Slug
 from frontend.errors import ServiceUnavailable, ServingError
-from frontend.triton import Triton
-from trident.slug import InvalidSlugError, Slug
+from frontend.serving.catalog import Catalog
+from frontend.serving.triton import Triton
 
 log = logging.getLogger("trident.frontend")
 RETRY_FAILED_S = 30.0

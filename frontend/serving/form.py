@@ -1,7 +1,7 @@
 """Parse and validate the multipart predict request against the contract (`pipeline.contract`).
 
 The image comes as `file` (an upload) or `source` (a URL or base64 text, fetched by
-`frontend.source`); the options are validated by `PredictOptions` itself, so bounds and defaults
+`frontend.serving.source`); the options are validated by `PredictOptions` itself, so bounds and defaults
 live in one place and the error names the field and its range.
 """
 
@@ -14,9 +14,8 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from frontend.body_limit import BodyTooLarge
-from frontend.errors import InvalidImage, InvalidRequest, PayloadTooLarge
-from frontend.video_input import sniff_video
+from frontend.errors import BodyTooLarge, InvalidImage, InvalidRequest, PayloadTooLarge
+from frontend.serving.video_input import sniff_video
 from pipeline.contract import MAX_SOURCE_CHARS, PredictOptions
 
 # multipart for uploads; a URL-encoded form carries `source` (the SDK sends one when there is no file)

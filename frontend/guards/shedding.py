@@ -10,37 +10,15 @@ capacity every step would wait its turn for the event loop and the GIL (benchmar
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from frontend.errors import ServiceUnavailable
 from frontend.formats import scope_format
+from frontend.serving.engine import AT_CAPACITY, InFlight
 from pipeline.contract import ApiFormat
 
 PREDICT_CALLS = re.compile(r"^/api/(models/[^/]+/[^/]+/[^/]+|deployments/[^/]+/[^/]+)/predict$")
-AT_CAPACITY = "the server is at capacity; retry in a moment"
-
-
-class InFlight:
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.count = 0
-
-    @property
-    def full(self) -> bool:
-        return self.count >= self.limit
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        if self.full:  # again: slots may have filled while this body arrived
-            raise ServiceUnavailable(AT_CAPACITY)
-        self.count += 1
-        try:
-            yield
-        finally:
-            self.count -= 1
 
 
 class ShedAtCapacity:

@@ -18,15 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from frontend.auth import TOKEN_COOKIE, client_ip, from_token
 from frontend.deps import AdminCallerDep, KeyHolderDep, PredictCallerDep, ServicesDep, SettingsDep
 from frontend.errors import InvalidRequest, ModelNotFound, Unauthorized
-from frontend.ratelimit import Plan
-from frontend.routes import json_response
+from frontend.formats import json_response
+from frontend.guards.auth import TOKEN_COOKIE, client_ip, from_token
+from frontend.guards.ratelimit import Plan
 from frontend.schemas import PLATFORM_ERRORS, PlatformErrorResponse
-from trident import tokens
-from trident.audit import Actor
-from trident.keys import SCOPES, KeyInfo, parse_scopes
+from store import tokens
+from store.audit import Actor
+from store.keys import SCOPES, KeyInfo, parse_scopes
 
 router = APIRouter(responses={**PLATFORM_ERRORS, 400: {"model": PlatformErrorResponse}})
 

@@ -9,9 +9,19 @@ listen for such reports.
 
 from __future__ import annotations
 
+import inspect
+from urllib.parse import urlsplit
+
+from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from frontend.docs import SWAGGER_ORIGIN
+# `/docs` loads Swagger UI from FastAPI's default CDN (its URLs read from FastAPI's signature)
+_DEFAULTS = inspect.signature(get_swagger_ui_html).parameters
+SWAGGER_JS = str(_DEFAULTS["swagger_js_url"].default)
+SWAGGER_CSS = str(_DEFAULTS["swagger_css_url"].default)
+_parts = urlsplit(SWAGGER_JS)
+SWAGGER_ORIGIN = f"{_parts.scheme}://{_parts.netloc}"
+
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "

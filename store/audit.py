@@ -2,7 +2,7 @@
 
 Entries are written in the same transaction as the change they describe, so a change is never
 recorded without happening or the other way round. Actions: `key.create`, `key.revoke`,
-`key.scopes`, `user.plan`, and `deployment.*` (`trident.deployments.Change`).
+`key.scopes`, `user.plan`, and `deployment.*` (`store.deployments.Change`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from trident.schema import audit_log
+from store.schema import audit_log
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ The channel reconnects within a second after Triton comes back (gRPC's default b
 two minutes, which would keep answering 503 long after Triton is up again).
 
 With `shared_memory` (Triton on this host), large inputs travel through system shared memory
-regions registered once (`frontend.shm`); the outputs still come back over gRPC. A request whose
+regions registered once (`frontend.serving.shm`); the outputs still come back over gRPC. A request whose
 shared-memory call fails because of the shared memory (a region Triton forgot or cannot read) is
 sent again over gRPC, so it is never lost to shared memory; any other error is the request's own.
 """
@@ -24,7 +24,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from frontend.errors import InferenceTimeout, ServiceUnavailable, ServingError
 from frontend.metrics import record_input_transport, record_triton_error
-from frontend.shm import Region, RegionPool, Transient, aligned
+from frontend.serving.shm import Region, RegionPool, Transient, aligned
 
 _CHANNEL_ARGS = [
     ("grpc.max_send_message_length", 2**31 - 1),
@@ -63,7 +63,7 @@ def _shared_memory_failure(exc: InferenceServerException) -> bool:
     return not _unreachable(exc.status() or "") and "shared memory" in (exc.message() or "").lower()
 
 
-def _map_error(exc: InferenceServerException, model: str = "") -> ServingError:
+def map_error(exc: InferenceServerException, model: str = "") -> ServingError:
     status = exc.status() or ""
     if "DEADLINE_EXCEEDED" in status:
         return InferenceTimeout(
@@ -124,7 +124,7 @@ class Triton:
                 as_json=True, client_timeout=CONTROL_TIMEOUT_S
             )
         except InferenceServerException as exc:
-            raise _map_error(exc) from None
+            raise map_error(exc) from None
         return {m["name"]: m.get("version", "") for m in index.get("models", []) if m.get("state") == "READY"}
 
     async def repository_index(self) -> list[dict[str, str]]:
@@ -135,7 +135,7 @@ class Triton:
                 as_json=True, client_timeout=CONTROL_TIMEOUT_S
             )
         except InferenceServerException as exc:
-            raise _map_error(exc) from None
+            raise map_error(exc) from None
         return list(index.get("models", []))
 
     async def load(self, name: str) -> None:
@@ -153,13 +153,13 @@ class Triton:
         try:
             await self._client.unload_model(name, client_timeout=CONTROL_TIMEOUT_S * 10)
         except InferenceServerException as exc:
-            raise _map_error(exc, name) from None
+            raise map_error(exc, name) from None
 
     async def model_config(self, name: str) -> dict[str, Any]:
         try:
             reply = await self._client.get_model_config(name, as_json=True, client_timeout=CONTROL_TIMEOUT_S)
         except InferenceServerException as exc:
-            raise _map_error(exc, name) from None
+            raise map_error(exc, name) from None
         config: dict[str, Any] = reply["config"]
         return config
 
@@ -223,7 +223,7 @@ class Triton:
             if region is not None and _shared_memory_failure(exc):
                 raise  # `infer` sends it again over gRPC
             record_triton_error(exc.status())
-            raise _map_error(exc, name) from None
+            raise map_error(exc, name) from None
         arrays: dict[str, NDArray[Any]] = {}
         for output in outputs:
             array = result.as_numpy(output)

@@ -10,11 +10,11 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from frontend.auth import may_see, visible_model
-from frontend.catalog import ServedModel
 from frontend.deps import CatalogDep, PredictCallerDep, SettingsDep
-from frontend.routes import json_response
+from frontend.formats import json_response
+from frontend.guards.auth import may_see, visible_model
 from frontend.schemas import PLATFORM_ERRORS
+from frontend.serving.catalog import ServedModel
 
 router = APIRouter(responses=PLATFORM_ERRORS)
 

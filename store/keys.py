@@ -28,9 +28,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from trident import audit
-from trident.audit import SYSTEM, Actor
-from trident.schema import TOKEN_SECRET, api_keys, create_schema, server_secrets, users
+from store import audit
+from store.audit import SYSTEM, Actor
+from store.schema import TOKEN_SECRET, api_keys, create_schema, server_secrets, users
 
 PREFIX = "tri_"
 ALPHABET = string.digits + string.ascii_letters
@@ -52,7 +52,7 @@ def _base62(number: int, width: int) -> str:
     return "".join(reversed(out))
 
 
-def _checksum(body: str) -> str:
+def key_checksum(body: str) -> str:
     return _base62(zlib.crc32(body.encode()), 6)
 
 
@@ -61,13 +61,13 @@ def new_key() -> tuple[str, str]:
     key_id = "".join(secrets.choice(ALPHABET) for _ in range(8))
     secret = "".join(secrets.choice(ALPHABET) for _ in range(32))
     body = f"{PREFIX}{key_id}{secret}"
-    return body + _checksum(body), key_id
+    return body + key_checksum(body), key_id
 
 
 def parse_key(token: str) -> str | None:
     """The key id of a well-formed key with a valid checksum, else None (no lookup needed)."""
     match = KEY_RE.fullmatch(token)
-    if match is None or not hmac.compare_digest(_checksum(token[:-6]), match.group(3)):
+    if match is None or not hmac.compare_digest(key_checksum(token[:-6]), match.group(3)):
         return None
     return match.group(1)
 

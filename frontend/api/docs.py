@@ -7,18 +7,10 @@ stylesheet (FastAPI's default CDN URLs, read from its signature) and starts it f
 
 from __future__ import annotations
 
-import inspect
-from urllib.parse import urlsplit
-
 from fastapi import APIRouter
-from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse
 
-_DEFAULTS = inspect.signature(get_swagger_ui_html).parameters
-SWAGGER_JS = str(_DEFAULTS["swagger_js_url"].default)
-SWAGGER_CSS = str(_DEFAULTS["swagger_css_url"].default)
-_parts = urlsplit(SWAGGER_JS)
-SWAGGER_ORIGIN = f"{_parts.scheme}://{_parts.netloc}"
+from frontend.guards.security import SWAGGER_CSS, SWAGGER_JS
 
 PAGE = f"""<!doctype html>
 <html lang="en">

@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, Response
 
 from frontend.errors import ServingError
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parents[1] / "static"  # frontend/static/
 EXAMPLES = ("bus.jpg", "zidane.jpg")
 MEDIA_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 

@@ -6,7 +6,7 @@ public key id. A refused well-formed key counts against the caller's IP (`Failed
 key store that cannot be reached is a 503 with Retry-After: the key is neither accepted nor
 refused unchecked.
 
-Without an `Authorization` header the Test tab's token cookie is read (see `trident.tokens`), and
+Without an `Authorization` header the Test tab's token cookie is read (see `store.tokens`), and
 without that, when `TRIDENT_ANONYMOUS_PLAN` names a plan, the caller is anonymous: public models
 only, limited per client IP.
 """
@@ -19,13 +19,13 @@ from typing import TypeVar
 import anyio.to_thread
 from starlette.requests import Request
 
-from frontend.catalog import Catalog, ServedModel
+from core.modelspec import ModelSpec
+from core.slug import InvalidSlugError, Slug
 from frontend.errors import ModelNotFound, ServiceUnavailable, Unauthorized
-from frontend.ratelimit import FailedAuthLimiter
-from trident import tokens
-from trident.keys import KeyStore, KeyStoreUnavailable, Principal, parse_key
-from trident.modelspec import ModelSpec
-from trident.slug import InvalidSlugError, Slug
+from frontend.guards.ratelimit import FailedAuthLimiter
+from frontend.serving.catalog import Catalog, ServedModel
+from store import tokens
+from store.keys import KeyStore, KeyStoreUnavailable, Principal, parse_key
 
 KEY_STORE_RETRY_S = 5
 TOKEN_COOKIE = "trident_token"  # noqa: S105 (a cookie name)

@@ -1,7 +1,7 @@
 """The models the frontend can serve, discovered from Triton (its repository index and configs).
 
 There is no second registry: a model is servable when Triton says it is READY and its config
-carries Trident's `ModelSpec`. The catalog is reread every few seconds (after `frontend.loader` asked
+carries Trident's `ModelSpec`. The catalog is reread every few seconds (after `frontend.serving.loader` asked
 Triton to load what was exported meanwhile) and on a miss, so a newly exported model becomes
 callable without restarting anything.
 """
@@ -13,10 +13,10 @@ import logging
 import time
 from dataclasses import dataclass
 
+from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, SPEC_PARAMETER, U8_INPUT, ModelSpec
+from core.slug import InvalidSlugError, Slug
 from frontend.errors import ModelNotFound, ServingError
-from frontend.triton import Triton
-from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, SPEC_PARAMETER, U8_INPUT, ModelSpec
-from trident.slug import InvalidSlugError, Slug
+from frontend.serving.triton import Triton
 
 log = logging.getLogger(__name__)
 MISS_REFRESH_S = 0.5  # at most one extra index read per this interval on unknown slugs

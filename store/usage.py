@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from trident.schema import usage_hourly
+from store.schema import usage_hourly
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from frontend.catalog import ServedModel
+from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
+from frontend.serving.catalog import ServedModel
 from pipeline.contract import ApiFormat, PredictOptions
 from pipeline.decode import Decoder
 from pipeline.prepare import Prepared
@@ -22,10 +23,9 @@ from pipeline.render_maps import map_objects
 from pipeline.render_platform import platform_results
 from pipeline.render_seed import seed_predictions
 from pipeline.result import Result
-from trident.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
 
 if TYPE_CHECKING:
-    from frontend.deps import Services
+    from frontend.serving.engine import Engine
 
 T = TypeVar("T")
 
@@ -50,20 +50,20 @@ def _yielding_to_the_loop(nice: int, fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
-async def run_cpu(services: Services, fn: Callable[..., T], *args: Any) -> T:
+async def run_cpu(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
     """CPU-bound work off the event loop, on a bounded pool of threads that yield to the loop."""
     return await anyio.to_thread.run_sync(
-        _yielding_to_the_loop, services.cpu_nice, fn, *args, limiter=services.cpu_limiter
+        _yielding_to_the_loop, engine.cpu_nice, fn, *args, limiter=engine.cpu_limiter
     )
 
 
 async def run_model(
-    services: Services, served: ServedModel, prep: Prepared, options: PredictOptions
+    engine: Engine, served: ServedModel, prep: Prepared, options: PredictOptions
 ) -> dict[str, NDArray[Any]]:
     """Triton's outputs by name for `prep.tensor` (a batch of one image or of video frames); with
     `candidates`, `output0` holds only the anchors that can pass `conf` in some image of the batch
     (what `raw_candidates` then keeps from it is exactly what it keeps from the full head)."""
-    triton = services.triton
+    triton = engine.triton
     inputs: dict[str, NDArray[Any]] = {U8_INPUT if served.u8_input else served.input_name: prep.tensor}
     if not served.candidates:
         return await triton.infer(served.triton_name, inputs, list(served.output_names))

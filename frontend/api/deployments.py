@@ -4,7 +4,7 @@ and `POST /api/deployments/{owner}/{deployment}/predict`.
 
 Only the owner sees a deployment: any other caller gets 404 on every route, as for private models
 (management needs the `deployments` scope, predict the `predict` scope). Lifecycle changes run one
-at a time per deployment; see `frontend.deployer` for what replace does on Triton. Every predict
+at a time per deployment; see `frontend.deployments.deployer` for what replace does on Triton. Every predict
 answer and lifecycle step becomes one JSON log line (request id, deployment, status, latency;
 never a key) in the deployment's recent lines and in the process log, and the request is counted
 in the per-minute aggregates the metrics route reads.
@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from frontend.auth import client_ip, may_see
-from frontend.deployer import Deployer, DeployFailed, Source, SourceNotFound
+from core.slug import InvalidSlugError, Slug
+from frontend.deployments.deployer import Deployer, DeployFailed, Source, SourceNotFound
 from frontend.deps import (
     DeploymentsCallerDep,
     PredictCallerDep,
@@ -38,17 +38,18 @@ from frontend.deps import (
     SettingsDep,
 )
 from frontend.errors import InvalidRequest, RateLimited, ServiceUnavailable, ServingError
-from frontend.form import read_predict_form
+from frontend.formats import json_response
+from frontend.guards.auth import client_ip, may_see
+from frontend.guards.ratelimit import Plan
 from frontend.metrics import record_deployment
-from frontend.ratelimit import Plan
-from frontend.routes import _infer, _model_info, json_response
 from frontend.schemas import PlatformErrorResponse
-from frontend.video import VideoCall, predict_video
+from frontend.serving.form import read_predict_form
+from frontend.serving.image import model_info, predict_image
+from frontend.serving.video import VideoCall, predict_video
 from pipeline.decode import decoder_for
-from trident.audit import Actor
-from trident.deployments import RANGES, SEVERITIES, Change, Deployment, DeploymentExists, LogLine, iso
-from trident.keys import Principal
-from trident.slug import InvalidSlugError, Slug
+from store.audit import Actor
+from store.deployments import RANGES, SEVERITIES, Change, Deployment, DeploymentExists, LogLine, iso
+from store.keys import Principal
 
 # every answer these routes can give besides 200, in the Platform's error shape: 400 a bad parameter,
 # 409 a name taken, 413 a body too large, 422 a model that failed to load or warm up, 504 a deadline
@@ -623,13 +624,22 @@ async def predict_deployment(
                     request.state.model, request.state.task = str(served.slug), served.spec.task
                     decode = decoder_for(served.spec)
                     if form.video is not None:
-                        info = _model_info(served)
-                        call = VideoCall(services, served, decode, form.options, "platform", info, call_start)
+                        info = model_info(served)
+                        call = VideoCall(
+                            services.engine, served, decode, form.options, "platform", info, call_start
+                        )
                         response = await predict_video(request, call, settings, form.video)
                     else:
-                        with services.in_flight.slot():
-                            response = await _infer(
-                                request, services, settings, served, decode, form, "platform", call_start
+                        with services.engine.in_flight.slot():
+                            response = await predict_image(
+                                request,
+                                services.engine,
+                                settings,
+                                served,
+                                decode,
+                                form,
+                                "platform",
+                                call_start,
                             )
                     break
                 except ServiceUnavailable:

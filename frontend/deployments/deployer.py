@@ -28,12 +28,12 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from frontend.catalog import ServedModel, served_model_from_config
+from core.modelspec import CONF_INPUT, SPEC_PARAMETER, U8_INPUT, ModelSpec
+from core.slug import Slug
 from frontend.errors import ServingError
-from frontend.triton import Triton
-from trident.deployments import Deployment, DeploymentStore
-from trident.modelspec import CONF_INPUT, SPEC_PARAMETER, U8_INPUT, ModelSpec
-from trident.slug import Slug
+from frontend.serving.catalog import ServedModel, served_model_from_config
+from frontend.serving.triton import Triton
+from store.deployments import Deployment, DeploymentStore
 
 log = logging.getLogger("trident.deployments")
 PREFIX = "dep"

@@ -6,7 +6,7 @@ A request that needs more than any free region holds gets one that fits (a new r
 pool has room, else a free one grown and registered again); when every region is busy and the pool
 is full the request simply goes over gRPC.
 
-Nothing here speaks gRPC: registering is the caller's `register` (`frontend.triton`; it must
+Nothing here speaks gRPC: registering is the caller's `register` (`frontend.serving.triton`; it must
 replace a registration of the same name), which raises `Transient` when Triton is only unreachable
 right now (the request fails anyway; shared memory stays on) and anything else when Triton refuses
 the region, e.g. because it runs in another container without this host's `/dev/shm`: then shared

@@ -13,7 +13,7 @@ Fetching a URL someone else chose is server-side request forgery waiting to happ
 - the body is streamed and abandoned past `max_upload_bytes`; one deadline covers the wait for a
   fetch slot, resolution, redirects and the body; at most `source_max_concurrent` fetches per worker.
 
-Content sniffing is not done here: the caller hands the bytes to `frontend.imaging.decode_image`.
+Content sniffing is not done here: the caller hands the bytes to `frontend.serving.imaging.decode_image`.
 Errors carry what was refused in `detail`, never the path or query of the URL (they may hold secrets).
 """
 
@@ -33,10 +33,10 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from core.settings import Settings
 from frontend.errors import InvalidRequest, PayloadTooLarge, ServingError
 from frontend.metrics import record_source_fetch
 from pipeline.contract import MAX_SOURCE_CHARS
-from trident.settings import Settings
 
 __all__ = ["read_source"]
 

@@ -1,0 +1,119 @@
+"""HTTP routes: predict (both contracts), the model lists, and health.
+
+Handlers only wire dependencies (caller, quota, model, contract) to the pipeline and pick a
+rendering; everything between the image and the `Result` is `pipeline/`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio.to_thread
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from frontend.deps import (
+    ApiFormatDep,
+    CatalogDep,
+    PredictCallerDep,
+    QuotaDep,
+    ServicesDep,
+    SettingsDep,
+)
+from frontend.errors import ServiceUnavailable, ServingError
+from frontend.formats import json_response
+from frontend.guards.auth import may_see, visible_model
+from frontend.schemas import ERRORS, PREDICT_BODY, PREDICT_RESPONSES
+from frontend.serving.form import read_predict_form
+from frontend.serving.image import model_info, predict_image
+from frontend.serving.video import VideoCall, predict_video
+from pipeline.decode import decoder_for
+
+router = APIRouter()
+
+
+@router.post(
+    "/api/models/{owner}/{project}/{model}/predict",
+    responses=PREDICT_RESPONSES,
+    openapi_extra=PREDICT_BODY,
+    summary="Run a model on one image or video",
+)
+async def predict(
+    owner: str,
+    project: str,
+    model: str,
+    request: Request,
+    api_format: ApiFormatDep,
+    caller: PredictCallerDep,
+    quota: QuotaDep,
+    services: ServicesDep,
+    settings: SettingsDep,
+) -> Response:
+    """The Ultralytics Platform predict call: multipart `file` (or `source`) plus the options.
+
+    Order matters: the key first (a failed auth spends no quota and learns nothing about models),
+    then the quota, then the model (one the key may not see is "not found"), then the body.
+    The answer is in the reference page's format (`seed`) or the Platform's (`platform`).
+    """
+    call_start = time.perf_counter()
+    try:
+        served = await visible_model(services.engine.catalog, caller, owner, project, model)
+        request.state.model, request.state.task = str(served.slug), served.spec.task  # for metrics
+        if not caller.anonymous:  # for `GET /api/usage`, counted in memory
+            services.usage.record(caller.user, str(served.slug), services.keys.clock())
+        decode = decoder_for(served.spec)
+        form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
+        if form.video is not None:
+            info = model_info(served)
+            call = VideoCall(services.engine, served, decode, form.options, api_format, info, call_start)
+            response = await predict_video(request, call, settings, form.video)
+        else:
+            with services.engine.in_flight.slot():
+                response = await predict_image(
+                    request, services.engine, settings, served, decode, form, api_format, call_start
+                )
+    except ServingError as exc:
+        exc.headers.update(quota.headers())
+        raise
+    response.headers.update(quota.headers())
+    return response
+
+
+@router.get(
+    "/api/models",
+    summary="Models this key can run",
+    responses={code: ERRORS[code] for code in (401, 403, 429, 503)},
+)
+async def list_models(caller: PredictCallerDep, catalog: CatalogDep) -> Response:
+    visible = [m for m in catalog.models if may_see(m.spec, caller)]
+    return json_response(
+        {
+            "success": True,
+            "models": [
+                {
+                    "slug": str(m.slug),
+                    "task": m.spec.task,
+                    "classes": len(m.spec.names),
+                    "imgsz": list(m.spec.imgsz),
+                    "dynamic": m.spec.dynamic,
+                    "version": m.version,
+                }
+                for m in visible
+            ],
+        }
+    )
+
+
+@router.get("/livez", summary="The process is alive")
+async def livez() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", summary="Triton is reachable and ready", responses={503: ERRORS[503]})
+async def readyz(services: ServicesDep) -> Response:
+    if not await anyio.to_thread.run_sync(services.keys.reachable):
+        raise ServiceUnavailable("the key store cannot be reached")
+    if await services.engine.triton.is_ready():
+        return json_response({"status": "ready", "models": len(services.engine.catalog.models)})
+    raise ServiceUnavailable("the inference server is not ready")

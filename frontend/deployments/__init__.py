@@ -1,0 +1,1 @@
+"""Dedicated endpoints: what a deployment does on Triton (deploy, replace, stop, retire)."""
