@@ -19,7 +19,7 @@ from ultralytics_platform.types import ModelsPredictResponse
 from pipeline.render_maps import decode_depth_png, decode_mask_png
 from tests.helpers.models import build_busy_model
 from tests.helpers.sdk_contract import assert_matches
-from tests.integration.conftest import Stack, assert_error
+from tests.helpers.stack import Stack, assert_error
 from tests.integration.test_part_c import png_of_zeros
 
 pytestmark = pytest.mark.integration

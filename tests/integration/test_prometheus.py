@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.conftest import Stack, free_port
+from tests.helpers.stack import Stack, free_port
 
 pytestmark = pytest.mark.integration
 DOCKER = Path(__file__).parents[2] / "docker"

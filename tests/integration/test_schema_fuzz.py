@@ -13,7 +13,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.integration.conftest import Stack
+from tests.helpers.stack import Stack
 from trident import runtime
 
 pytestmark = pytest.mark.integration

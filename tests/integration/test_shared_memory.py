@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.aio import run
-from tests.integration.conftest import Stack, free_port
+from tests.helpers.stack import Stack, free_port
 from trident import runtime
 
 pytestmark = pytest.mark.integration
