@@ -108,6 +108,12 @@ def demo_models(run: Run) -> Run:
     missing = [str(weights(r)) for r in COMMITTED if not weights(r).is_file()]
     assert not missing, f"demo weights missing: {missing}"
     assert run.curl, "trident run printed no curl command"
+    tiny = Path(__file__).parents[1] / "fixtures" / "tiny.png"
+    deadline = time.monotonic() + 60
+    for recipe in COMMITTED:  # each callable (Triton may still be loading the last ones)
+        while (r := run.predict(recipe.slug, tiny)).status_code != 200:
+            assert time.monotonic() < deadline, f"{recipe.slug}: {r.status_code} {r.text}"
+            time.sleep(0.1)
     return run
 
 
