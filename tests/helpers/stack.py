@@ -101,6 +101,18 @@ def in_one_minute(attempt: Callable[[int], T], shared_window: bool = False) -> T
     raise AssertionError("three attempts in a row each saw a minute end")
 
 
+def post_predict(base_url: str, key: str, slug: str, image: Path, **params: object) -> httpx.Response:
+    """`image` uploaded to `slug`'s predict with `key`, the form fields `params`."""
+    with image.open("rb") as f:
+        return httpx.post(
+            f"{base_url}/api/models/{slug}/predict",
+            headers={"Authorization": f"Bearer {key}"},
+            files={"file": (image.name, f)},
+            data={k: str(v) for k, v in params.items()},
+            timeout=60,
+        )
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -229,14 +241,7 @@ class Stack:
         raise AssertionError(f"{slug} not callable after {timeout_s} s: {last}")
 
     def predict(self, slug: str, image: Path, key: str | None = None, **params: object) -> httpx.Response:
-        with image.open("rb") as f:
-            return httpx.post(
-                f"{self.base_url}/api/models/{slug}/predict",
-                headers={"Authorization": f"Bearer {key or self.api_key}"},
-                files={"file": (image.name, f)},
-                data={k: str(v) for k, v in params.items()},
-                timeout=60,
-            )
+        return post_predict(self.base_url, key or self.api_key, slug, image, **params)
 
     def start_frontend(self, log: Path) -> None:
         out = log.open("wb")

@@ -31,7 +31,7 @@ from demo.generate import Task
 from demo.models import weights
 from demo.report import VAL_CONF, VAL_IOU, in_process, in_process_map
 from demo.train import RECIPES
-from tests.helpers.stack import free_port
+from tests.helpers.stack import free_port, post_predict
 
 pytestmark = pytest.mark.integration
 SAMPLE = 25  # held-out images per model here; `trident demo evaluate` scores all of them
@@ -51,14 +51,7 @@ class Run:
     key: str  # the dev key it created
 
     def predict(self, slug: str, image: Path, **params: object) -> httpx.Response:
-        with image.open("rb") as f:
-            return httpx.post(
-                f"{self.base_url}/api/models/{slug}/predict",
-                headers={"Authorization": f"Bearer {self.key}"},
-                files={"file": (image.name, f)},
-                data={k: str(v) for k, v in params.items()},
-                timeout=60,
-            )
+        return post_predict(self.base_url, self.key, slug, image, **params)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from ultralytics_platform import APIError, Platform
 
 from store.keys import new_key
-from tests.helpers.stack import RATE_PLAN, Stack, free_port, in_one_minute
+from tests.helpers.stack import RATE_PLAN, Stack, free_port, in_one_minute, post_predict
 from trident import runtime
 
 pytestmark = pytest.mark.integration
@@ -88,12 +88,7 @@ def test_past_the_plan_is_429_with_when_to_retry(
             answer: Any = predict(client, bus)()
             assert answer["metadata"]["imageCount"] == 1
             api_error(predict(client, bus), 429)
-        r = httpx.post(
-            f"{platform_url}/api/models/{OWNER}/{PROJECT}/{MODEL}/predict",
-            headers={"Authorization": f"Bearer {key}"},
-            files={"file": (bus.name, bus.read_bytes())},
-            timeout=30,
-        )
+        r = post_predict(platform_url, key, f"{OWNER}/{PROJECT}/{MODEL}", bus)
         assert_platform_error(r, 429)
         assert 1 <= int(r.headers["Retry-After"]) <= 60, r.headers
         assert 0 <= int(r.headers["X-RateLimit-Reset"]) <= 60, r.headers
@@ -122,12 +117,7 @@ def test_triton_unreachable_is_503(stack: Stack, tritonless: str, bus: Path) -> 
     with Platform(api_key=stack.api_key, base_url=tritonless, max_retries=0) as client:
         api_error(predict(client, bus), 503)
         api_error(lambda: client.models.retrieve(OWNER, PROJECT, MODEL), 503)
-    r = httpx.post(
-        f"{tritonless}/api/models/{OWNER}/{PROJECT}/{MODEL}/predict",
-        headers={"Authorization": f"Bearer {stack.api_key}"},
-        files={"file": (bus.name, bus.read_bytes())},
-        timeout=30,
-    )
+    r = post_predict(tritonless, stack.api_key, f"{OWNER}/{PROJECT}/{MODEL}", bus)
     assert_platform_error(r, 503)
     assert int(r.headers["Retry-After"]) >= 1
 
