@@ -40,8 +40,8 @@ from frontend.serving.catalog import Catalog
 from frontend.serving.engine import Engine, InFlight
 from frontend.serving.loader import ModelLoader
 from frontend.serving.triton import Triton
-from pipeline.contract import ApiFormat
 from pipeline.decode import ModelOutputError
+from pipeline.formats import Format
 from store.deployments import DeploymentStore, Telemetry
 from store.keys import LAST_USE_FLUSH_S, Clock, KeyStore, utc_now
 from store.usage import UsageLog
@@ -165,7 +165,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     install_metrics(app)  # /metrics and the predict-call middleware (it times and counts refusals too)
     app.add_middleware(SecurityHeaders)  # outermost: also on the 413 answered before the app runs
 
-    def api_format(request: Request) -> ApiFormat:
+    def api_format(request: Request) -> Format:
         return resolve_format(request.url.path, request.query_params.get("format"), settings.api_format)
 
     @app.exception_handler(ServingError)
@@ -186,7 +186,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     async def http_error(request: Request, exc: HTTPException) -> Response:
         contract = api_format(request)
         status, headers = exc.status_code, dict(exc.headers or {})
-        if status == 405 and contract == "platform":  # its contract has no 405: an operation we lack
+        if status == 405 and not contract.has_405:  # an operation the contract lacks
             status, headers = 404, {}
         phrase = HTTPStatus(status).phrase
 

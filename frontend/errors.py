@@ -11,10 +11,8 @@
     ├── ServiceUnavailable (503 Service unavailable, Retry-After)
     └── InferenceTimeout (504 Inference timeout)
 
-In the seed format the body is `{"success": false, "error": {"code", "message", "detail"}}`:
-`message` is the Platform's words, `detail` says what exactly was wrong. In the Platform format
-it is `{"error": "<message>: <detail>"}` and nothing else, as that contract allows. Never a stack
-trace.
+`message` is the Platform's words, `detail` says what exactly was wrong; the request's contract
+(`pipeline.formats`) shapes the body. Never a stack trace.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from typing import ClassVar
 import orjson
 from starlette.responses import Response
 
-from pipeline.contract import ApiFormat
+from pipeline.formats import SEED, Format
 
 
 class ServingError(Exception):
@@ -40,8 +38,8 @@ class ServingError(Exception):
         self.retry_after = retry_after
         self.headers = dict(headers or {})
 
-    def to_response(self, api_format: ApiFormat = "seed") -> Response:
-        body = self.body(api_format)
+    def to_response(self, contract: Format = SEED) -> Response:
+        body = self.body(contract)
         headers = dict(self.headers)
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
@@ -49,14 +47,8 @@ class ServingError(Exception):
             orjson.dumps(body), status_code=self.status_code, headers=headers, media_type="application/json"
         )
 
-    def body(self, api_format: ApiFormat) -> dict[str, object]:
-        if api_format == "platform":
-            detail = "" if self.detail == self.message else f": {self.detail}"
-            return {"error": f"{self.message}{detail}"}
-        return {
-            "success": False,
-            "error": {"code": self.code, "message": self.message, "detail": self.detail},
-        }
+    def body(self, contract: Format) -> dict[str, object]:
+        return contract.error(self.code, self.message, self.detail)
 
 
 class InvalidRequest(ServingError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import time
 from typing import Any
 
@@ -32,9 +31,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontend.metrics_dir import MULTIPROC_ENV
+from frontend.routes import predict_route
 from store.deployments import LATENCY_BUCKETS_MS
 
-PREDICT_PATH = re.compile(r"^/api/models/[^/]+/[^/]+/[^/]+/predict$")
 UNKNOWN = "unknown"
 STAGES = ("preprocess", "inference", "postprocess")  # the route's `speed`; preprocess = decode + letterbox
 TRITON_ERROR_KINDS = ("DEADLINE_EXCEEDED", "UNAVAILABLE", "NOT_FOUND", "INTERNAL", "OTHER")
@@ -128,13 +127,14 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 class MetricsMiddleware:
-    """Pure ASGI: times predict calls, counts their bytes and outcome, reads what the route left in state."""
+    """Pure ASGI: times predict calls (a model's or a deployment's), counts their bytes and outcome,
+    reads what the route left in state (the model that answered, its task, the stages' times)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not PREDICT_PATH.match(scope["path"]):
+        if scope["type"] != "http" or not predict_route(scope["path"]):
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})

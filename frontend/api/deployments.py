@@ -42,11 +42,13 @@ from frontend.formats import json_response
 from frontend.guards.auth import client_ip, may_see
 from frontend.guards.ratelimit import Plan
 from frontend.metrics import record_deployment
+from frontend.routes import DEPLOYMENT_PREDICT
 from frontend.schemas import PlatformErrorResponse
 from frontend.serving.form import read_predict_form
-from frontend.serving.image import model_info, predict_image
+from frontend.serving.image import predict_image
 from frontend.serving.video import VideoCall, predict_video
 from pipeline.decode import decoder_for
+from pipeline.formats import PLATFORM
 from store.audit import Actor
 from store.deployments import RANGES, SEVERITIES, Change, Deployment, DeploymentExists, LogLine, iso
 from store.keys import Principal
@@ -588,7 +590,7 @@ def _record(
 
 
 @router.post(
-    "/api/deployments/{owner}/{deployment}/predict",
+    DEPLOYMENT_PREDICT.path,
     summary="Run deployment inference",
 )
 async def predict_deployment(
@@ -623,12 +625,10 @@ async def predict_deployment(
                     outcome["model"], outcome["version"] = str(served.slug), served.version
                     request.state.model, request.state.task = str(served.slug), served.spec.task
                     decode = decoder_for(served.spec)
+                    call = services.engine.call(served, call_start)
                     if form.video is not None:
-                        info = model_info(served)
-                        call = VideoCall(
-                            services.engine, served, decode, form.options, "platform", info, call_start
-                        )
-                        response = await predict_video(request, call, settings, form.video)
+                        video = VideoCall(services.engine, served, decode, form.options, PLATFORM, call)
+                        response = await predict_video(request, video, settings, form.video)
                     else:
                         with services.engine.in_flight.slot():
                             response = await predict_image(
@@ -638,8 +638,8 @@ async def predict_deployment(
                                 served,
                                 decode,
                                 form,
-                                "platform",
-                                call_start,
+                                PLATFORM,
+                                call,
                             )
                     break
                 except ServiceUnavailable:

@@ -24,9 +24,10 @@ from frontend.deps import (
 from frontend.errors import ServiceUnavailable, ServingError
 from frontend.formats import json_response
 from frontend.guards.auth import may_see, visible_model
+from frontend.routes import MODEL_PREDICT
 from frontend.schemas import ERRORS, PREDICT_BODY, PREDICT_RESPONSES
 from frontend.serving.form import read_predict_form
-from frontend.serving.image import model_info, predict_image
+from frontend.serving.image import predict_image
 from frontend.serving.video import VideoCall, predict_video
 from pipeline.decode import decoder_for
 
@@ -34,7 +35,7 @@ router = APIRouter()
 
 
 @router.post(
-    "/api/models/{owner}/{project}/{model}/predict",
+    MODEL_PREDICT.path,
     responses=PREDICT_RESPONSES,
     openapi_extra=PREDICT_BODY,
     summary="Run a model on one image or video",
@@ -44,7 +45,7 @@ async def predict(
     project: str,
     model: str,
     request: Request,
-    api_format: ApiFormatDep,
+    contract: ApiFormatDep,
     caller: PredictCallerDep,
     quota: QuotaDep,
     services: ServicesDep,
@@ -56,7 +57,7 @@ async def predict(
     then the quota, then the model (one the key may not see is "not found"), then the body.
     The answer is in the reference page's format (`seed`) or the Platform's (`platform`).
     """
-    call_start = time.perf_counter()
+    started = time.perf_counter()
     try:
         served = await visible_model(services.engine.catalog, caller, owner, project, model)
         request.state.model, request.state.task = str(served.slug), served.spec.task  # for metrics
@@ -65,13 +66,20 @@ async def predict(
         decode = decoder_for(served.spec)
         form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
         if form.video is not None:
-            info = model_info(served)
-            call = VideoCall(services.engine, served, decode, form.options, api_format, info, call_start)
-            response = await predict_video(request, call, settings, form.video)
+            call = services.engine.call(served, started)
+            video = VideoCall(services.engine, served, decode, form.options, contract, call)
+            response = await predict_video(request, video, settings, form.video)
         else:
             with services.engine.in_flight.slot():
                 response = await predict_image(
-                    request, services.engine, settings, served, decode, form, api_format, call_start
+                    request,
+                    services.engine,
+                    settings,
+                    served,
+                    decode,
+                    form,
+                    contract,
+                    services.engine.call(served, started),
                 )
     except ServingError as exc:
         exc.headers.update(quota.headers())

@@ -29,10 +29,10 @@ class BodyLimit:
         limit = self.max_body_bytes
         megabytes = (limit - FORM_OVERHEAD_BYTES) // (1024 * 1024)
         too_large = PayloadTooLarge(f"the upload is larger than {megabytes} MB")
-        api_format = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
+        contract = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await too_large.to_response(api_format)(scope, receive, send)
+                await too_large.to_response(contract)(scope, receive, send)
                 return
         received = 0
         started = False
@@ -55,4 +55,4 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await too_large.to_response(api_format)(scope, receive, send)
+                await too_large.to_response(contract)(scope, receive, send)
