@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.settings import MB
 from frontend.errors import BodyTooLarge, PayloadTooLarge
 from frontend.formats import scope_format
 from pipeline.contract import ApiFormat
@@ -27,7 +28,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.max_body_bytes
-        megabytes = (limit - FORM_OVERHEAD_BYTES) // (1024 * 1024)
+        megabytes = (limit - FORM_OVERHEAD_BYTES) // MB
         too_large = PayloadTooLarge(f"the upload is larger than {megabytes} MB")
         contract = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
         for name, value in scope.get("headers", []):

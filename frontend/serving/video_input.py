@@ -19,7 +19,6 @@ from numpy.typing import NDArray
 from frontend.errors import InvalidImage, PayloadTooLarge
 from pipeline.result import VideoInfo
 
-VIDEO_FORMATS = "MP4, MOV, M4V, WebM, MKV, AVI, ASF/WMV, MPEG or TS"
 _ASF = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 
 
