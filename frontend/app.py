@@ -8,7 +8,6 @@ import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
-from http import HTTPStatus
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -29,7 +28,7 @@ from frontend.api.pages import router as web_router
 from frontend.api.predict import router
 from frontend.deployments.deployer import Deployer
 from frontend.deps import Services
-from frontend.errors import InvalidRequest, ServingError
+from frontend.errors import InvalidRequest, ServingError, refusal
 from frontend.formats import resolve_format
 from frontend.guards.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
 from frontend.guards.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
@@ -188,13 +187,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         status, headers = exc.status_code, dict(exc.headers or {})
         if status == 405 and not contract.has_405:  # an operation the contract lacks
             status, headers = 404, {}
-        phrase = HTTPStatus(status).phrase
-
-        class Refused(ServingError):  # 404 for an unknown route, 405 for a wrong method
-            status_code, code, message = status, phrase.lower().replace(" ", "_"), phrase
-
         detail = str(exc.detail) if status == exc.status_code else f"no {request.method} on this path"
-        return Refused(detail, headers=headers).to_response(contract)  # keeps `Allow` on a 405
+        return refusal(status, detail, headers).to_response(contract)  # keeps `Allow` on a 405
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -6,6 +6,9 @@
     ├── Unauthorized (401 Unauthorized, WWW-Authenticate)
     ├── Forbidden (403 Forbidden)              a key without the scope the call needs
     ├── ModelNotFound (404 Model not found)    also a model the key may not see
+    ├── DeploymentNotFound (404 Deployment not found)
+    ├── NotFound (404 Not found)               a static file or example image
+    ├── Conflict (409 Conflict)
     ├── PayloadTooLarge (413 Payload too large)
     ├── RateLimited (429 Rate limited, Retry-After)
     ├── ServiceUnavailable (503 Service unavailable, Retry-After)
@@ -17,6 +20,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import ClassVar
 
 import orjson
@@ -85,6 +89,24 @@ class ModelNotFound(ServingError):
     message = "Model not found"
 
 
+class DeploymentNotFound(ServingError):
+    status_code = 404
+    code = "not_found"
+    message = "Deployment not found"
+
+
+class NotFound(ServingError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found"
+
+
+class Conflict(ServingError):
+    status_code = 409
+    code = "conflict"
+    message = "Conflict"
+
+
 class BodyTooLarge(Exception):
     """Raised inside `receive` once an upload's stream passes the limit (`guards.body_limit`);
     whoever reads the body turns it into `PayloadTooLarge`."""
@@ -115,3 +137,13 @@ class InferenceTimeout(ServingError):
     status_code = 504
     code = "inference_timeout"
     message = "Inference timeout"
+
+
+def refusal(status: int, detail: str, headers: dict[str, str] | None = None) -> ServingError:
+    """Starlette's own refusals (404 for an unknown route, 405 for a wrong method) as our errors."""
+    phrase = HTTPStatus(status).phrase
+
+    class Refused(ServingError):
+        status_code, code, message = status, phrase.lower().replace(" ", "_"), phrase
+
+    return Refused(detail, headers=headers)

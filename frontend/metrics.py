@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import os
 import time
+from dataclasses import fields
 from typing import Any
 
 from prometheus_client import (
@@ -32,10 +33,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontend.metrics_dir import MULTIPROC_ENV
 from frontend.routes import predict_route
+from pipeline.result import Speed
 from store.deployments import LATENCY_BUCKETS_MS
 
 UNKNOWN = "unknown"
-STAGES = ("preprocess", "inference", "postprocess")  # the route's `speed`; preprocess = decode + letterbox
+STAGES = tuple(f.name for f in fields(Speed))  # the route's `speed`; preprocess = decode + letterbox
 TRITON_ERROR_KINDS = ("DEADLINE_EXCEEDED", "UNAVAILABLE", "NOT_FOUND", "INTERNAL", "OTHER")
 RATE_LIMIT_REASONS = ("rate", "quota", "auth")  # auth: failed authentications per IP
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

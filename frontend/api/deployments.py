@@ -37,13 +37,20 @@ from frontend.deps import (
     ServicesDep,
     SettingsDep,
 )
-from frontend.errors import InvalidRequest, RateLimited, ServiceUnavailable, ServingError
+from frontend.errors import (
+    Conflict,
+    DeploymentNotFound,
+    InvalidRequest,
+    RateLimited,
+    ServiceUnavailable,
+    ServingError,
+)
 from frontend.formats import json_response
 from frontend.guards.auth import client_ip, may_see
 from frontend.guards.ratelimit import Plan
 from frontend.metrics import record_deployment
 from frontend.routes import DEPLOYMENT_PREDICT
-from frontend.schemas import PlatformErrorResponse
+from frontend.schemas import error_docs
 from frontend.serving.form import read_predict_form
 from frontend.serving.image import predict_image
 from frontend.serving.video import VideoCall, predict_video
@@ -55,9 +62,7 @@ from store.keys import Principal
 
 # every answer these routes can give besides 200, in the Platform's error shape: 400 a bad parameter,
 # 409 a name taken, 413 a body too large, 422 a model that failed to load or warm up, 504 a deadline
-DEPLOYMENT_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": PlatformErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
-}
+DEPLOYMENT_ERRORS = error_docs(400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
 router = APIRouter(responses=DEPLOYMENT_ERRORS)
 log = logging.getLogger("trident.deployments")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -74,18 +79,6 @@ def install_log_handler() -> None:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-
-
-class DeploymentNotFound(ServingError):
-    status_code = 404
-    code = "not_found"
-    message = "Deployment not found"
-
-
-class Conflict(ServingError):
-    status_code = 409
-    code = "conflict"
-    message = "Conflict"
 
 
 # --- reading
