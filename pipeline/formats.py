@@ -9,7 +9,7 @@ these; nothing else asks which contract it is in.
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,102 +32,66 @@ class Call:
         return time.monotonic() - self.alive_since, time.perf_counter() - self.started
 
 
-class Format(ABC):
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Format:
     """One contract's renderings. `rows` may come pre-serialised (an `orjson.Fragment`), and so
     may the values of `maps` (`semantic_mask`, `depth`)."""
 
     name: ApiFormat
     has_405: bool  # whether a wrong method is a 405 (else a 404: an operation the contract lacks)
-
-    @abstractmethod
-    def rows(self, result: Result, options: PredictOptions) -> list[dict[str, Any]]:
-        """One image's predictions."""
-
-    @abstractmethod
-    def image(
-        self, rows: object, result: Result, speed: Speed, maps: dict[str, object], call: Call
-    ) -> dict[str, Any]:
-        """The whole answer for one image."""
-
-    @abstractmethod
-    def frame(
-        self, index: int, rows: object, result: Result, speed: Speed, maps: dict[str, object]
-    ) -> dict[str, Any]:
-        """One processed frame of a video: an entry of the whole answer, and one NDJSON line."""
-
-    @abstractmethod
-    def video(self, frames: list[dict[str, Any]], info: VideoInfo, call: Call) -> dict[str, Any]:
-        """The whole answer for a video."""
-
-    @abstractmethod
-    def video_end(self, processed: int, info: VideoInfo, call: Call) -> dict[str, Any]:
-        """The last NDJSON line of a video that was processed to its end."""
-
-    @abstractmethod
-    def error(self, code: str, message: str, detail: str) -> dict[str, Any]:
-        """An error's body. Never a stack trace."""
+    rows: Callable[[Result, PredictOptions], list[Body]]  # one image's predictions
+    image: Callable[[object, Result, Speed, dict[str, object], Call], Body]  # an image's whole answer
+    # one processed frame of a video (index, rows, ...): an entry of the whole answer, and an NDJSON line
+    frame: Callable[[int, object, Result, Speed, dict[str, object]], Body]
+    video: Callable[[list[Body], VideoInfo, Call], Body]  # a video's whole answer
+    video_end: Callable[[int, VideoInfo, Call], Body]  # the last NDJSON line of a video processed to its end
+    error: Callable[[str, str, str], Body]  # (code, message, detail) -> an error's body; never a trace
 
 
-class Seed(Format):
-    """`{"success", "predictions", "image", "speed"}`; errors `{"success": false, "error": {"code",
-    "message", "detail"}}`."""
-
-    name: ApiFormat = "seed"
-    has_405 = True
-
-    def rows(self, result: Result, options: PredictOptions) -> list[dict[str, Any]]:
-        return seed_predictions(result, options)
-
-    def image(
-        self, rows: object, result: Result, speed: Speed, maps: dict[str, object], call: Call
-    ) -> dict[str, Any]:
-        return seed_body(rows, result, speed, maps)
-
-    def frame(
-        self, index: int, rows: object, result: Result, speed: Speed, maps: dict[str, object]
-    ) -> dict[str, Any]:
-        return {"frame": index, "predictions": rows, **maps, "speed": speed.as_dict()}
-
-    def video(self, frames: list[dict[str, Any]], info: VideoInfo, call: Call) -> dict[str, Any]:
-        return {"success": True, "frames": frames, "video": info.as_dict()}
-
-    def video_end(self, processed: int, info: VideoInfo, call: Call) -> dict[str, Any]:
-        return {"success": True, "video": info.as_dict(), "processed": processed}
-
-    def error(self, code: str, message: str, detail: str) -> dict[str, Any]:
-        return {"success": False, "error": {"code": code, "message": message, "detail": detail}}
+def _platform_video_end(processed: int, info: VideoInfo, call: Call) -> Body:
+    metadata = platform_body([], call.model, *call.seconds())["metadata"]
+    return {"metadata": {**metadata, "imageCount": processed}}
 
 
-class Platform(Format):
-    """`{"images", "metadata"}` and nothing else, as its contract allows; a video is one `images`
-    entry per processed frame; errors `{"error": "<message>: <detail>"}`. The contract has no 405."""
-
-    name: ApiFormat = "platform"
-    has_405 = False
-
-    def rows(self, result: Result, options: PredictOptions) -> list[dict[str, Any]]:
-        return platform_results(result, options)
-
-    def image(
-        self, rows: object, result: Result, speed: Speed, maps: dict[str, object], call: Call
-    ) -> dict[str, Any]:
-        return platform_body([platform_image(rows, result, speed, maps)], call.model, *call.seconds())
-
-    def frame(
-        self, index: int, rows: object, result: Result, speed: Speed, maps: dict[str, object]
-    ) -> dict[str, Any]:
-        return platform_image(rows, result, speed, maps)
-
-    def video(self, frames: list[dict[str, Any]], info: VideoInfo, call: Call) -> dict[str, Any]:
-        return platform_body(frames, call.model, *call.seconds())
-
-    def video_end(self, processed: int, info: VideoInfo, call: Call) -> dict[str, Any]:
-        metadata = platform_body([], call.model, *call.seconds())["metadata"]
-        return {"metadata": {**metadata, "imageCount": processed}}
-
-    def error(self, code: str, message: str, detail: str) -> dict[str, Any]:
-        return {"error": message if detail == message else f"{message}: {detail}"}
-
-
-SEED, PLATFORM = Seed(), Platform()
+# `{"success", "predictions", "image", "speed"}`; errors `{"success": false, "error": {"code",
+# "message", "detail"}}`
+SEED = Format(
+    name="seed",
+    has_405=True,
+    rows=seed_predictions,
+    image=lambda rows, result, speed, maps, call: seed_body(rows, result, speed, maps),
+    frame=lambda index, rows, result, speed, maps: {
+        "frame": index,
+        "predictions": rows,
+        **maps,
+        "speed": speed.as_dict(),
+    },
+    video=lambda frames, info, call: {"success": True, "frames": frames, "video": info.as_dict()},
+    video_end=lambda processed, info, call: {
+        "success": True,
+        "video": info.as_dict(),
+        "processed": processed,
+    },
+    error=lambda code, message, detail: {
+        "success": False,
+        "error": {"code": code, "message": message, "detail": detail},
+    },
+)
+# `{"images", "metadata"}` and nothing else, as its contract allows; a video is one `images` entry
+# per processed frame; errors `{"error": "<message>: <detail>"}`. The contract has no 405.
+PLATFORM = Format(
+    name="platform",
+    has_405=False,
+    rows=platform_results,
+    image=lambda rows, result, speed, maps, call: platform_body(
+        [platform_image(rows, result, speed, maps)], call.model, *call.seconds()
+    ),
+    frame=lambda index, rows, result, speed, maps: platform_image(rows, result, speed, maps),
+    video=lambda frames, info, call: platform_body(frames, call.model, *call.seconds()),
+    video_end=_platform_video_end,
+    error=lambda code, message, detail: {"error": message if detail == message else f"{message}: {detail}"},
+)
 FORMATS: dict[ApiFormat, Format] = {f.name: f for f in (SEED, PLATFORM)}

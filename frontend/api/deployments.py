@@ -52,9 +52,7 @@ from frontend.metrics import record_deployment
 from frontend.routes import DEPLOYMENT_PREDICT
 from frontend.schemas import error_docs
 from frontend.serving.form import read_predict_form
-from frontend.serving.image import predict_image
-from frontend.serving.video import VideoCall, predict_video
-from pipeline.decode import decoder_for
+from frontend.serving.predict import predict_form
 from pipeline.formats import PLATFORM
 from store.audit import Actor
 from store.deployments import RANGES, SEVERITIES, Change, Deployment, DeploymentExists, LogLine, iso
@@ -617,23 +615,9 @@ async def predict_deployment(
                     served = await deployer.served(name, found)
                     outcome["model"], outcome["version"] = str(served.slug), served.version
                     request.state.model, request.state.task = str(served.slug), served.spec.task
-                    decode = decoder_for(served.spec)
-                    call = services.engine.call(served, call_start)
-                    if form.video is not None:
-                        video = VideoCall(services.engine, served, decode, form.options, PLATFORM, call)
-                        response = await predict_video(request, video, settings, form.video)
-                    else:
-                        with services.engine.in_flight.slot():
-                            response = await predict_image(
-                                request,
-                                services.engine,
-                                settings,
-                                served,
-                                decode,
-                                form,
-                                PLATFORM,
-                                call,
-                            )
+                    response = await predict_form(
+                        request, services.engine, settings, served, form, PLATFORM, call_start
+                    )
                     break
                 except ServiceUnavailable:
                     # another process switched the deployment and unloaded this model meanwhile:

@@ -27,9 +27,7 @@ from frontend.guards.auth import may_see, visible_model
 from frontend.routes import MODEL_PREDICT
 from frontend.schemas import ERRORS, PREDICT_BODY, PREDICT_RESPONSES
 from frontend.serving.form import read_predict_form
-from frontend.serving.image import predict_image
-from frontend.serving.video import VideoCall, predict_video
-from pipeline.decode import decoder_for
+from frontend.serving.predict import predict_form
 
 router = APIRouter()
 
@@ -63,24 +61,8 @@ async def predict(
         request.state.model, request.state.task = str(served.slug), served.spec.task  # for metrics
         if not caller.anonymous:  # for `GET /api/usage`, counted in memory
             services.usage.record(caller.user, str(served.slug), services.keys.clock())
-        decode = decoder_for(served.spec)
         form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
-        if form.video is not None:
-            call = services.engine.call(served, started)
-            video = VideoCall(services.engine, served, decode, form.options, contract, call)
-            response = await predict_video(request, video, settings, form.video)
-        else:
-            with services.engine.in_flight.slot():
-                response = await predict_image(
-                    request,
-                    services.engine,
-                    settings,
-                    served,
-                    decode,
-                    form,
-                    contract,
-                    services.engine.call(served, started),
-                )
+        response = await predict_form(request, services.engine, settings, served, form, contract, started)
     except ServingError as exc:
         exc.headers.update(quota.headers())
         raise
