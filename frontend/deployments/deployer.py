@@ -91,6 +91,7 @@ class Deployer:
         self.tasks: set[asyncio.Task[None]] = set()
         # called with each step's name once it is done (`STEPS`); tests end the process there
         self.checkpoint: Callable[[str], None] = lambda step: None
+        self.drain_grace_s = DRAIN_GRACE_S
 
     def lock(self, deployment_id: str) -> asyncio.Lock:
         return self._locks.setdefault(deployment_id, asyncio.Lock())
@@ -199,7 +200,7 @@ class Deployer:
         is touched first: a reconciliation leaves folders changed lately to whoever changes them."""
         with contextlib.suppress(OSError):
             os.utime(self._repository / name)
-        await asyncio.sleep(DRAIN_GRACE_S)
+        await asyncio.sleep(self.drain_grace_s)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while self.in_flight[name] and time.monotonic() < deadline:  # noqa: ASYNC110 (a shared count)
             await asyncio.sleep(0.02)

@@ -37,6 +37,15 @@ from store.keys import Clock
 
 log = logging.getLogger("trident.deployments")
 STALE_AFTER_S = 2 * LOAD_TIMEOUT_S  # no change runs longer: past it, its process is gone
+# the statuses each action starts from (its moves are then `TRANSITIONS`'); a `creating`
+# deployment belongs to its create's own `deploy`, a `deploying` or `stopping` one to a change in flight
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "deploy": ("creating",),
+    "start": ("stopped", "failed"),
+    "replace": ("ready", "stopped", "failed"),
+    "rollback": ("ready", "stopped", "failed"),
+    "stop": ("ready", "failed"),
+}
 
 
 class Conflict(ServingError):
@@ -95,6 +104,10 @@ class Lifecycle:
             current = await self._current(deployment_id)
             if current is None:
                 return None
+            if action == "start" and current.status == "ready":
+                return current  # started meanwhile
+            if current.status not in ACTIONS[action]:
+                raise refused(action, IllegalTransition(current.status, "deploying"))
             serving = current.status == "ready"
             if not serving:
                 current = await self._move(current, "deploying", action)
@@ -141,8 +154,9 @@ class Lifecycle:
             current = await self._current(deployment_id)
             if current is not None and current.status == "stopped":
                 return False
-            if current is None:
-                raise refused("stop", IllegalTransition(None, "stopping"))
+            if current is None or current.status not in ACTIONS["stop"]:
+                found = current.status if current else None
+                raise refused("stop", IllegalTransition(found, "stopping"))
             stopping = await self._move(current, "stopping", "stop", Change(actor, key_id, "stop"))
             await self.deployer.switch(
                 current.id, "", current.triton_name if current.status == "ready" else ""
