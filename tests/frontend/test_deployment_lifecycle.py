@@ -19,7 +19,7 @@ from ultralytics_platform import types as platform_types
 
 from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT
 from core.slug import Slug
-from frontend.deployments.deployer import DeployFailed, triton_name
+from frontend.deployments.deployer import STEPS, DeployFailed, triton_name
 from frontend.deployments.lifecycle import ACTIONS, STALE_AFTER_S, Conflict, Lifecycle
 from frontend.serving.inference import blank_tensor, triton_request
 from store.audit import Actor
@@ -55,6 +55,14 @@ def triton(repository: Path) -> FakeTriton:
 @pytest.fixture
 def lc(tmp_path: Path, repository: Path, triton: FakeTriton) -> Lifecycle:
     return lifecycle(f"sqlite:///{tmp_path / 'keys.db'}", repository, triton)
+
+
+@pytest.fixture
+def serving(lc: Lifecycle) -> Deployment:
+    """A deployment of model a, ready."""
+    ready = deploy(lc, row(lc.store))
+    assert ready is not None
+    return ready
 
 
 def row(store: DeploymentStore, status: str = "creating", name: str = "shop") -> Deployment:
@@ -177,62 +185,56 @@ def test_a_first_deploy_that_fails_leaves_failed_and_nothing_on_disk(
 
 
 def test_a_replace_stays_ready_and_switches_then_retires_the_old_model(
-    lc: Lifecycle, repository: Path, triton: FakeTriton
+    lc: Lifecycle, serving: Deployment, repository: Path, triton: FakeTriton
 ) -> None:
-    first = deploy(lc, row(lc.store))
-    assert first is not None
-    seen = statuses_at_steps(lc, first)
-    replaced = deploy(lc, first, "b", "replace")
-    assert set(seen) == {"materialized", "loaded", "probed", "switched", "routed", "unloaded", "removed"}
+    seen = statuses_at_steps(lc, serving)
+    replaced = deploy(lc, serving, "b", "replace")
+    assert tuple(seen) == STEPS
     assert set(seen.values()) == {"ready"}  # the old model serves until the switch
     assert replaced is not None and (replaced.model, replaced.previous) == ("b", "p/a@1")
     assert folders(repository) == {replaced.triton_name} == {triton_name(OWNER, "shop", 2)}
-    assert first.triton_name not in triton.loaded
+    assert serving.triton_name not in triton.loaded
     assert lc.deployer.route(replaced) == replaced.triton_name
 
 
 def test_a_failed_replace_keeps_serving_and_says_why(
-    lc: Lifecycle, repository: Path, triton: FakeTriton
+    lc: Lifecycle, serving: Deployment, repository: Path, triton: FakeTriton
 ) -> None:
-    first = deploy(lc, row(lc.store))
-    assert first is not None
     with pytest.raises(DeployFailed):
-        deploy(lc, first, "broken", "replace")
-    found = lc.store.by_id(first.id)
+        deploy(lc, serving, "broken", "replace")
+    found = lc.store.by_id(serving.id)
     assert found is not None and (found.status, found.model, found.triton_name) == (
         "ready",
         "a",
-        first.triton_name,
+        serving.triton_name,
     )
     assert "protobuf parsing failed" in found.status_message
-    assert folders(repository) == {first.triton_name} and first.triton_name in triton.loaded
+    assert folders(repository) == {serving.triton_name} and serving.triton_name in triton.loaded
 
 
 def test_stop_is_stopping_while_it_drains_then_stopped_and_start_deploys_again(
-    lc: Lifecycle, repository: Path, triton: FakeTriton
+    lc: Lifecycle, serving: Deployment, repository: Path, triton: FakeTriton
 ) -> None:
-    first = deploy(lc, row(lc.store))
-    assert first is not None
-    seen = statuses_at_steps(lc, first)
-    assert asyncio.run(lc.stop(first.id, ACTOR, "k1")) is True
+    seen = statuses_at_steps(lc, serving)
+    assert asyncio.run(lc.stop(serving.id, ACTOR, "k1")) is True
     assert seen == {"routed": "stopping", "unloaded": "stopping", "removed": "stopping"}
-    assert lc.store.by_id(first.id).status == "stopped"  # type: ignore[union-attr]
-    assert folders(repository) == set() and first.triton_name not in triton.loaded
-    assert asyncio.run(lc.stop(first.id, ACTOR, "k1")) is False  # already stopped: nothing to do
+    assert lc.store.by_id(serving.id).status == "stopped"  # type: ignore[union-attr]
+    assert folders(repository) == set() and serving.triton_name not in triton.loaded
+    assert asyncio.run(lc.stop(serving.id, ACTOR, "k1")) is False  # already stopped: nothing to do
 
-    seen = statuses_at_steps(lc, first)
-    started = deploy(lc, first, "a", "start")
+    seen = statuses_at_steps(lc, serving)
+    started = deploy(lc, serving, "a", "start")
     assert seen["loaded"] == "deploying"
     assert started is not None and started.status == "ready" and started.previous is None
     assert folders(repository) == {started.triton_name} == {triton_name(OWNER, "shop", 2)}
 
 
-def test_delete_removes_the_row_and_the_model_whatever_the_status(lc: Lifecycle, repository: Path) -> None:
-    first = deploy(lc, row(lc.store))
-    assert first is not None
-    asyncio.run(lc.delete(first, ACTOR, "k1"))
-    assert lc.store.by_id(first.id) is None and folders(repository) == set()
-    assert deploy(lc, first) is None  # a deploy of a deleted deployment does nothing
+def test_delete_removes_the_row_and_the_model_whatever_the_status(
+    lc: Lifecycle, serving: Deployment, repository: Path
+) -> None:
+    asyncio.run(lc.delete(serving, ACTOR, "k1"))
+    assert lc.store.by_id(serving.id) is None and folders(repository) == set()
+    assert deploy(lc, serving) is None  # a deploy of a deleted deployment does nothing
 
 
 # --- refusals
@@ -296,10 +298,9 @@ def test_the_probe_sends_the_request_predicts_send(lc: Lifecycle, triton: FakeTr
 
 
 def test_reconcile_finishes_stale_changes_and_leaves_young_ones(
-    lc: Lifecycle, repository: Path, triton: FakeTriton
+    lc: Lifecycle, serving: Deployment, repository: Path, triton: FakeTriton
 ) -> None:
-    ready = deploy(lc, row(lc.store, name="serving"))
-    assert ready is not None
+    ready = serving
     stuck = {status: row(lc.store, status, name=status) for status in IN_PROGRESS}
     orphan = repository / triton_name(OWNER, "gone", 1)
     orphan.mkdir()
@@ -345,9 +346,10 @@ def test_reconcile_spares_an_old_folder_a_process_is_still_retiring(lc: Lifecycl
     assert asyncio.run(lc.reconcile()) == [f"removed {name}"]  # nobody's: removed
 
 
-def test_reconcile_fails_a_ready_deployment_whose_folder_is_gone(lc: Lifecycle, repository: Path) -> None:
-    ready = deploy(lc, row(lc.store))
-    assert ready is not None
+def test_reconcile_fails_a_ready_deployment_whose_folder_is_gone(
+    lc: Lifecycle, serving: Deployment, repository: Path
+) -> None:
+    ready = serving
     for path in sorted((repository / ready.triton_name).rglob("*"), reverse=True):
         path.unlink() if not path.is_dir() or path.is_symlink() else path.rmdir()
     (repository / ready.triton_name).rmdir()
