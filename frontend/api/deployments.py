@@ -276,7 +276,8 @@ async def update_deployment(
     `rollback` (the model served before the last replace), `{name}`, `{metadata}` or
     `{rateLimit}` (requests per minute to the endpoint, whoever calls; null: none). Start,
     replace and rollback answer once the new model serves, or with 422 and why it did not (the
-    deployment then keeps serving what it did)."""
+    deployment then keeps serving what it did); an action its status does not allow answers 409
+    (`frontend.deployments.lifecycle.ACTIONS`)."""
     store, actor = services.deployments, _actor(request, caller)
     if body.action is None:
         values: dict[str, Any] = {}

@@ -127,7 +127,7 @@ class Lifecycle:
                 "status_message": "",
                 "deployed_at": self._clock(),
             }
-            if serving and action != "start":
+            if current.triton_name and action != "start":  # it served something before
                 switch_to["previous"] = f"{current.project}/{current.model}@{current.version}"
             done = Change(actor, key_id, action, f"{source.slug}@{source.version}")
             try:
