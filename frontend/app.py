@@ -27,6 +27,7 @@ from frontend.api.models import router as platform_models_router
 from frontend.api.pages import router as web_router
 from frontend.api.predict import router
 from frontend.deployments.deployer import Deployer
+from frontend.deployments.lifecycle import STALE_AFTER_S, Lifecycle
 from frontend.deps import Services
 from frontend.errors import InvalidRequest, ServingError, refusal
 from frontend.formats import resolve_format
@@ -67,6 +68,17 @@ async def _flush_telemetry_every(seconds: float, telemetry: Telemetry) -> None:
         await anyio.to_thread.run_sync(telemetry.flush)
 
 
+async def _reconcile_every(seconds: float, lifecycle: Lifecycle) -> None:
+    """Deployments a dead process left half changed: at start, then every few minutes (what a
+    crash leaves is only touched once it is too old to be another process's change in flight)."""
+    while True:
+        try:
+            await lifecycle.reconcile()
+        except Exception:  # the database or the repository may be briefly unreachable
+            logging.getLogger("trident.deployments").exception("reconciling deployments failed")
+        await asyncio.sleep(seconds)
+
+
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
     """The app; `clock` is the key store's (tests pass their own to live through expiry)."""
     settings = settings or Settings()
@@ -91,6 +103,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         usage = UsageLog(keys.engine)
         telemetry = Telemetry(keys.engine, settings.deployment_log_lines)
         deployer = Deployer(triton, DeploymentStore(keys.engine), settings.model_repository.resolve())
+        lifecycle = Lifecycle(deployer, telemetry, keys.clock)
         app.state.services = Services(
             engine=Engine(
                 triton,
@@ -106,6 +119,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             usage=usage,
             deployments=deployer.store,
             deployer=deployer,
+            lifecycle=lifecycle,
             telemetry=telemetry,
         )
         refresher = asyncio.create_task(ModelLoader(triton, catalog, settings.model_refresh_s).run())
@@ -113,6 +127,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         telemetry_flusher = asyncio.create_task(
             _flush_telemetry_every(settings.deployment_flush_s, telemetry)
         )
+        reconciler = asyncio.create_task(_reconcile_every(STALE_AFTER_S / 2, lifecycle))
         # Everything alive now (modules, the app, about 115,000 objects) lives as long as the
         # process: out of the collector's sight, a full collection no longer walks it (70 ms with
         # the GIL held, every few hundred requests, measured).
@@ -127,7 +142,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             yield
         finally:
             gc.unfreeze()
-            for task in (refresher, flusher, telemetry_flusher):
+            for task in (refresher, flusher, telemetry_flusher, reconciler):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from core.settings import Settings
 from frontend.deployments.deployer import Deployer
+from frontend.deployments.lifecycle import Lifecycle
 from frontend.errors import Forbidden, RateLimited, ServingError, Unauthorized
 from frontend.formats import resolve_format
 from frontend.guards.auth import authenticate
@@ -43,6 +44,7 @@ class Services:
     usage: UsageLog
     deployments: DeploymentStore
     deployer: Deployer
+    lifecycle: Lifecycle  # the deployer's changes, as a state machine
     telemetry: Telemetry  # deployments' request counts and log lines, written in batches
 
 

@@ -26,7 +26,8 @@ from typing import ClassVar
 import orjson
 from starlette.responses import Response
 
-from pipeline.formats import SEED, Format
+from pipeline.contract import ApiFormat
+from pipeline.formats import FORMATS, SEED, Format
 
 
 class ServingError(Exception):
@@ -42,7 +43,7 @@ class ServingError(Exception):
         self.retry_after = retry_after
         self.headers = dict(headers or {})
 
-    def to_response(self, contract: Format = SEED) -> Response:
+    def to_response(self, contract: Format | ApiFormat = SEED) -> Response:
         body = self.body(contract)
         headers = dict(self.headers)
         if self.retry_after is not None:
@@ -51,8 +52,10 @@ class ServingError(Exception):
             orjson.dumps(body), status_code=self.status_code, headers=headers, media_type="application/json"
         )
 
-    def body(self, contract: Format) -> dict[str, object]:
-        return contract.error(self.code, self.message, self.detail)
+    def body(self, contract: Format | ApiFormat) -> dict[str, object]:
+        """The body in `contract` (the format, or its name)."""
+        chosen = FORMATS[contract] if isinstance(contract, str) else contract
+        return chosen.error(self.code, self.message, self.detail)
 
 
 class InvalidRequest(ServingError):

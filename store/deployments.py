@@ -47,7 +47,23 @@ LATENCY_BUCKETS_MS = (
     30000,
 )
 SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY")
-STATUSES = ("creating", "deploying", "ready", "stopping", "stopped", "failed")
+STATUSES = ("creating", "deploying", "ready", "stopping", "stopped", "failed")  # the Platform's
+# The lifecycle, declared once: status -> the statuses it may become (`DeploymentStore.transition`
+# refuses any other move; `frontend.deployments.lifecycle` drives them). `creating`: the row exists,
+# nothing is loaded yet; `deploying`: a model is loading and nothing serves; `ready`: a model serves
+# (a replace loads its successor beside it, so `ready -> ready` is a switch); `stopping`: the model
+# drains and unloads; `stopped`, `failed`: nothing is loaded. `ready -> failed` and the moves out of
+# `creating`/`deploying`/`stopping` into `failed`/`stopped` are also what a restart's reconciliation
+# writes for work a dead process left half done.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "creating": ("deploying", "failed"),
+    "deploying": ("ready", "failed"),
+    "ready": ("ready", "stopping", "failed"),
+    "stopping": ("stopped",),
+    "stopped": ("deploying",),
+    "failed": ("deploying", "stopping"),
+}
+IN_PROGRESS = ("creating", "deploying", "stopping")  # true only while a process works on it
 RANGES = {"1h": (60, 1), "6h": (360, 5), "24h": (1440, 15), "7d": (10080, 60), "30d": (43200, 360)}
 MINUTE = "%Y-%m-%dT%H:%M"
 
@@ -192,6 +208,19 @@ class DeploymentExists(Exception):
     """The owner already has a deployment of that name."""
 
 
+class IllegalTransition(Exception):
+    """The deployment's status does not allow the move (`found` is None: the row is gone)."""
+
+    def __init__(self, found: str | None, to: str) -> None:
+        super().__init__(f"{found or 'a deleted deployment'} cannot become {to}")
+        self.found = found
+        self.to = to
+
+
+def may_become(status: str, to: str) -> bool:
+    return to in TRANSITIONS.get(status, ())
+
+
 class DeploymentStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -226,12 +255,19 @@ class DeploymentStore:
             rows = db.execute(query.order_by(deployments.c.created_at).limit(limit)).all()
         return [_deployment(r) for r in rows]
 
-    def running(self) -> list[Deployment]:
-        query = sa.select(deployments).where(deployments.c.status.in_(("ready", "deploying")))
+    def by_id(self, deployment_id: str) -> Deployment | None:
         with self.engine.connect() as db:
-            return [_deployment(r) for r in db.execute(query)]
+            row = db.execute(sa.select(deployments).where(deployments.c.id == deployment_id)).first()
+        return _deployment(row) if row is not None else None
+
+    def every(self) -> list[Deployment]:
+        """All deployments of all owners (the reconciliation compares them with the repository)."""
+        with self.engine.connect() as db:
+            return [_deployment(r) for r in db.execute(sa.select(deployments))]
 
     def update(self, deployment_id: str, change: Change | None = None, **values: Any) -> None:
+        """Change what is not the status (that moves only by `transition`)."""
+        assert "status" not in values, "a status changes by transition()"
         if "metadata" in values:
             values["metadata"] = json.dumps(values["metadata"])
         with self.engine.begin() as db:
@@ -241,14 +277,49 @@ class DeploymentStore:
                 .values(**values, updated_at=datetime.now(UTC))
             )
             if change is not None:
-                owner = db.execute(sa.select(deployments.c.owner).where(deployments.c.id == deployment_id))
-                change.record(db, owner.scalar_one())
+                change.record(db, self._owner(db, deployment_id))
+
+    def transition(
+        self,
+        deployment_id: str,
+        to: str,
+        change: Change | None = None,
+        expect: str | None = None,
+        **values: Any,
+    ) -> Deployment:
+        """Move the deployment to status `to` (with `values`) if `TRANSITIONS` allows it from the
+        status it has (and that status is `expect`, when given: the one the caller read); the
+        check is the UPDATE's own condition, so of two processes racing for one move only one
+        wins. Raises `IllegalTransition` naming the status found."""
+        sources = [s for s in STATUSES if may_become(s, to) and expect in (None, s)]
+        if "metadata" in values:
+            values["metadata"] = json.dumps(values["metadata"])
+        with self.engine.begin() as db:
+            moved = db.execute(
+                deployments.update()
+                .where(deployments.c.id == deployment_id, deployments.c.status.in_(sources))
+                .values(**values, status=to, updated_at=datetime.now(UTC))
+            )
+            if moved.rowcount != 1:
+                found = db.execute(sa.select(deployments.c.status).where(deployments.c.id == deployment_id))
+                raise IllegalTransition(found.scalar_one_or_none(), to)
+            if change is not None:
+                change.record(db, self._owner(db, deployment_id))
+        moved_to = self.by_id(deployment_id)
+        assert moved_to is not None
+        return moved_to
+
+    @staticmethod
+    def _owner(db: sa.Connection, deployment_id: str) -> str:
+        owner: str = db.execute(
+            sa.select(deployments.c.owner).where(deployments.c.id == deployment_id)
+        ).scalar_one()
+        return owner
 
     def delete(self, deployment_id: str, change: Change | None = None) -> None:
         with self.engine.begin() as db:
             if change is not None:
-                owner = db.execute(sa.select(deployments.c.owner).where(deployments.c.id == deployment_id))
-                change.record(db, owner.scalar_one())
+                change.record(db, self._owner(db, deployment_id))
             for table in (deployment_logs, deployment_minutes):
                 db.execute(table.delete().where(table.c.deployment_id == deployment_id))
             db.execute(deployments.delete().where(deployments.c.id == deployment_id))

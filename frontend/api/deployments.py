@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.slug import InvalidSlugError, Slug
-from frontend.deployments.deployer import Deployer, DeployFailed, Source, SourceNotFound
+from frontend.deployments.deployer import Deployer, Source, SourceNotFound
 from frontend.deps import (
     DeploymentsCallerDep,
     PredictCallerDep,
@@ -163,19 +163,6 @@ async def retrieve_deployment(deployment: ManagedDep, request: Request, settings
 # --- lifecycle
 
 
-def _lifecycle(
-    services: ServicesDep, deployment: Deployment, severity: str, event: str, **fields: Any
-) -> None:
-    """A lifecycle log line: the process log and the deployment's recent lines."""
-    at = services.keys.clock()
-    line = {"event": event, "deployment": f"{deployment.owner}/{deployment.name}", **fields}
-    log.log(
-        logging.ERROR if severity == "ERROR" else logging.INFO,
-        json.dumps({"timestamp": iso(at), "severity": severity, **line}),
-    )
-    services.telemetry.log(LogLine(deployment.id, at, severity, json.dumps(line)))
-
-
 class NewDeployment(BaseModel):
     model_config = ConfigDict(extra="ignore")  # the SDK also sends region, memoryGi
 
@@ -241,8 +228,10 @@ async def create_deployment(
         )
     except DeploymentExists:
         raise Conflict(f"you already have a deployment named {body.deployment!r}") from None
-    _lifecycle(services, created, "INFO", "create", model=str(slug), version=source.version)
-    services.deployer.spawn(_quiet(_bring_up(services, created, source, "deploy", actor, caller.key_id)))
+    services.lifecycle.journal(created, "INFO", "create", model=str(slug), version=source.version)
+    services.deployer.spawn(
+        _quiet(services.lifecycle.deploy(created.id, source, "deploy", actor, caller.key_id))
+    )
     return json_response(
         {
             "id": created.id,
@@ -252,64 +241,6 @@ async def create_deployment(
             "region": created.region,
         }
     )
-
-
-async def _bring_up(
-    services: ServicesDep, deployment: Deployment, source: Source, event: str, actor: Actor, key_id: str
-) -> str:
-    """Load, warm and check `source` for `deployment`, then switch to it and retire what it served.
-    On failure the deployment keeps serving what it did (or is `failed` if it served nothing)."""
-    deployer = services.deployer
-    async with deployer.lock(deployment.id):
-        current = await anyio.to_thread.run_sync(services.deployments.get, deployment.owner, deployment.name)
-        if current is None:
-            return ""
-        try:
-            name, latency = await deployer.bring_up(current, source, current.instances)
-        except DeployFailed as exc:
-            serving, reason = current.status == "ready", exc.detail
-            change = Change(actor, key_id, event, f"failed: {reason}")
-            await anyio.to_thread.run_sync(
-                lambda: services.deployments.update(
-                    current.id,
-                    change,
-                    status="ready" if serving else "failed",
-                    status_message=reason,
-                )
-            )
-            _lifecycle(
-                services, current, "ERROR", event, error=exc.detail, serving=current.triton_name or None
-            )
-            raise
-        previous = f"{current.project}/{current.model}@{current.version}" if current.triton_name else None
-        switch_to = {
-            "triton_name": name,
-            "project": source.slug.project,
-            "model": source.slug.model,
-            "version": source.version,
-            "status": "ready",
-            "status_message": "",
-            "deployed_at": services.keys.clock(),
-        }
-        if previous and event != "start":
-            switch_to["previous"] = previous
-        done = Change(actor, key_id, event, f"{source.slug}@{source.version}")
-        await anyio.to_thread.run_sync(lambda: services.deployments.update(current.id, done, **switch_to))
-        old = deployer.switch(current.id, name)  # this process's next request goes to `name`
-        _lifecycle(
-            services,
-            current,
-            "INFO",
-            event,
-            model=str(source.slug),
-            version=source.version,
-            warmupLatencyMs=latency,
-        )
-        loaded = current.triton_name if current.status in ("ready", "deploying") else None
-        for retired in {old, loaded} - {None, "", name}:  # a stopped deployment's model is gone already
-            assert retired is not None
-            await deployer.retire(retired)
-        return name
 
 
 async def _quiet(work: Any) -> None:
@@ -343,7 +274,8 @@ async def update_deployment(
     `rollback` (the model served before the last replace), `{name}`, `{metadata}` or
     `{rateLimit}` (requests per minute to the endpoint, whoever calls; null: none). Start,
     replace and rollback answer once the new model serves, or with 422 and why it did not (the
-    deployment then keeps serving what it did)."""
+    deployment then keeps serving what it did); an action its status does not allow answers 409
+    (`frontend.deployments.lifecycle.ACTIONS`)."""
     store, actor = services.deployments, _actor(request, caller)
     if body.action is None:
         values: dict[str, Any] = {}
@@ -357,16 +289,8 @@ async def update_deployment(
         await anyio.to_thread.run_sync(lambda: store.update(deployment.id, change, **values))
         return _updated(deployment.status, "updated")
     if body.action == "stop":
-        if deployment.status == "stopped":
+        if not await services.lifecycle.stop(deployment.id, actor, caller.key_id):
             return _updated("stopped", "already stopped")
-        async with services.deployer.lock(deployment.id):
-            change = Change(actor, caller.key_id, "stop")
-            await anyio.to_thread.run_sync(lambda: store.update(deployment.id, change, status="stopped"))
-            old = services.deployer.switch(deployment.id, "")
-            for name in {old, deployment.triton_name} - {None, ""}:
-                assert name is not None
-                await services.deployer.retire(name)
-        _lifecycle(services, deployment, "INFO", "stop")
         return _updated("stopped", "stopped: requests answer 503 until it is started")
     if body.action == "resize":
         raise InvalidRequest("resize is not supported: set the instance count with cpu= at create")
@@ -387,7 +311,7 @@ async def update_deployment(
             project, model = path.split("/")
         slug = _slug(deployment.owner, project or deployment.project, model or deployment.model)
         source = await anyio.to_thread.run_sync(_source, services, caller, slug, version)
-    await _bring_up(services, deployment, source, body.action, actor, caller.key_id)
+    await services.lifecycle.deploy(deployment.id, source, body.action, actor, caller.key_id)
     return _updated("ready", f"serving {source.slug} version {source.version}")
 
 
@@ -399,25 +323,7 @@ def _updated(status: str, message: str) -> Response:
 async def delete_deployment(
     deployment: ManagedDep, request: Request, caller: DeploymentsCallerDep, services: ServicesDep
 ) -> Response:
-    change = Change(_actor(request, caller), caller.key_id, "delete", f"{deployment.owner}/{deployment.name}")
-    async with services.deployer.lock(deployment.id):
-        old = services.deployer.switch(deployment.id, "")
-        await anyio.to_thread.run_sync(services.deployments.delete, deployment.id, change)
-        services.telemetry.forget(deployment.id)  # no orphan rows from what this process still holds
-        for name in {old, deployment.triton_name} - {None, ""}:
-            assert name is not None
-            await services.deployer.retire(name)
-    services.deployer.forget(deployment.id)
-    log.info(
-        json.dumps(
-            {
-                "timestamp": iso(services.keys.clock()),
-                "severity": "INFO",
-                "event": "delete",
-                "deployment": f"{deployment.owner}/{deployment.name}",
-            }
-        )
-    )
+    await services.lifecycle.delete(deployment, _actor(request, caller), caller.key_id)
     return json_response({"success": True})
 
 
