@@ -21,7 +21,7 @@ from typing import Any
 import anyio.to_thread
 
 from frontend.deployments.deployer import Deployer, DeployFailed, Source
-from frontend.errors import ServingError
+from frontend.errors import Conflict
 from frontend.serving.triton import LOAD_TIMEOUT_S
 from store.audit import SYSTEM, Actor
 from store.deployments import (
@@ -46,12 +46,6 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "rollback": ("ready", "stopped", "failed"),
     "stop": ("ready", "failed"),
 }
-
-
-class Conflict(ServingError):
-    status_code = 409
-    code = "conflict"
-    message = "Conflict"
 
 
 def refused(action: str, error: IllegalTransition) -> Conflict:
