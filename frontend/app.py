@@ -68,15 +68,19 @@ async def _flush_telemetry_every(seconds: float, telemetry: Telemetry) -> None:
         await anyio.to_thread.run_sync(telemetry.flush)
 
 
+async def _reconcile(lifecycle: Lifecycle) -> None:
+    """Deployments a dead process left half changed (what a crash leaves is only touched once it
+    is too old to be another process's change in flight)."""
+    try:
+        await lifecycle.reconcile()
+    except Exception:  # the database or the repository may be briefly unreachable
+        logging.getLogger("trident.deployments").exception("reconciling deployments failed")
+
+
 async def _reconcile_every(seconds: float, lifecycle: Lifecycle) -> None:
-    """Deployments a dead process left half changed: at start, then every few minutes (what a
-    crash leaves is only touched once it is too old to be another process's change in flight)."""
     while True:
-        try:
-            await lifecycle.reconcile()
-        except Exception:  # the database or the repository may be briefly unreachable
-            logging.getLogger("trident.deployments").exception("reconciling deployments failed")
         await asyncio.sleep(seconds)
+        await _reconcile(lifecycle)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
@@ -127,6 +131,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         telemetry_flusher = asyncio.create_task(
             _flush_telemetry_every(settings.deployment_flush_s, telemetry)
         )
+        await _reconcile(lifecycle)  # before the first request: a restart repairs what a crash left
         reconciler = asyncio.create_task(_reconcile_every(STALE_AFTER_S / 2, lifecycle))
         # Everything alive now (modules, the app, about 115,000 objects) lives as long as the
         # process: out of the collector's sight, a full collection no longer walks it (70 ms with
