@@ -42,8 +42,9 @@ from frontend.serving.loader import ModelLoader
 from frontend.serving.triton import Triton
 from pipeline.decode import ModelOutputError
 from pipeline.formats import Format
+from store.clock import Clock, utc_now
 from store.deployments import DeploymentStore, Telemetry
-from store.keys import LAST_USE_FLUSH_S, Clock, KeyStore, utc_now
+from store.keys import LAST_USE_FLUSH_S, KeyStore
 from store.usage import UsageLog
 
 log = logging.getLogger("trident.frontend")

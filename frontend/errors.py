@@ -92,6 +92,14 @@ class ModelNotFound(ServingError):
     message = "Model not found"
 
 
+class DeployFailed(ServingError):
+    """A deployment's new model did not load, warm up or answer; it keeps what it served."""
+
+    status_code = 422
+    code = "deploy_failed"
+    message = "Deployment failed"
+
+
 class DeploymentNotFound(ServingError):
     status_code = 404
     code = "not_found"

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.slug import InvalidSlugError, Slug
-from frontend.deployments.deployer import Deployer, Source, SourceNotFound
+from frontend.deployments.deployer import Deployer, Source
 from frontend.deps import (
     DeploymentsCallerDep,
     PredictCallerDep,
@@ -41,6 +41,7 @@ from frontend.errors import (
     Conflict,
     DeploymentNotFound,
     InvalidRequest,
+    ModelNotFound,
     RateLimited,
     ServiceUnavailable,
     ServingError,
@@ -55,7 +56,16 @@ from frontend.serving.form import read_predict_form
 from frontend.serving.predict import predict_form
 from pipeline.formats import PLATFORM
 from store.audit import Actor
-from store.deployments import RANGES, SEVERITIES, Change, Deployment, DeploymentExists, LogLine, iso
+from store.clock import iso
+from store.deployments import (
+    RANGES,
+    SEVERITIES,
+    Change,
+    Deployment,
+    DeploymentExists,
+    LogLine,
+    process_log_line,
+)
 from store.keys import Principal
 
 # every answer these routes can give besides 200, in the Platform's error shape: 400 a bad parameter,
@@ -189,7 +199,7 @@ def _actor(request: Request, caller: Principal) -> Actor:
 def _source(services: ServicesDep, caller: Principal, slug: Slug, version: str | None = None) -> Source:
     source = services.deployer.source(slug, version)
     if not may_see(source.spec, caller):
-        raise SourceNotFound(f"no exported model {slug}")
+        raise ModelNotFound(f"no exported model {slug}")
     return source
 
 
@@ -478,7 +488,7 @@ def _record(
         **{k: v for k, v in outcome.items() if k in ("model", "version", "error")},
     }
     message = json.dumps(line)
-    log.info(json.dumps({"timestamp": iso(at), "severity": severity, **line}))
+    log.info(process_log_line(at, severity, **line))
     services.telemetry.request(deployment.id, at, status, latency)
     services.telemetry.log(
         LogLine(deployment.id, at, severity, message, request.method, request.url.path, status, latency)
