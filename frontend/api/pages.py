@@ -16,7 +16,9 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import FileResponse, Response
 
+from frontend.deps import SettingsDep
 from frontend.errors import NotFound
+from frontend.formats import json_response
 
 STATIC = Path(__file__).parents[1] / "static"  # frontend/static/
 EXAMPLES = ("bus.jpg", "zidane.jpg")
@@ -61,6 +63,14 @@ async def static(name: str) -> Response:
     if path is None:
         raise NotFound(f"no static file {name}")
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/limits")
+async def limits(settings: SettingsDep) -> Response:
+    """The upload limits, for the Test tab to check a file before sending it (the API checks again)."""
+    return json_response(
+        {"maxImageBytes": settings.max_upload_bytes, "maxVideoBytes": settings.max_video_bytes}
+    )
 
 
 @router.get("/examples")

@@ -56,3 +56,11 @@ def test_finding_the_examples_does_not_import_ultralytics() -> None:
         "assert 'ultralytics' not in sys.modules and 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_test_tab_reads_the_servers_upload_limits() -> None:
+    """The page checks a file against the limits the operator set, not against the defaults."""
+    settings = Settings(max_upload_bytes=3 * 1024 * 1024, max_video_bytes=7 * 1024 * 1024)
+    answer = TestClient(create_app(settings)).get("/limits")
+    assert answer.status_code == 200
+    assert answer.json() == {"maxImageBytes": 3 * 1024 * 1024, "maxVideoBytes": 7 * 1024 * 1024}
