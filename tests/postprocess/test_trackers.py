@@ -10,6 +10,8 @@ tracked boxes fails: a check that passes on nothing is no check.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,103 @@ def test_costs_and_assignment_match_ultralytics(seed: int, oriented: bool) -> No
     assert len(linear_assignment(fused, 0.95)[0]) > 0
 
 
+def test_the_trackers_do_not_import_torch() -> None:
+    """The serving path must stay free of torch; importing anything under `ultralytics` imports it."""
+    code = (
+        "import sys, numpy as np; from postprocess.trackers import make_tracker; "
+        "t = make_tracker('botsort'); t.update(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), "
+        "np.zeros(0, np.int64), np.zeros((64, 64, 3), np.uint8)); "
+        "assert 'ultralytics' not in sys.modules and 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
 def test_the_installed_ultralytics_assigns_with_lap() -> None:
     """The reference uses `lap.lapjv` (installed, so Ultralytics never pip-installs it mid-test)."""
     assert ul_matching.lap is lap
+
+
+def _synthetic(seed: int, oriented: bool, frames: int = 80) -> list[NDArray[np.float32]]:
+    """Detections of objects that come and go, skip frames and drift past the image's edges.
+
+    The first frames hold no detection, then weak ones only, so every rule of what a frame shows
+    is met: untracked detections, a frame hidden while a new track waits, and tracked ones.
+    """
+    rng = np.random.default_rng(seed)
+    starts, ends = rng.integers(3, frames // 2, 8), rng.integers(frames // 2, frames + 20, 8)
+    centres, speeds = rng.uniform(0, 320, (8, 2)), rng.uniform(-6, 6, (8, 2))
+    sizes, angles = rng.uniform(15, 60, (8, 2)), rng.uniform(-np.pi, np.pi, 8)
+    out = []
+    for f in range(frames):
+        rows = []
+        if f == 1:  # weak detections only: nothing can start a track
+            rows.append([100, 100, 30, 20, 0.1, 0.2, 0])
+        for k in range(8):
+            if starts[k] <= f < ends[k] and rng.random() > 0.15:  # missed now and then
+                (x, y), (w, h) = centres[k] + speeds[k] * f + rng.normal(0, 1.5, 2), sizes[k]
+                rows.append([x, y, w, h, angles[k] + 0.01 * f, rng.uniform(0.12, 1.0), k % 3])
+        table = np.array(rows, dtype=np.float64).reshape(-1, 7)
+        if oriented:
+            det = table
+        else:
+            xy, wh = table[:, :2], table[:, 2:4]
+            det = np.concatenate([xy - wh / 2, xy + wh / 2, table[:, 5:7]], 1)
+        out.append(det.astype(np.float32))
+    return out
+
+
+@pytest.mark.parametrize("oriented", [False, True], ids=["boxes", "obb"])
+@pytest.mark.parametrize("tracker", TRACKERS)
+@pytest.mark.parametrize("seed", range(3))
+def test_synthetic_streams_match_ultralytics_callback(
+    seed: int, tracker: TrackerName, oriented: bool
+) -> None:
+    """Ultralytics' own per-frame glue (`on_predict_postprocess_end`) against `update` + `shown`.
+
+    A short `track_buffer` makes lost tracks expire and come back within the stream.
+    """
+    import torch
+    from ultralytics.engine.results import Results
+    from ultralytics.trackers.bot_sort import BOTSORT
+    from ultralytics.trackers.byte_tracker import BYTETracker
+    from ultralytics.trackers.track import on_predict_postprocess_end
+    from ultralytics.utils import YAML, IterableSimpleNamespace
+    from ultralytics.utils.checks import check_yaml
+
+    from postprocess.trackers import TrackerConfig
+
+    cfg = IterableSimpleNamespace(**YAML.load(check_yaml(f"{tracker}.yaml")))
+    cfg.track_buffer, cfg.gmc_method = 5, "none"
+    task = "obb" if oriented else "detect"
+    predictor: Any = type("Predictor", (), {})()
+    predictor.args = IterableSimpleNamespace(mode="track", task=task)
+    predictor.dataset = IterableSimpleNamespace(mode="video", bs=1)
+    predictor.trackers = [(BOTSORT if tracker == "botsort" else BYTETracker)(args=cfg)]
+    predictor.vid_path = ["clip.mp4"]
+    ours = make_tracker(tracker, TrackerConfig(track_buffer=5, gmc_method="none"))
+
+    image = np.zeros((240, 320, 3), np.uint8)
+    width, seen = (5 if oriented else 4), {"tracked": 0, "hidden": 0, "untracked": 0}
+    for n, det in enumerate(_synthetic(seed, oriented)):
+        geometry = {task if oriented else "boxes": torch.from_numpy(det)}
+        predictor.results = [Results(image, "clip.mp4", {0: "a", 1: "b", 2: "c"}, **geometry)]
+        on_predict_postprocess_end(predictor)
+        result = predictor.results[0]
+        boxes = result.obb if oriented else result.boxes
+        view = shown(
+            ours.update(det[:, :width], det[:, width], det[:, width + 1].astype(np.int64)),
+            len(det),
+            (240, 320),
+        )
+        where = f"frame {n}"
+        if boxes.id is None:
+            assert view.track_id is None, where
+            seen["hidden" if len(det) and not len(view.rows) else "untracked"] += 1
+        else:
+            assert view.track_id is not None and np.array_equal(view.track_id, boxes.id.numpy()), where
+            seen["tracked"] += len(view.track_id)
+        expected = (boxes.xywhr if oriented else boxes.xyxy).numpy()
+        ours_boxes = det[view.rows, :width] if view.boxes is None else view.boxes
+        assert np.array_equal(ours_boxes, expected), where
+        assert np.array_equal(det[view.rows, width], boxes.conf.numpy()), where
+    assert seen["tracked"] >= 150 and seen["hidden"] >= 1 and seen["untracked"] >= 2, seen
