@@ -36,6 +36,7 @@ class STrack:
     """
 
     kalman: KalmanXYAH = KalmanXYAH()  # shared by every track of this kind, as `STrack.shared_kalman`
+    filters_aspect = True  # the state holds `w / h` where BoT-SORT's holds `w`
     velocity_zeroed_when_lost: tuple[int, ...] = (7,)
 
     def __init__(self, row: NDArray[np.float64], score: np.float32, cls: np.float32) -> None:
@@ -61,10 +62,11 @@ class STrack:
 
     # --- geometry -------------------------------------------------------------------------
     def measurement(self, tlwh: NDArray[np.floating]) -> NDArray[np.floating]:
-        """A `tlwh` box as this filter measures it: `(x, y, w / h, h)`."""
+        """A `tlwh` box as this filter measures it: `(x, y, w / h, h)` or `(x, y, w, h)`."""
         ret = np.asarray(tlwh).copy()
         ret[:2] += ret[2:] / 2
-        ret[2] /= ret[3]
+        if self.filters_aspect:
+            ret[2] /= ret[3]
         return ret
 
     @property
@@ -73,7 +75,8 @@ class STrack:
         if self.mean is None:
             return self._tlwh.copy()
         ret = self.mean[:4].copy()
-        ret[2] *= ret[3]
+        if self.filters_aspect:
+            ret[2] *= ret[3]
         ret[:2] -= ret[2:] / 2
         return ret
 
@@ -157,20 +160,8 @@ class BOTrack(STrack):
     """A BoT-SORT track: the filter runs on `(x, y, w, h)` and a lost track stops growing."""
 
     kalman: KalmanXYAH = KalmanXYWH()
+    filters_aspect = False
     velocity_zeroed_when_lost = (6, 7)
-
-    def measurement(self, tlwh: NDArray[np.floating]) -> NDArray[np.floating]:
-        ret = np.asarray(tlwh).copy()
-        ret[:2] += ret[2:] / 2
-        return ret
-
-    @property
-    def tlwh(self) -> NDArray[np.floating]:
-        if self.mean is None:
-            return self._tlwh.copy()
-        ret = self.mean[:4].copy()
-        ret[:2] -= ret[2:] / 2
-        return ret
 
 
 def multi_predict(tracks: list[STrack]) -> None:
