@@ -24,7 +24,8 @@ import sqlalchemy as sa
 
 from store import audit
 from store.audit import Actor
-from store.schema import SCHEMA_LOCK_ID
+from store.clock import iso, utc
+from store.schema import create_schema, deployment_logs, deployment_minutes, deployments
 
 LATENCY_BUCKETS_MS = (
     5,
@@ -66,75 +67,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 IN_PROGRESS = ("creating", "deploying", "stopping")  # true only while a process works on it
 RANGES = {"1h": (60, 1), "6h": (360, 5), "24h": (1440, 15), "7d": (10080, 60), "30d": (43200, 360)}
 MINUTE = "%Y-%m-%dT%H:%M"
-
-metadata = sa.MetaData()
-deployments = sa.Table(
-    "deployments",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("owner", sa.String(64), nullable=False),
-    sa.Column("name", sa.String(64), nullable=False),  # the URL's deployment part
-    sa.Column("display_name", sa.String(128), nullable=False),
-    sa.Column("project", sa.String(64), nullable=False),
-    sa.Column("model", sa.String(64), nullable=False),
-    sa.Column("version", sa.String(16), nullable=False),  # the exported version it serves
-    sa.Column("previous", sa.String(200), nullable=True),  # "project/model@version" before the last replace
-    sa.Column("triton_name", sa.String(256), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("status_message", sa.String(512), nullable=False, server_default=""),
-    sa.Column("instances", sa.Integer, nullable=False),
-    sa.Column("memory_gi", sa.Integer, nullable=False),
-    sa.Column("region", sa.String(32), nullable=False),
-    sa.Column(
-        "rate_limit", sa.Integer, nullable=True
-    ),  # requests per minute to the endpoint; None: only plans
-    sa.Column("metadata", sa.Text, nullable=False, server_default="{}"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("deployed_at", sa.DateTime(timezone=True), nullable=True),
-    sa.UniqueConstraint("owner", "name"),
-)
-deployment_minutes = sa.Table(
-    "deployment_minutes",
-    metadata,
-    sa.Column("deployment_id", sa.String(32), primary_key=True),
-    sa.Column("minute", sa.String(16), primary_key=True),  # YYYY-MM-DDTHH:MM, UTC
-    sa.Column("writer", sa.String(32), primary_key=True),  # the process that counted them
-    sa.Column("requests", sa.Integer, nullable=False),
-    sa.Column("errors", sa.Integer, nullable=False),
-    sa.Column("latency_ms_sum", sa.Float, nullable=False),
-    sa.Column("buckets", sa.Text, nullable=False),  # JSON counts per LATENCY_BUCKETS_MS bound, then +Inf
-)
-deployment_logs = sa.Table(
-    "deployment_logs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("deployment_id", sa.String(32), nullable=False, index=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),  # one JSON line
-    sa.Column("method", sa.String(8), nullable=True),
-    sa.Column("url", sa.String(512), nullable=True),
-    sa.Column("status", sa.Integer, nullable=True),
-    sa.Column("latency_ms", sa.Float, nullable=True),
-)
-
-
-def create_schema(engine: sa.Engine) -> None:
-    """Create the deployment tables, under the key store's advisory lock on PostgreSQL."""
-    with engine.begin() as db:
-        if db.dialect.name == "postgresql":
-            db.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
-        metadata.create_all(db, checkfirst=True)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def iso(moment: datetime | None) -> str:
-    moment = _utc(moment)
-    return "" if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -182,9 +114,9 @@ def _deployment(row: Any) -> Deployment:
         region=row.region,
         rate_limit=row.rate_limit,
         metadata=json.loads(row.metadata or "{}"),
-        created_at=_utc(row.created_at) or row.created_at,
-        updated_at=_utc(row.updated_at) or row.updated_at,
-        deployed_at=_utc(row.deployed_at),
+        created_at=utc(row.created_at),
+        updated_at=utc(row.updated_at),
+        deployed_at=utc(row.deployed_at),
     )
 
 
@@ -362,6 +294,12 @@ def percentile(buckets: list[int], q: float) -> float:
     return float(LATENCY_BUCKETS_MS[-1])
 
 
+def process_log_line(at: datetime, severity: str, **fields: Any) -> str:
+    """A deployment's event as the process log writes it: one JSON object, time and severity first
+    (the names log collectors such as Cloud Logging read)."""
+    return json.dumps({"timestamp": iso(at), "severity": severity, **fields})
+
+
 @dataclass(frozen=True)
 class LogLine:
     deployment_id: str
@@ -484,7 +422,7 @@ class Telemetry:
         return [
             LogLine(
                 r.deployment_id,
-                _utc(r.at) or r.at,
+                utc(r.at),
                 r.severity,
                 r.message,
                 r.method,

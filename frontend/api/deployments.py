@@ -29,8 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.slug import InvalidSlugError, Slug
-from frontend.deployments.deployer import Deployer, Source, SourceNotFound
-from frontend.deployments.lifecycle import Conflict
+from frontend.deployments.deployer import Deployer, Source
 from frontend.deps import (
     DeploymentsCallerDep,
     PredictCallerDep,
@@ -38,25 +37,40 @@ from frontend.deps import (
     ServicesDep,
     SettingsDep,
 )
-from frontend.errors import InvalidRequest, RateLimited, ServiceUnavailable, ServingError
+from frontend.errors import (
+    Conflict,
+    DeploymentNotFound,
+    InvalidRequest,
+    ModelNotFound,
+    RateLimited,
+    ServiceUnavailable,
+    ServingError,
+)
 from frontend.formats import json_response
 from frontend.guards.auth import client_ip, may_see
 from frontend.guards.ratelimit import Plan
 from frontend.metrics import record_deployment
-from frontend.schemas import PlatformErrorResponse
+from frontend.routes import DEPLOYMENT_PREDICT
+from frontend.schemas import error_docs
 from frontend.serving.form import read_predict_form
-from frontend.serving.image import model_info, predict_image
-from frontend.serving.video import VideoCall, predict_video
-from pipeline.decode import decoder_for
+from frontend.serving.predict import predict_form
+from pipeline.formats import PLATFORM
 from store.audit import Actor
-from store.deployments import RANGES, SEVERITIES, Change, Deployment, DeploymentExists, LogLine, iso
+from store.clock import iso
+from store.deployments import (
+    RANGES,
+    SEVERITIES,
+    Change,
+    Deployment,
+    DeploymentExists,
+    LogLine,
+    process_log_line,
+)
 from store.keys import Principal
 
 # every answer these routes can give besides 200, in the Platform's error shape: 400 a bad parameter,
 # 409 a name taken, 413 a body too large, 422 a model that failed to load or warm up, 504 a deadline
-DEPLOYMENT_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": PlatformErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
-}
+DEPLOYMENT_ERRORS = error_docs(400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
 router = APIRouter(responses=DEPLOYMENT_ERRORS)
 log = logging.getLogger("trident.deployments")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -73,12 +87,6 @@ def install_log_handler() -> None:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-
-
-class DeploymentNotFound(ServingError):
-    status_code = 404
-    code = "not_found"
-    message = "Deployment not found"
 
 
 # --- reading
@@ -191,7 +199,7 @@ def _actor(request: Request, caller: Principal) -> Actor:
 def _source(services: ServicesDep, caller: Principal, slug: Slug, version: str | None = None) -> Source:
     source = services.deployer.source(slug, version)
     if not may_see(source.spec, caller):
-        raise SourceNotFound(f"no exported model {slug}")
+        raise ModelNotFound(f"no exported model {slug}")
     return source
 
 
@@ -480,7 +488,7 @@ def _record(
         **{k: v for k, v in outcome.items() if k in ("model", "version", "error")},
     }
     message = json.dumps(line)
-    log.info(json.dumps({"timestamp": iso(at), "severity": severity, **line}))
+    log.info(process_log_line(at, severity, **line))
     services.telemetry.request(deployment.id, at, status, latency)
     services.telemetry.log(
         LogLine(deployment.id, at, severity, message, request.method, request.url.path, status, latency)
@@ -489,7 +497,7 @@ def _record(
 
 
 @router.post(
-    "/api/deployments/{owner}/{deployment}/predict",
+    DEPLOYMENT_PREDICT.path,
     summary="Run deployment inference",
 )
 async def predict_deployment(
@@ -523,25 +531,9 @@ async def predict_deployment(
                     served = await deployer.served(name, found)
                     outcome["model"], outcome["version"] = str(served.slug), served.version
                     request.state.model, request.state.task = str(served.slug), served.spec.task
-                    decode = decoder_for(served.spec)
-                    if form.video is not None:
-                        info = model_info(served)
-                        call = VideoCall(
-                            services.engine, served, decode, form.options, "platform", info, call_start
-                        )
-                        response = await predict_video(request, call, settings, form.video)
-                    else:
-                        with services.engine.in_flight.slot():
-                            response = await predict_image(
-                                request,
-                                services.engine,
-                                settings,
-                                served,
-                                decode,
-                                form,
-                                "platform",
-                                call_start,
-                            )
+                    response = await predict_form(
+                        request, services.engine, settings, served, form, PLATFORM, call_start
+                    )
                     break
                 except ServiceUnavailable:
                     # another process switched the deployment and unloaded this model meanwhile:

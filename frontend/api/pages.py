@@ -16,19 +16,13 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import FileResponse, Response
 
-from frontend.errors import ServingError
+from frontend.errors import NotFound
 
 STATIC = Path(__file__).parents[1] / "static"  # frontend/static/
 EXAMPLES = ("bus.jpg", "zidane.jpg")
 MEDIA_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 router = APIRouter(include_in_schema=False)
-
-
-class NotFound(ServingError):
-    status_code = 404
-    code = "not_found"
-    message = "Not found"
 
 
 @cache

@@ -31,7 +31,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from core.modelspec import SPEC_PARAMETER, ModelSpec
 from core.slug import Slug
-from frontend.errors import ServingError
+from frontend.errors import DeployFailed, ModelNotFound, ServingError
 from frontend.serving.catalog import ServedModel, served_model_from_config
 from frontend.serving.inference import blank_tensor, infer
 from frontend.serving.triton import Triton
@@ -44,20 +44,6 @@ DRAIN_TIMEOUT_S = 60.0
 PROBE_CONF = 0.25
 # the steps of a lifecycle change, in order (`Deployer.checkpoint`); a replace passes all of them
 STEPS = ("materialized", "loaded", "probed", "switched", "routed", "unloaded", "removed")
-
-
-class DeployFailed(ServingError):
-    """The new model did not load, warm up or answer; the deployment keeps what it served."""
-
-    status_code = 422
-    code = "deploy_failed"
-    message = "Deployment failed"
-
-
-class SourceNotFound(ServingError):
-    status_code = 404
-    code = "model_not_found"
-    message = "Model not found"
 
 
 def triton_name(owner: str, name: str, generation: int) -> str:
@@ -109,7 +95,7 @@ class Deployer:
         chosen = version or (str(versions[-1]) if versions else "")
         folder = model_dir / chosen
         if not chosen or not folder.is_dir() or not (model_dir / "config.pbtxt").is_file():
-            raise SourceNotFound(f"no exported model {slug}{f' version {version}' if version else ''}")
+            raise ModelNotFound(f"no exported model {slug}{f' version {version}' if version else ''}")
         config = text_format.Parse((model_dir / "config.pbtxt").read_text(), mc.ModelConfig())
         spec = ModelSpec.from_json(config.parameters[SPEC_PARAMETER].string_value)
         return Source(slug, chosen, folder, config, spec)

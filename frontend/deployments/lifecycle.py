@@ -20,10 +20,11 @@ from typing import Any
 
 import anyio.to_thread
 
-from frontend.deployments.deployer import Deployer, DeployFailed, Source
-from frontend.errors import ServingError
+from frontend.deployments.deployer import Deployer, Source
+from frontend.errors import Conflict, DeployFailed
 from frontend.serving.triton import LOAD_TIMEOUT_S
 from store.audit import SYSTEM, Actor
+from store.clock import Clock
 from store.deployments import (
     IN_PROGRESS,
     Change,
@@ -31,9 +32,8 @@ from store.deployments import (
     IllegalTransition,
     LogLine,
     Telemetry,
-    iso,
+    process_log_line,
 )
-from store.keys import Clock
 
 log = logging.getLogger("trident.deployments")
 STALE_AFTER_S = 2 * LOAD_TIMEOUT_S  # no change runs longer: past it, its process is gone
@@ -46,12 +46,6 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "rollback": ("ready", "stopped", "failed"),
     "stop": ("ready", "failed"),
 }
-
-
-class Conflict(ServingError):
-    status_code = 409
-    code = "conflict"
-    message = "Conflict"
 
 
 def refused(action: str, error: IllegalTransition) -> Conflict:
@@ -73,10 +67,8 @@ class Lifecycle:
         """A lifecycle log line: the process log and the deployment's recent lines."""
         at = self._clock()
         line = {"event": event, "deployment": f"{deployment.owner}/{deployment.name}", **fields}
-        log.log(
-            logging.ERROR if severity == "ERROR" else logging.INFO,
-            json.dumps({"timestamp": iso(at), "severity": severity, **line}),
-        )
+        level = logging.ERROR if severity == "ERROR" else logging.INFO
+        log.log(level, process_log_line(at, severity, **line))
         self._telemetry.log(LogLine(deployment.id, at, severity, json.dumps(line)))
 
     async def _move(
@@ -174,16 +166,8 @@ class Lifecycle:
             self._telemetry.forget(deployment.id)  # no orphan rows from what this process still holds
             await self.deployer.switch(deployment.id, "", current.triton_name)
         self.deployer.forget(deployment.id)
-        log.info(
-            json.dumps(
-                {
-                    "timestamp": iso(self._clock()),
-                    "severity": "INFO",
-                    "event": "delete",
-                    "deployment": f"{deployment.owner}/{deployment.name}",
-                }
-            )
-        )
+        name = f"{deployment.owner}/{deployment.name}"
+        log.info(process_log_line(self._clock(), "INFO", event="delete", deployment=name))
 
     async def reconcile(self, now: float | None = None) -> list[str]:
         """Make the repository and the database agree again after a process died mid-change; only
@@ -210,7 +194,7 @@ class Lifecycle:
                 await self.deployer.discard_orphan(name)
                 done.append(f"removed {name}")
         for line in done:
-            log.info(json.dumps({"timestamp": iso(self._clock()), "event": "reconcile", "did": line}))
+            log.info(process_log_line(self._clock(), "INFO", event="reconcile", did=line))
         return done
 
     async def _settle(self, d: Deployment, to: str, why: str) -> bool:

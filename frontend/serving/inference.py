@@ -16,12 +16,11 @@ from numpy.typing import NDArray
 
 from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
 from frontend.serving.catalog import ServedModel
-from pipeline.contract import ApiFormat, PredictOptions
+from pipeline.contract import PredictOptions
 from pipeline.decode import Decoder
+from pipeline.formats import Format
 from pipeline.prepare import Prepared
 from pipeline.render_maps import map_objects
-from pipeline.render_platform import platform_results
-from pipeline.render_seed import seed_predictions
 from pipeline.result import Result
 
 if TYPE_CHECKING:
@@ -105,14 +104,12 @@ def decode_and_render(
     served: ServedModel,
     options: PredictOptions,
     prep: Prepared,
-    api_format: ApiFormat,
+    contract: Format,
 ) -> tuple[Result, orjson.Fragment, dict[str, object]]:
     """The result, its predictions and its map (semantic, depth: a PNG) already serialised, off
     the event loop (often the largest part of the body)."""
     result = decode(outputs, served.spec, options, prep)
-    rows = (
-        platform_results(result, options) if api_format == "platform" else seed_predictions(result, options)
-    )
+    rows = contract.rows(result, options)
     maps: dict[str, object] = {
         key: orjson.Fragment(orjson.dumps(value)) for key, value in map_objects(result, options.bits).items()
     }

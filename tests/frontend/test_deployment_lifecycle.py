@@ -19,8 +19,9 @@ from ultralytics_platform import types as platform_types
 
 from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT
 from core.slug import Slug
-from frontend.deployments.deployer import STEPS, DeployFailed, triton_name
+from frontend.deployments.deployer import STEPS, triton_name
 from frontend.deployments.lifecycle import ACTIONS, STALE_AFTER_S, Conflict, Lifecycle
+from frontend.errors import DeployFailed
 from frontend.serving.inference import blank_tensor, triton_request
 from store.audit import Actor
 from store.deployments import (

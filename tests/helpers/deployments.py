@@ -17,8 +17,9 @@ from frontend.deployments.deployer import Deployer
 from frontend.deployments.lifecycle import Lifecycle
 from frontend.errors import ServiceUnavailable, ServingError
 from frontend.serving.triton import Triton
+from store.clock import utc_now
 from store.deployments import DeploymentStore, Telemetry
-from store.keys import KeyStore, utc_now
+from store.keys import KeyStore
 
 OWNER = "alice"
 BROKEN = b"not a model"
