@@ -187,7 +187,7 @@ def test_the_installed_ultralytics_assigns_with_lap() -> None:
 
 
 def _synthetic(seed: int, oriented: bool, frames: int = 80) -> list[NDArray[np.float32]]:
-    """Detections of objects that come and go, skip frames and drift past the image's edges.
+    """Detections of objects that come and go, hide for a while, skip frames and drift past the image's edges.
 
     The first frames hold no detection, then weak ones only, so every rule of what a frame shows
     is met: untracked detections, a frame hidden while a new track waits, and tracked ones.
@@ -196,13 +196,17 @@ def _synthetic(seed: int, oriented: bool, frames: int = 80) -> list[NDArray[np.f
     starts, ends = rng.integers(3, frames // 2, 8), rng.integers(frames // 2, frames + 20, 8)
     centres, speeds = rng.uniform(0, 320, (8, 2)), rng.uniform(-6, 6, (8, 2))
     sizes, angles = rng.uniform(15, 60, (8, 2)), rng.uniform(-np.pi, np.pi, 8)
+    hidden = [
+        range(h, h + gap) for h, gap in zip(rng.integers(10, 60, 8), rng.integers(2, 10, 8), strict=True)
+    ]
     out = []
     for f in range(frames):
         rows = []
         if f == 1:  # weak detections only: nothing can start a track
             rows.append([100, 100, 30, 20, 0.1, 0.2, 0])
         for k in range(8):
-            if starts[k] <= f < ends[k] and rng.random() > 0.15:  # missed now and then
+            # missed now and then, and gone for a few frames (longer or shorter than the track buffer)
+            if starts[k] <= f < ends[k] and f not in hidden[k] and rng.random() > 0.15:
                 (x, y), (w, h) = centres[k] + speeds[k] * f + rng.normal(0, 1.5, 2), sizes[k]
                 rows.append([x, y, w, h, angles[k] + 0.01 * f, rng.uniform(0.12, 1.0), k % 3])
         table = np.array(rows, dtype=np.float64).reshape(-1, 7)
