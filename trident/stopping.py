@@ -37,7 +37,9 @@ CLEANUP_S = 10  # after a child is gone: the rest of its process group, stubs, s
 RUN_STOP_S = 2 * (CHILD_STOP_S + CLEANUP_S)  # `trident run`: the frontend, then tritonserver, one by one
 
 # SIGHUP too: the children run in sessions of their own, so a closed terminal reaches only us
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 REPEAT_S = 0.25  # a request this soon after the first is the first one passed on again (make: < 10 ms)
 _POLL_S = 0.05  # how often a thread other than the main one looks, and a stopping child is looked at
 
@@ -49,7 +51,9 @@ class Stop:
 
     def __init__(self) -> None:
         self._requests: list[tuple[int, float]] = []  # (signal number, 0 from code; time.monotonic())
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_r, self._wake_w = os.pipe()  # not inherited by children
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)  # set_wakeup_fd wants it so; a full pipe is awake anyway
         self._previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
         self._previous_fd: int | None = None
         weakref.finalize(self, _close, self._wake_r, self._wake_w)
