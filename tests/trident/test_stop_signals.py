@@ -188,13 +188,15 @@ def _argv(pid: int) -> list[str]:
         return []
 
 
-def start_stand_in(folder: Path, drain: str = DRAIN, stop_s: float = 5.0) -> StandIn:
-    """Start the stand-in and return once its handlers are installed."""
+def start_stand_in(
+    folder: Path, drain: str = DRAIN, stop_s: float = 5.0, prefix: tuple[str, ...] = ()
+) -> StandIn:
+    """Start the stand-in (under `prefix`, such as nohup) and return once its handlers are installed."""
     folder.mkdir(parents=True, exist_ok=True)
     marker = uuid.uuid4().hex
     with (folder / "stderr").open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-S", "-c", STAND_IN, str(folder), drain, str(stop_s)],
+            [*prefix, sys.executable, "-S", "-c", STAND_IN, str(folder), drain, str(stop_s)],
             env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), MARKER: marker},
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -309,3 +311,26 @@ def test_a_signal_passed_on_twice_at_once_as_make_does_is_one_graceful_stop(tmp_
     assert code == 0, "taken for a second request: escalated"
     assert took >= 2 * 1.0 - 0.1, "the children's 1 s drains were cut short"
     assert left == []
+
+
+def test_a_closed_terminal_stops_gracefully_unless_started_under_nohup(tmp_path: Path) -> None:
+    """SIGHUP reaches only `trident run` (its children have sessions of their own): it stops them.
+    Under nohup it stays ignored, and the run goes on until a SIGTERM."""
+    plain = start_stand_in(tmp_path / "plain")
+    nohup = start_stand_in(tmp_path / "nohup", prefix=("nohup",))
+    try:
+        plain.wait_for_children()
+        nohup.wait_for_children()
+        plain.process.send_signal(signal.SIGHUP)
+        nohup.process.send_signal(signal.SIGHUP)
+        plain_code = plain.process.wait(10)
+        time.sleep(0.5)
+        nohup_alive = nohup.process.poll() is None
+        nohup.process.send_signal(signal.SIGTERM)
+        nohup_code = nohup.process.wait(10)
+        left = marked(plain.marker) + marked(nohup.marker)
+    finally:
+        plain.kill_all()
+        nohup.kill_all()
+    assert plain_code == 0 and left == []
+    assert nohup_alive and nohup_code == 0
