@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -602,7 +601,7 @@ def _http_ok(url: str) -> bool:
 
 def _example_image() -> str:
     """Ultralytics' bus.jpg, located without importing ultralytics (and torch)."""
-    spec = importlib.util.find_spec("ultralytics")
-    if spec is None or spec.origin is None:
-        return "bus.jpg"
-    return str(Path(spec.origin).parent / "assets" / "bus.jpg")
+    from core.assets import ultralytics_assets
+
+    assets = ultralytics_assets()
+    return "bus.jpg" if assets is None else str(assets / "bus.jpg")
