@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TRIDENT_"
+MB = 1024 * 1024  # the upload limits are said in these
 # `TRIDENT_` variables that are not settings: the web UI's curl and Python snippets read the key from it.
 NOT_SETTINGS = frozenset({"TRIDENT_API_KEY"})
 
@@ -61,7 +62,7 @@ class Settings(BaseSettings):
         SecretStr(""), description="signs the Test tab's tokens; empty: generated, kept in the key store"
     )
     max_in_flight: int = Field(32, ge=1, description="inferences per worker at once; past it 503 at once")
-    max_upload_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = 10 * MB
     max_image_pixels: int = Field(40_000_000, description="width x height above which an image is refused")
     cpu_threads: int = Field(4, ge=1, description="threads for decode, letterbox and postprocessing")
     cpu_nice: int = Field(
@@ -72,7 +73,7 @@ class Settings(BaseSettings):
         "refuse at capacity, health) runs first; 0 keeps them equal",
     )
     max_video_bytes: int = Field(
-        100 * 1024 * 1024, ge=1, description="largest video upload (images: max_upload_bytes)"
+        100 * MB, ge=1, description="largest video upload (images: max_upload_bytes)"
     )
     max_video_frames: int = Field(
         9000,

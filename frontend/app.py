@@ -8,7 +8,6 @@ import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
-from http import HTTPStatus
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -28,8 +27,9 @@ from frontend.api.models import router as platform_models_router
 from frontend.api.pages import router as web_router
 from frontend.api.predict import router
 from frontend.deployments.deployer import Deployer
+from frontend.deployments.lifecycle import STALE_AFTER_S, Lifecycle
 from frontend.deps import Services
-from frontend.errors import InvalidRequest, ServingError
+from frontend.errors import InvalidRequest, ServingError, refusal
 from frontend.formats import resolve_format
 from frontend.guards.body_limit import FORM_OVERHEAD_BYTES, BodyLimit
 from frontend.guards.ratelimit import FailedAuthLimiter, MemoryCounter, RateLimiter, RedisCounter
@@ -40,10 +40,11 @@ from frontend.serving.catalog import Catalog
 from frontend.serving.engine import Engine, InFlight
 from frontend.serving.loader import ModelLoader
 from frontend.serving.triton import Triton
-from pipeline.contract import ApiFormat
 from pipeline.decode import ModelOutputError
+from pipeline.formats import Format
+from store.clock import Clock, utc_now
 from store.deployments import DeploymentStore, Telemetry
-from store.keys import LAST_USE_FLUSH_S, Clock, KeyStore, utc_now
+from store.keys import LAST_USE_FLUSH_S, KeyStore
 from store.usage import UsageLog
 
 log = logging.getLogger("trident.frontend")
@@ -66,6 +67,21 @@ async def _flush_telemetry_every(seconds: float, telemetry: Telemetry) -> None:
     while True:
         await asyncio.sleep(seconds)
         await anyio.to_thread.run_sync(telemetry.flush)
+
+
+async def _reconcile(lifecycle: Lifecycle) -> None:
+    """Deployments a dead process left half changed (what a crash leaves is only touched once it
+    is too old to be another process's change in flight)."""
+    try:
+        await lifecycle.reconcile()
+    except Exception:  # the database or the repository may be briefly unreachable
+        logging.getLogger("trident.deployments").exception("reconciling deployments failed")
+
+
+async def _reconcile_every(seconds: float, lifecycle: Lifecycle) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        await _reconcile(lifecycle)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
@@ -92,6 +108,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         usage = UsageLog(keys.engine)
         telemetry = Telemetry(keys.engine, settings.deployment_log_lines)
         deployer = Deployer(triton, DeploymentStore(keys.engine), settings.model_repository.resolve())
+        lifecycle = Lifecycle(deployer, telemetry, keys.clock)
         app.state.services = Services(
             engine=Engine(
                 triton,
@@ -107,6 +124,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             usage=usage,
             deployments=deployer.store,
             deployer=deployer,
+            lifecycle=lifecycle,
             telemetry=telemetry,
         )
         refresher = asyncio.create_task(ModelLoader(triton, catalog, settings.model_refresh_s).run())
@@ -114,6 +132,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         telemetry_flusher = asyncio.create_task(
             _flush_telemetry_every(settings.deployment_flush_s, telemetry)
         )
+        await _reconcile(lifecycle)  # before the first request: a restart repairs what a crash left
+        reconciler = asyncio.create_task(_reconcile_every(STALE_AFTER_S / 2, lifecycle))
         # Everything alive now (modules, the app, about 115,000 objects) lives as long as the
         # process: out of the collector's sight, a full collection no longer walks it (70 ms with
         # the GIL held, every few hundred requests, measured).
@@ -128,7 +148,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             yield
         finally:
             gc.unfreeze()
-            for task in (refresher, flusher, telemetry_flusher):
+            for task in (refresher, flusher, telemetry_flusher, reconciler):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -165,7 +185,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     install_metrics(app)  # /metrics and the predict-call middleware (it times and counts refusals too)
     app.add_middleware(SecurityHeaders)  # outermost: also on the 413 answered before the app runs
 
-    def api_format(request: Request) -> ApiFormat:
+    def api_format(request: Request) -> Format:
         return resolve_format(request.url.path, request.query_params.get("format"), settings.api_format)
 
     @app.exception_handler(ServingError)
@@ -186,15 +206,10 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     async def http_error(request: Request, exc: HTTPException) -> Response:
         contract = api_format(request)
         status, headers = exc.status_code, dict(exc.headers or {})
-        if status == 405 and contract == "platform":  # its contract has no 405: an operation we lack
+        if status == 405 and not contract.has_405:  # an operation the contract lacks
             status, headers = 404, {}
-        phrase = HTTPStatus(status).phrase
-
-        class Refused(ServingError):  # 404 for an unknown route, 405 for a wrong method
-            status_code, code, message = status, phrase.lower().replace(" ", "_"), phrase
-
         detail = str(exc.detail) if status == exc.status_code else f"no {request.method} on this path"
-        return Refused(detail, headers=headers).to_response(contract)  # keeps `Allow` on a 405
+        return refusal(status, detail, headers).to_response(contract)  # keeps `Allow` on a 405
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from core.settings import Settings
 from frontend.deployments.deployer import Deployer
+from frontend.deployments.lifecycle import Lifecycle
 from frontend.errors import Forbidden, RateLimited, ServingError, Unauthorized
 from frontend.formats import resolve_format
 from frontend.guards.auth import authenticate
@@ -25,6 +26,7 @@ from frontend.metrics import record_rate_limited
 from frontend.serving.catalog import Catalog
 from frontend.serving.engine import Engine
 from pipeline.contract import ApiFormat
+from pipeline.formats import Format
 from store.deployments import DeploymentStore, Telemetry
 from store.keys import KeyStore, Principal
 from store.usage import UsageLog
@@ -42,6 +44,7 @@ class Services:
     usage: UsageLog
     deployments: DeploymentStore
     deployer: Deployer
+    lifecycle: Lifecycle  # the deployer's changes, as a state machine
     telemetry: Telemetry  # deployments' request counts and log lines, written in batches
 
 
@@ -131,8 +134,9 @@ async def get_api_format(
     format: Annotated[
         ApiFormat | None, Query(description="the answer's contract: seed or platform (default: the server's)")
     ] = None,
-) -> ApiFormat:
+) -> Format:
+    """The request's contract, chosen once: everything below renders through it."""
     return resolve_format(request.url.path, format, settings.api_format)
 
 
-ApiFormatDep = Annotated[ApiFormat, Depends(get_api_format)]
+ApiFormatDep = Annotated[Format, Depends(get_api_format)]

@@ -6,25 +6,28 @@
     ├── Unauthorized (401 Unauthorized, WWW-Authenticate)
     ├── Forbidden (403 Forbidden)              a key without the scope the call needs
     ├── ModelNotFound (404 Model not found)    also a model the key may not see
+    ├── DeploymentNotFound (404 Deployment not found)
+    ├── NotFound (404 Not found)               a static file or example image
+    ├── Conflict (409 Conflict)
     ├── PayloadTooLarge (413 Payload too large)
     ├── RateLimited (429 Rate limited, Retry-After)
     ├── ServiceUnavailable (503 Service unavailable, Retry-After)
     └── InferenceTimeout (504 Inference timeout)
 
-In the seed format the body is `{"success": false, "error": {"code", "message", "detail"}}`:
-`message` is the Platform's words, `detail` says what exactly was wrong. In the Platform format
-it is `{"error": "<message>: <detail>"}` and nothing else, as that contract allows. Never a stack
-trace.
+`message` is the Platform's words, `detail` says what exactly was wrong; the request's contract
+(`pipeline.formats`) shapes the body. Never a stack trace.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import ClassVar
 
 import orjson
 from starlette.responses import Response
 
 from pipeline.contract import ApiFormat
+from pipeline.formats import FORMATS, SEED, Format
 
 
 class ServingError(Exception):
@@ -40,8 +43,8 @@ class ServingError(Exception):
         self.retry_after = retry_after
         self.headers = dict(headers or {})
 
-    def to_response(self, api_format: ApiFormat = "seed") -> Response:
-        body = self.body(api_format)
+    def to_response(self, contract: Format | ApiFormat = SEED) -> Response:
+        body = self.body(contract)
         headers = dict(self.headers)
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
@@ -49,14 +52,10 @@ class ServingError(Exception):
             orjson.dumps(body), status_code=self.status_code, headers=headers, media_type="application/json"
         )
 
-    def body(self, api_format: ApiFormat) -> dict[str, object]:
-        if api_format == "platform":
-            detail = "" if self.detail == self.message else f": {self.detail}"
-            return {"error": f"{self.message}{detail}"}
-        return {
-            "success": False,
-            "error": {"code": self.code, "message": self.message, "detail": self.detail},
-        }
+    def body(self, contract: Format | ApiFormat) -> dict[str, object]:
+        """The body in `contract` (the format, or its name)."""
+        chosen = FORMATS[contract] if isinstance(contract, str) else contract
+        return chosen.error(self.code, self.message, self.detail)
 
 
 class InvalidRequest(ServingError):
@@ -93,6 +92,32 @@ class ModelNotFound(ServingError):
     message = "Model not found"
 
 
+class DeployFailed(ServingError):
+    """A deployment's new model did not load, warm up or answer; it keeps what it served."""
+
+    status_code = 422
+    code = "deploy_failed"
+    message = "Deployment failed"
+
+
+class DeploymentNotFound(ServingError):
+    status_code = 404
+    code = "not_found"
+    message = "Deployment not found"
+
+
+class NotFound(ServingError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found"
+
+
+class Conflict(ServingError):
+    status_code = 409
+    code = "conflict"
+    message = "Conflict"
+
+
 class BodyTooLarge(Exception):
     """Raised inside `receive` once an upload's stream passes the limit (`guards.body_limit`);
     whoever reads the body turns it into `PayloadTooLarge`."""
@@ -123,3 +148,13 @@ class InferenceTimeout(ServingError):
     status_code = 504
     code = "inference_timeout"
     message = "Inference timeout"
+
+
+def refusal(status: int, detail: str, headers: dict[str, str] | None = None) -> ServingError:
+    """Starlette's own refusals (404 for an unknown route, 405 for a wrong method) as our errors."""
+    phrase = HTTPStatus(status).phrase
+
+    class Refused(ServingError):
+        status_code, code, message = status, phrase.lower().replace(" ", "_"), phrase
+
+    return Refused(detail, headers=headers)

@@ -1,8 +1,9 @@
 """Which contract answers a request: `?format=` if it names one, else the route's.
 
-The predict call and `GET /api/models` exist in both contracts and answer in the server's default
-(`TRIDENT_API_FORMAT`); every other `/api/` path is the Platform's alone (the SDK's `models.list`,
-`models.retrieve`, and calls Trident does not implement), so its errors take the Platform's shape.
+The model predict call (`frontend.routes`) and `GET /api/models` exist in both contracts and
+answer in the server's default (`TRIDENT_API_FORMAT`); every other `/api/` path is the Platform's
+alone (the deployment predict, the SDK's `models.list`, `models.retrieve`, and calls Trident does
+not implement), so its errors take the Platform's shape.
 """
 
 from __future__ import annotations
@@ -12,23 +13,28 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.responses import Response
 
-from pipeline.contract import API_FORMATS, ApiFormat
+from frontend.routes import predict_route
+from pipeline.contract import ApiFormat
+from pipeline.formats import FORMATS, PLATFORM, Format
+
+MODEL_LIST = "/api/models"
 
 
 def _is_shared_route(path: str) -> bool:
-    return path == "/api/models" or (path.startswith("/api/models/") and path.endswith("/predict"))
+    route = predict_route(path)
+    return path == MODEL_LIST or (route is not None and route.shared)
 
 
-def resolve_format(path: str, requested: str | None, default: ApiFormat) -> ApiFormat:
-    for name in API_FORMATS:
-        if requested == name:
-            return name
+def resolve_format(path: str, requested: str | None, default: ApiFormat) -> Format:
+    for contract in FORMATS.values():
+        if requested == contract.name:
+            return contract
     if path.startswith("/api/") and not _is_shared_route(path):
-        return "platform"
-    return default
+        return PLATFORM
+    return FORMATS[default]
 
 
-def scope_format(path: str, query_string: bytes, default: ApiFormat) -> ApiFormat:
+def scope_format(path: str, query_string: bytes, default: ApiFormat) -> Format:
     """The same, from a raw ASGI scope's path and query string (for middleware)."""
     requested = parse_qs(query_string.decode("latin-1")).get("format", [None])[-1]
     return resolve_format(path, requested, default)

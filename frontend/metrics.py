@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import time
+from dataclasses import fields
 from typing import Any
 
 from prometheus_client import (
@@ -32,11 +32,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontend.metrics_dir import MULTIPROC_ENV
+from frontend.routes import predict_route
+from pipeline.result import Speed
 from store.deployments import LATENCY_BUCKETS_MS
 
-PREDICT_PATH = re.compile(r"^/api/models/[^/]+/[^/]+/[^/]+/predict$")
 UNKNOWN = "unknown"
-STAGES = ("preprocess", "inference", "postprocess")  # the route's `speed`; preprocess = decode + letterbox
+STAGES = tuple(f.name for f in fields(Speed))  # the route's `speed`; preprocess = decode + letterbox
 TRITON_ERROR_KINDS = ("DEADLINE_EXCEEDED", "UNAVAILABLE", "NOT_FOUND", "INTERNAL", "OTHER")
 RATE_LIMIT_REASONS = ("rate", "quota", "auth")  # auth: failed authentications per IP
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -128,13 +129,14 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 class MetricsMiddleware:
-    """Pure ASGI: times predict calls, counts their bytes and outcome, reads what the route left in state."""
+    """Pure ASGI: times predict calls (a model's or a deployment's), counts their bytes and outcome,
+    reads what the route left in state (the model that answered, its task, the stages' times)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not PREDICT_PATH.match(scope["path"]):
+        if scope["type"] != "http" or not predict_route(scope["path"]):
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})

@@ -88,6 +88,9 @@ class ImageSize(BaseModel):
 
 
 class Speed(BaseModel):
+    """`pipeline.result.Speed`, in both contracts (the Platform's forbids other keys)."""
+
+    model_config = Strict
     preprocess: float = Field(description="ms: decode and letterbox")
     inference: float = Field(description="ms: the Triton call")
     postprocess: float = Field(description="ms: NMS, masks, scaling and rendering")
@@ -151,13 +154,6 @@ class ErrorResponse(BaseModel):
 
 
 # --- the Platform format (OpenAPI 0.1.9, SDK `ultralytics-platform`) ---------------------------
-class PlatformSpeed(BaseModel):
-    model_config = Strict
-    preprocess: float
-    inference: float
-    postprocess: float
-
-
 class PlatformBox(Box):
     model_config = Strict
 
@@ -189,7 +185,7 @@ class PlatformResult(BaseModel):
 class PlatformImage(BaseModel):
     model_config = Strict
     shape: list[int] = Field(description="[height, width] of the image")
-    speed: PlatformSpeed
+    speed: Speed
     results: list[PlatformResult] = Field(description="semantic: one row per class present; depth: none")
     semantic_mask: SemanticMask | None = Field(None, description="semantic models only")
     depth: DepthMap | None = Field(None, description="depth models only")
@@ -230,13 +226,17 @@ PREDICT_BODY: dict[str, Any] = {
         },
     }
 }
-ERROR_STATUSES = (400, 401, 403, 404, 413, 429, 500, 503, 504)
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse | PlatformErrorResponse} for code in ERROR_STATUSES
-}
-PLATFORM_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": PlatformErrorResponse} for code in (401, 403, 404, 429, 503)
-}
+
+
+def error_docs(*statuses: int, shared: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route documents: in both contracts' shapes on a `shared` route (see
+    `frontend.formats`), else in the Platform's."""
+    model: Any = ErrorResponse | PlatformErrorResponse if shared else PlatformErrorResponse
+    return {status: {"model": model} for status in statuses}
+
+
+ERRORS = error_docs(400, 401, 403, 404, 413, 429, 500, 503, 504, shared=True)
+PLATFORM_ERRORS = error_docs(401, 403, 404, 429, 503)
 NDJSON_LINES = (
     "A video with `Accept: application/x-ndjson`: one JSON line per processed frame as soon as its "
     "batch is done (seed: a `VideoFrame`; platform: a `PlatformImage`), then one summary line "

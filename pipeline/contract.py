@@ -12,9 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from core.settings import MB, Settings
+
 ApiFormat = Literal["seed", "platform"]
-API_FORMATS: tuple[ApiFormat, ...] = ("seed", "platform")
 MAX_SOURCE_CHARS = 4096
+IMAGE_FORMATS = "JPEG, PNG, WebP or GIF (first frame)"
+# the containers `frontend.serving.video_input` recognises by their bytes
+VIDEO_FORMATS = "MP4, MOV, M4V, WebM, MKV, AVI, ASF/WMV, MPEG or TS"
 
 
 def _int_from_text(value: Any) -> Any:
@@ -54,7 +58,7 @@ class PredictOptions(BaseModel):
     )
 
 
-def _bounds(name: str) -> tuple[float, float]:
+def bounds(name: str) -> tuple[float, float]:
     """`(minimum, maximum)` of a numeric field, read from its declaration."""
     low = high = None
     for item in PredictOptions.model_fields[name].metadata:
@@ -64,7 +68,16 @@ def _bounds(name: str) -> tuple[float, float]:
     return low, high
 
 
-IMGSZ_BOUNDS = tuple(int(v) for v in _bounds("imgsz"))
+IMGSZ_BOUNDS = tuple(int(v) for v in bounds("imgsz"))
+FORM_FIELDS = ("file", "source", *PredictOptions.model_fields)  # what a predict form's fields can mean
+# the form parser's cap: every field above, and room for ones a client adds that nothing reads
+MAX_FORM_FIELDS = len(FORM_FIELDS) + 7
+
+
+def _default_mb(setting: str) -> int:
+    """A size limit's default, in MB, from the setting that holds it."""
+    default: int = Settings.model_fields[setting].default
+    return default // MB
 
 
 def form_schema(upload: bool = True) -> dict[str, object]:
@@ -75,8 +88,9 @@ def form_schema(upload: bool = True) -> dict[str, object]:
         "type": "string",
         "format": "binary",
         "description": (
-            "the image: JPEG, PNG, WebP or GIF (first frame), at most 10 MB; or a video (MP4, MOV, M4V, "
-            "WebM, MKV, AVI, ASF/WMV, MPEG, TS), at most 100 MB, recognised by its bytes"
+            f"the image: {IMAGE_FORMATS}, at most {_default_mb('max_upload_bytes')} MB by default; or a "
+            f"video ({VIDEO_FORMATS}), at most {_default_mb('max_video_bytes')} MB by default, "
+            "recognised by its bytes"
         ),
     }
     return {

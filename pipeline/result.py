@@ -27,6 +27,19 @@ class Speed:
         return {"preprocess": self.preprocess, "inference": self.inference, "postprocess": self.postprocess}
 
 
+@dataclass(frozen=True)
+class VideoInfo:
+    """A video as its answer describes it."""
+
+    width: int
+    height: int
+    fps: float
+    frames: int  # the container's frame count (0 when it states none; the answer: else the frames read)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"width": self.width, "height": self.height, "fps": round(self.fps, 5), "frames": self.frames}
+
+
 def _empty(*shape: int) -> NDArray[np.float32]:
     return np.zeros((0, *shape), dtype=np.float32)
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import getpass
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 
+from store.clock import utc
 from store.schema import audit_log
 
 
@@ -90,9 +91,4 @@ def entries(
         )
     with engine.connect() as db:
         rows = db.execute(query.limit(limit)).all()
-    return [AuditEntry(_utc(r[0]), *r[1:]) for r in rows]
-
-
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes: they were stored in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return [AuditEntry(utc(r[0]), *r[1:]) for r in rows]

@@ -24,7 +24,8 @@ import sqlalchemy as sa
 
 from store import audit
 from store.audit import Actor
-from store.schema import SCHEMA_LOCK_ID
+from store.clock import iso, utc
+from store.schema import create_schema, deployment_logs, deployment_minutes, deployments
 
 LATENCY_BUCKETS_MS = (
     5,
@@ -47,78 +48,25 @@ LATENCY_BUCKETS_MS = (
     30000,
 )
 SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY")
-STATUSES = ("creating", "deploying", "ready", "stopping", "stopped", "failed")
+STATUSES = ("creating", "deploying", "ready", "stopping", "stopped", "failed")  # the Platform's
+# The lifecycle, declared once: status -> the statuses it may become (`DeploymentStore.transition`
+# refuses any other move; `frontend.deployments.lifecycle` drives them). `creating`: the row exists,
+# nothing is loaded yet; `deploying`: a model is loading and nothing serves; `ready`: a model serves
+# (a replace loads its successor beside it, so `ready -> ready` is a switch); `stopping`: the model
+# drains and unloads; `stopped`, `failed`: nothing is loaded. `ready -> failed` and the moves out of
+# `creating`/`deploying`/`stopping` into `failed`/`stopped` are also what a restart's reconciliation
+# writes for work a dead process left half done.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "creating": ("deploying", "failed"),
+    "deploying": ("ready", "failed"),
+    "ready": ("ready", "stopping", "failed"),
+    "stopping": ("stopped",),
+    "stopped": ("deploying",),
+    "failed": ("deploying", "stopping"),
+}
+IN_PROGRESS = ("creating", "deploying", "stopping")  # true only while a process works on it
 RANGES = {"1h": (60, 1), "6h": (360, 5), "24h": (1440, 15), "7d": (10080, 60), "30d": (43200, 360)}
 MINUTE = "%Y-%m-%dT%H:%M"
-
-metadata = sa.MetaData()
-deployments = sa.Table(
-    "deployments",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("owner", sa.String(64), nullable=False),
-    sa.Column("name", sa.String(64), nullable=False),  # the URL's deployment part
-    sa.Column("display_name", sa.String(128), nullable=False),
-    sa.Column("project", sa.String(64), nullable=False),
-    sa.Column("model", sa.String(64), nullable=False),
-    sa.Column("version", sa.String(16), nullable=False),  # the exported version it serves
-    sa.Column("previous", sa.String(200), nullable=True),  # "project/model@version" before the last replace
-    sa.Column("triton_name", sa.String(256), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("status_message", sa.String(512), nullable=False, server_default=""),
-    sa.Column("instances", sa.Integer, nullable=False),
-    sa.Column("memory_gi", sa.Integer, nullable=False),
-    sa.Column("region", sa.String(32), nullable=False),
-    sa.Column(
-        "rate_limit", sa.Integer, nullable=True
-    ),  # requests per minute to the endpoint; None: only plans
-    sa.Column("metadata", sa.Text, nullable=False, server_default="{}"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("deployed_at", sa.DateTime(timezone=True), nullable=True),
-    sa.UniqueConstraint("owner", "name"),
-)
-deployment_minutes = sa.Table(
-    "deployment_minutes",
-    metadata,
-    sa.Column("deployment_id", sa.String(32), primary_key=True),
-    sa.Column("minute", sa.String(16), primary_key=True),  # YYYY-MM-DDTHH:MM, UTC
-    sa.Column("writer", sa.String(32), primary_key=True),  # the process that counted them
-    sa.Column("requests", sa.Integer, nullable=False),
-    sa.Column("errors", sa.Integer, nullable=False),
-    sa.Column("latency_ms_sum", sa.Float, nullable=False),
-    sa.Column("buckets", sa.Text, nullable=False),  # JSON counts per LATENCY_BUCKETS_MS bound, then +Inf
-)
-deployment_logs = sa.Table(
-    "deployment_logs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("deployment_id", sa.String(32), nullable=False, index=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),  # one JSON line
-    sa.Column("method", sa.String(8), nullable=True),
-    sa.Column("url", sa.String(512), nullable=True),
-    sa.Column("status", sa.Integer, nullable=True),
-    sa.Column("latency_ms", sa.Float, nullable=True),
-)
-
-
-def create_schema(engine: sa.Engine) -> None:
-    """Create the deployment tables, under the key store's advisory lock on PostgreSQL."""
-    with engine.begin() as db:
-        if db.dialect.name == "postgresql":
-            db.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
-        metadata.create_all(db, checkfirst=True)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def iso(moment: datetime | None) -> str:
-    moment = _utc(moment)
-    return "" if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -166,9 +114,9 @@ def _deployment(row: Any) -> Deployment:
         region=row.region,
         rate_limit=row.rate_limit,
         metadata=json.loads(row.metadata or "{}"),
-        created_at=_utc(row.created_at) or row.created_at,
-        updated_at=_utc(row.updated_at) or row.updated_at,
-        deployed_at=_utc(row.deployed_at),
+        created_at=utc(row.created_at),
+        updated_at=utc(row.updated_at),
+        deployed_at=utc(row.deployed_at),
     )
 
 
@@ -190,6 +138,19 @@ class Change:
 
 class DeploymentExists(Exception):
     """The owner already has a deployment of that name."""
+
+
+class IllegalTransition(Exception):
+    """The deployment's status does not allow the move (`found` is None: the row is gone)."""
+
+    def __init__(self, found: str | None, to: str) -> None:
+        super().__init__(f"{found or 'a deleted deployment'} cannot become {to}")
+        self.found = found
+        self.to = to
+
+
+def may_become(status: str, to: str) -> bool:
+    return to in TRANSITIONS.get(status, ())
 
 
 class DeploymentStore:
@@ -226,12 +187,19 @@ class DeploymentStore:
             rows = db.execute(query.order_by(deployments.c.created_at).limit(limit)).all()
         return [_deployment(r) for r in rows]
 
-    def running(self) -> list[Deployment]:
-        query = sa.select(deployments).where(deployments.c.status.in_(("ready", "deploying")))
+    def by_id(self, deployment_id: str) -> Deployment | None:
         with self.engine.connect() as db:
-            return [_deployment(r) for r in db.execute(query)]
+            row = db.execute(sa.select(deployments).where(deployments.c.id == deployment_id)).first()
+        return _deployment(row) if row is not None else None
+
+    def every(self) -> list[Deployment]:
+        """All deployments of all owners (the reconciliation compares them with the repository)."""
+        with self.engine.connect() as db:
+            return [_deployment(r) for r in db.execute(sa.select(deployments))]
 
     def update(self, deployment_id: str, change: Change | None = None, **values: Any) -> None:
+        """Change what is not the status (that moves only by `transition`)."""
+        assert "status" not in values, "a status changes by transition()"
         if "metadata" in values:
             values["metadata"] = json.dumps(values["metadata"])
         with self.engine.begin() as db:
@@ -241,14 +209,49 @@ class DeploymentStore:
                 .values(**values, updated_at=datetime.now(UTC))
             )
             if change is not None:
-                owner = db.execute(sa.select(deployments.c.owner).where(deployments.c.id == deployment_id))
-                change.record(db, owner.scalar_one())
+                change.record(db, self._owner(db, deployment_id))
+
+    def transition(
+        self,
+        deployment_id: str,
+        to: str,
+        change: Change | None = None,
+        expect: str | None = None,
+        **values: Any,
+    ) -> Deployment:
+        """Move the deployment to status `to` (with `values`) if `TRANSITIONS` allows it from the
+        status it has (and that status is `expect`, when given: the one the caller read); the
+        check is the UPDATE's own condition, so of two processes racing for one move only one
+        wins. Raises `IllegalTransition` naming the status found."""
+        sources = [s for s in STATUSES if may_become(s, to) and expect in (None, s)]
+        if "metadata" in values:
+            values["metadata"] = json.dumps(values["metadata"])
+        with self.engine.begin() as db:
+            moved = db.execute(
+                deployments.update()
+                .where(deployments.c.id == deployment_id, deployments.c.status.in_(sources))
+                .values(**values, status=to, updated_at=datetime.now(UTC))
+            )
+            if moved.rowcount != 1:
+                found = db.execute(sa.select(deployments.c.status).where(deployments.c.id == deployment_id))
+                raise IllegalTransition(found.scalar_one_or_none(), to)
+            if change is not None:
+                change.record(db, self._owner(db, deployment_id))
+        moved_to = self.by_id(deployment_id)
+        assert moved_to is not None
+        return moved_to
+
+    @staticmethod
+    def _owner(db: sa.Connection, deployment_id: str) -> str:
+        owner: str = db.execute(
+            sa.select(deployments.c.owner).where(deployments.c.id == deployment_id)
+        ).scalar_one()
+        return owner
 
     def delete(self, deployment_id: str, change: Change | None = None) -> None:
         with self.engine.begin() as db:
             if change is not None:
-                owner = db.execute(sa.select(deployments.c.owner).where(deployments.c.id == deployment_id))
-                change.record(db, owner.scalar_one())
+                change.record(db, self._owner(db, deployment_id))
             for table in (deployment_logs, deployment_minutes):
                 db.execute(table.delete().where(table.c.deployment_id == deployment_id))
             db.execute(deployments.delete().where(deployments.c.id == deployment_id))
@@ -289,6 +292,12 @@ def percentile(buckets: list[int], q: float) -> float:
             return round(low + (LATENCY_BUCKETS_MS[i] - low) * (rank - seen) / count, 2)
         seen += count
     return float(LATENCY_BUCKETS_MS[-1])
+
+
+def process_log_line(at: datetime, severity: str, **fields: Any) -> str:
+    """A deployment's event as the process log writes it: one JSON object, time and severity first
+    (the names log collectors such as Cloud Logging read)."""
+    return json.dumps({"timestamp": iso(at), "severity": severity, **fields})
 
 
 @dataclass(frozen=True)
@@ -413,7 +422,7 @@ class Telemetry:
         return [
             LogLine(
                 r.deployment_id,
-                _utc(r.at) or r.at,
+                utc(r.at),
                 r.severity,
                 r.message,
                 r.method,

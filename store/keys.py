@@ -20,9 +20,9 @@ import secrets
 import string
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from store import audit
 from store.audit import SYSTEM, Actor
+from store.clock import Clock, utc, utc_now
 from store.schema import TOKEN_SECRET, api_keys, create_schema, server_secrets, users
 
 PREFIX = "tri_"
@@ -79,16 +80,6 @@ def hash_key(key: str) -> str:
 SCOPES = ("predict", "deployments", "admin")
 DEFAULT_SCOPES = frozenset({"predict"})
 LAST_USE_FLUSH_S = 60  # last use reaches the database at most this often per key (per process)
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they were stored in UTC."""
-    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def parse_scopes(scopes: Iterable[str]) -> frozenset[str]:
@@ -150,12 +141,12 @@ def _key_info(row: Any) -> KeyInfo:
         key_id=row.key_id,
         user=row.user,
         plan=row.plan,
-        created_at=_utc(row.created_at) or row.created_at,
-        revoked_at=_utc(row.revoked_at),
+        created_at=utc(row.created_at),
+        revoked_at=utc(row.revoked_at),
         name=row.name,
         scopes=frozenset(row.scopes.split(",")) & set(SCOPES),
-        expires_at=_utc(row.expires_at),
-        last_used_at=_utc(row.last_used_at),
+        expires_at=utc(row.expires_at),
+        last_used_at=utc(row.last_used_at),
     )
 
 
@@ -308,7 +299,7 @@ class KeyStore:
 
     def _active(self, row: Any) -> Principal | None:
         now = self.clock()
-        expires_at = _utc(row.expires_at)
+        expires_at = utc(row.expires_at)
         if row.revoked_at is not None or (expires_at is not None and expires_at <= now):
             return None
         with self._used_lock:

@@ -1,4 +1,4 @@
-"""The key store's tables, and bringing an existing database up to them.
+"""The store's tables, one `MetaData` in one database, and bringing an existing database up to them.
 
 `create_all` only adds missing tables, so columns added since a database was made (key names,
 scopes, expiry, last use) are added here with `ALTER TABLE ... ADD COLUMN`, inside the same
@@ -64,6 +64,57 @@ server_secrets = sa.Table(
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("value", sa.String(128), nullable=False),
+)
+# deployments (`store.deployments`): the rows, their per-minute counts and recent log lines
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),  # the URL's deployment part
+    sa.Column("display_name", sa.String(128), nullable=False),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(16), nullable=False),  # the exported version it serves
+    sa.Column("previous", sa.String(200), nullable=True),  # "project/model@version" before the last replace
+    sa.Column("triton_name", sa.String(256), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_message", sa.String(512), nullable=False, server_default=""),
+    sa.Column("instances", sa.Integer, nullable=False),
+    sa.Column("memory_gi", sa.Integer, nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),
+    sa.Column(
+        "rate_limit", sa.Integer, nullable=True
+    ),  # requests per minute to the endpoint; None: only plans
+    sa.Column("metadata", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deployed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("owner", "name"),
+)
+deployment_minutes = sa.Table(
+    "deployment_minutes",
+    metadata,
+    sa.Column("deployment_id", sa.String(32), primary_key=True),
+    sa.Column("minute", sa.String(16), primary_key=True),  # YYYY-MM-DDTHH:MM, UTC
+    sa.Column("writer", sa.String(32), primary_key=True),  # the process that counted them
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("errors", sa.Integer, nullable=False),
+    sa.Column("latency_ms_sum", sa.Float, nullable=False),
+    sa.Column("buckets", sa.Text, nullable=False),  # JSON counts per LATENCY_BUCKETS_MS bound, then +Inf
+)
+deployment_logs = sa.Table(
+    "deployment_logs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deployment_id", sa.String(32), nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),  # one JSON line
+    sa.Column("method", sa.String(8), nullable=True),
+    sa.Column("url", sa.String(512), nullable=True),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=True),
 )
 
 

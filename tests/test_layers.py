@@ -26,6 +26,7 @@ SKELETON = [
     "frontend.formats",
     "frontend.metrics",
     "frontend.schemas",
+    "frontend.routes",
     "frontend.api",
     "frontend.api.predict",
     "frontend.api.account",
@@ -69,6 +70,7 @@ def test_import_contracts_hold() -> None:
         ("exporter", "frontend", EXPORTER),
         ("frontend.serving", "frontend.api", WEB),  # the engine knows nothing of HTTP routes
         ("frontend.guards", "frontend.deps", WEB),
+        ("frontend.routes", "frontend.metrics", WEB),  # the predict-route table is the web layer's floor
         ("frontend.api.predict", "frontend.api.account", ROUTERS),
     ],
 )

@@ -23,12 +23,12 @@ from frontend.errors import InvalidRequest, ModelNotFound, Unauthorized
 from frontend.formats import json_response
 from frontend.guards.auth import TOKEN_COOKIE, client_ip, from_token
 from frontend.guards.ratelimit import Plan
-from frontend.schemas import PLATFORM_ERRORS, PlatformErrorResponse
+from frontend.schemas import error_docs
 from store import tokens
 from store.audit import Actor
 from store.keys import SCOPES, KeyInfo, parse_scopes
 
-router = APIRouter(responses={**PLATFORM_ERRORS, 400: {"model": PlatformErrorResponse}})
+router = APIRouter(responses=error_docs(400, 401, 403, 404, 429, 503))
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.slug import InvalidSlugError, Slug
-from frontend.deployments.deployer import Deployer, DeployFailed, Source, SourceNotFound
+from frontend.deployments.deployer import Deployer, Source
 from frontend.deps import (
     DeploymentsCallerDep,
     PredictCallerDep,
@@ -37,25 +37,40 @@ from frontend.deps import (
     ServicesDep,
     SettingsDep,
 )
-from frontend.errors import InvalidRequest, RateLimited, ServiceUnavailable, ServingError
+from frontend.errors import (
+    Conflict,
+    DeploymentNotFound,
+    InvalidRequest,
+    ModelNotFound,
+    RateLimited,
+    ServiceUnavailable,
+    ServingError,
+)
 from frontend.formats import json_response
 from frontend.guards.auth import client_ip, may_see
 from frontend.guards.ratelimit import Plan
 from frontend.metrics import record_deployment
-from frontend.schemas import PlatformErrorResponse
+from frontend.routes import DEPLOYMENT_PREDICT
+from frontend.schemas import error_docs
 from frontend.serving.form import read_predict_form
-from frontend.serving.image import model_info, predict_image
-from frontend.serving.video import VideoCall, predict_video
-from pipeline.decode import decoder_for
+from frontend.serving.predict import predict_form
+from pipeline.formats import PLATFORM
 from store.audit import Actor
-from store.deployments import RANGES, SEVERITIES, Change, Deployment, DeploymentExists, LogLine, iso
+from store.clock import iso
+from store.deployments import (
+    RANGES,
+    SEVERITIES,
+    Change,
+    Deployment,
+    DeploymentExists,
+    LogLine,
+    process_log_line,
+)
 from store.keys import Principal
 
 # every answer these routes can give besides 200, in the Platform's error shape: 400 a bad parameter,
 # 409 a name taken, 413 a body too large, 422 a model that failed to load or warm up, 504 a deadline
-DEPLOYMENT_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": PlatformErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
-}
+DEPLOYMENT_ERRORS = error_docs(400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
 router = APIRouter(responses=DEPLOYMENT_ERRORS)
 log = logging.getLogger("trident.deployments")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -72,18 +87,6 @@ def install_log_handler() -> None:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-
-
-class DeploymentNotFound(ServingError):
-    status_code = 404
-    code = "not_found"
-    message = "Deployment not found"
-
-
-class Conflict(ServingError):
-    status_code = 409
-    code = "conflict"
-    message = "Conflict"
 
 
 # --- reading
@@ -170,19 +173,6 @@ async def retrieve_deployment(deployment: ManagedDep, request: Request, settings
 # --- lifecycle
 
 
-def _lifecycle(
-    services: ServicesDep, deployment: Deployment, severity: str, event: str, **fields: Any
-) -> None:
-    """A lifecycle log line: the process log and the deployment's recent lines."""
-    at = services.keys.clock()
-    line = {"event": event, "deployment": f"{deployment.owner}/{deployment.name}", **fields}
-    log.log(
-        logging.ERROR if severity == "ERROR" else logging.INFO,
-        json.dumps({"timestamp": iso(at), "severity": severity, **line}),
-    )
-    services.telemetry.log(LogLine(deployment.id, at, severity, json.dumps(line)))
-
-
 class NewDeployment(BaseModel):
     model_config = ConfigDict(extra="ignore")  # the SDK also sends region, memoryGi
 
@@ -209,7 +199,7 @@ def _actor(request: Request, caller: Principal) -> Actor:
 def _source(services: ServicesDep, caller: Principal, slug: Slug, version: str | None = None) -> Source:
     source = services.deployer.source(slug, version)
     if not may_see(source.spec, caller):
-        raise SourceNotFound(f"no exported model {slug}")
+        raise ModelNotFound(f"no exported model {slug}")
     return source
 
 
@@ -248,8 +238,10 @@ async def create_deployment(
         )
     except DeploymentExists:
         raise Conflict(f"you already have a deployment named {body.deployment!r}") from None
-    _lifecycle(services, created, "INFO", "create", model=str(slug), version=source.version)
-    services.deployer.spawn(_quiet(_bring_up(services, created, source, "deploy", actor, caller.key_id)))
+    services.lifecycle.journal(created, "INFO", "create", model=str(slug), version=source.version)
+    services.deployer.spawn(
+        _quiet(services.lifecycle.deploy(created.id, source, "deploy", actor, caller.key_id))
+    )
     return json_response(
         {
             "id": created.id,
@@ -259,64 +251,6 @@ async def create_deployment(
             "region": created.region,
         }
     )
-
-
-async def _bring_up(
-    services: ServicesDep, deployment: Deployment, source: Source, event: str, actor: Actor, key_id: str
-) -> str:
-    """Load, warm and check `source` for `deployment`, then switch to it and retire what it served.
-    On failure the deployment keeps serving what it did (or is `failed` if it served nothing)."""
-    deployer = services.deployer
-    async with deployer.lock(deployment.id):
-        current = await anyio.to_thread.run_sync(services.deployments.get, deployment.owner, deployment.name)
-        if current is None:
-            return ""
-        try:
-            name, latency = await deployer.bring_up(current, source, current.instances)
-        except DeployFailed as exc:
-            serving, reason = current.status == "ready", exc.detail
-            change = Change(actor, key_id, event, f"failed: {reason}")
-            await anyio.to_thread.run_sync(
-                lambda: services.deployments.update(
-                    current.id,
-                    change,
-                    status="ready" if serving else "failed",
-                    status_message=reason,
-                )
-            )
-            _lifecycle(
-                services, current, "ERROR", event, error=exc.detail, serving=current.triton_name or None
-            )
-            raise
-        previous = f"{current.project}/{current.model}@{current.version}" if current.triton_name else None
-        switch_to = {
-            "triton_name": name,
-            "project": source.slug.project,
-            "model": source.slug.model,
-            "version": source.version,
-            "status": "ready",
-            "status_message": "",
-            "deployed_at": services.keys.clock(),
-        }
-        if previous and event != "start":
-            switch_to["previous"] = previous
-        done = Change(actor, key_id, event, f"{source.slug}@{source.version}")
-        await anyio.to_thread.run_sync(lambda: services.deployments.update(current.id, done, **switch_to))
-        old = deployer.switch(current.id, name)  # this process's next request goes to `name`
-        _lifecycle(
-            services,
-            current,
-            "INFO",
-            event,
-            model=str(source.slug),
-            version=source.version,
-            warmupLatencyMs=latency,
-        )
-        loaded = current.triton_name if current.status in ("ready", "deploying") else None
-        for retired in {old, loaded} - {None, "", name}:  # a stopped deployment's model is gone already
-            assert retired is not None
-            await deployer.retire(retired)
-        return name
 
 
 async def _quiet(work: Any) -> None:
@@ -350,7 +284,8 @@ async def update_deployment(
     `rollback` (the model served before the last replace), `{name}`, `{metadata}` or
     `{rateLimit}` (requests per minute to the endpoint, whoever calls; null: none). Start,
     replace and rollback answer once the new model serves, or with 422 and why it did not (the
-    deployment then keeps serving what it did)."""
+    deployment then keeps serving what it did); an action its status does not allow answers 409
+    (`frontend.deployments.lifecycle.ACTIONS`)."""
     store, actor = services.deployments, _actor(request, caller)
     if body.action is None:
         values: dict[str, Any] = {}
@@ -364,16 +299,8 @@ async def update_deployment(
         await anyio.to_thread.run_sync(lambda: store.update(deployment.id, change, **values))
         return _updated(deployment.status, "updated")
     if body.action == "stop":
-        if deployment.status == "stopped":
+        if not await services.lifecycle.stop(deployment.id, actor, caller.key_id):
             return _updated("stopped", "already stopped")
-        async with services.deployer.lock(deployment.id):
-            change = Change(actor, caller.key_id, "stop")
-            await anyio.to_thread.run_sync(lambda: store.update(deployment.id, change, status="stopped"))
-            old = services.deployer.switch(deployment.id, "")
-            for name in {old, deployment.triton_name} - {None, ""}:
-                assert name is not None
-                await services.deployer.retire(name)
-        _lifecycle(services, deployment, "INFO", "stop")
         return _updated("stopped", "stopped: requests answer 503 until it is started")
     if body.action == "resize":
         raise InvalidRequest("resize is not supported: set the instance count with cpu= at create")
@@ -394,7 +321,7 @@ async def update_deployment(
             project, model = path.split("/")
         slug = _slug(deployment.owner, project or deployment.project, model or deployment.model)
         source = await anyio.to_thread.run_sync(_source, services, caller, slug, version)
-    await _bring_up(services, deployment, source, body.action, actor, caller.key_id)
+    await services.lifecycle.deploy(deployment.id, source, body.action, actor, caller.key_id)
     return _updated("ready", f"serving {source.slug} version {source.version}")
 
 
@@ -406,25 +333,7 @@ def _updated(status: str, message: str) -> Response:
 async def delete_deployment(
     deployment: ManagedDep, request: Request, caller: DeploymentsCallerDep, services: ServicesDep
 ) -> Response:
-    change = Change(_actor(request, caller), caller.key_id, "delete", f"{deployment.owner}/{deployment.name}")
-    async with services.deployer.lock(deployment.id):
-        old = services.deployer.switch(deployment.id, "")
-        await anyio.to_thread.run_sync(services.deployments.delete, deployment.id, change)
-        services.telemetry.forget(deployment.id)  # no orphan rows from what this process still holds
-        for name in {old, deployment.triton_name} - {None, ""}:
-            assert name is not None
-            await services.deployer.retire(name)
-    services.deployer.forget(deployment.id)
-    log.info(
-        json.dumps(
-            {
-                "timestamp": iso(services.keys.clock()),
-                "severity": "INFO",
-                "event": "delete",
-                "deployment": f"{deployment.owner}/{deployment.name}",
-            }
-        )
-    )
+    await services.lifecycle.delete(deployment, _actor(request, caller), caller.key_id)
     return json_response({"success": True})
 
 
@@ -579,7 +488,7 @@ def _record(
         **{k: v for k, v in outcome.items() if k in ("model", "version", "error")},
     }
     message = json.dumps(line)
-    log.info(json.dumps({"timestamp": iso(at), "severity": severity, **line}))
+    log.info(process_log_line(at, severity, **line))
     services.telemetry.request(deployment.id, at, status, latency)
     services.telemetry.log(
         LogLine(deployment.id, at, severity, message, request.method, request.url.path, status, latency)
@@ -588,7 +497,7 @@ def _record(
 
 
 @router.post(
-    "/api/deployments/{owner}/{deployment}/predict",
+    DEPLOYMENT_PREDICT.path,
     summary="Run deployment inference",
 )
 async def predict_deployment(
@@ -622,25 +531,9 @@ async def predict_deployment(
                     served = await deployer.served(name, found)
                     outcome["model"], outcome["version"] = str(served.slug), served.version
                     request.state.model, request.state.task = str(served.slug), served.spec.task
-                    decode = decoder_for(served.spec)
-                    if form.video is not None:
-                        info = model_info(served)
-                        call = VideoCall(
-                            services.engine, served, decode, form.options, "platform", info, call_start
-                        )
-                        response = await predict_video(request, call, settings, form.video)
-                    else:
-                        with services.engine.in_flight.slot():
-                            response = await predict_image(
-                                request,
-                                services.engine,
-                                settings,
-                                served,
-                                decode,
-                                form,
-                                "platform",
-                                call_start,
-                            )
+                    response = await predict_form(
+                        request, services.engine, settings, served, form, PLATFORM, call_start
+                    )
                     break
                 except ServiceUnavailable:
                     # another process switched the deployment and unloaded this model meanwhile:

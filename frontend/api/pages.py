@@ -8,7 +8,6 @@ found without importing ultralytics (importing it would pull torch into the serv
 
 from __future__ import annotations
 
-import importlib.util
 from functools import cache
 from pathlib import Path
 
@@ -16,7 +15,10 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import FileResponse, Response
 
-from frontend.errors import ServingError
+from core.assets import ultralytics_assets
+from frontend.deps import SettingsDep
+from frontend.errors import NotFound
+from frontend.formats import json_response
 
 STATIC = Path(__file__).parents[1] / "static"  # frontend/static/
 EXAMPLES = ("bus.jpg", "zidane.jpg")
@@ -25,25 +27,10 @@ MEDIA_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css
 router = APIRouter(include_in_schema=False)
 
 
-class NotFound(ServingError):
-    status_code = 404
-    code = "not_found"
-    message = "Not found"
-
-
 @cache
 def static_files() -> dict[str, Path]:
     """The allowlist of static files: exactly what ships in `frontend/static/`."""
     return {p.name: p for p in STATIC.iterdir() if p.is_file() and p.suffix in MEDIA_TYPES}
-
-
-@cache
-def examples_dir() -> Path | None:
-    """`ultralytics/assets/`, located by the import system without running ultralytics."""
-    spec = importlib.util.find_spec("ultralytics")
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent / "assets"
 
 
 def _page(name: str) -> Response:
@@ -69,15 +56,23 @@ async def static(name: str) -> Response:
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/limits")
+async def limits(settings: SettingsDep) -> Response:
+    """The upload limits, for the Test tab to check a file before sending it (the API checks again)."""
+    return json_response(
+        {"maxImageBytes": settings.max_upload_bytes, "maxVideoBytes": settings.max_video_bytes}
+    )
+
+
 @router.get("/examples")
 async def list_examples() -> Response:
-    available = [n for n in EXAMPLES if (d := examples_dir()) is not None and (d / n).is_file()]
+    available = [n for n in EXAMPLES if (d := ultralytics_assets()) is not None and (d / n).is_file()]
     return Response(orjson.dumps(available), media_type="application/json")
 
 
 @router.get("/examples/{name}")
 async def example(name: str) -> Response:
-    folder = examples_dir()
+    folder = ultralytics_assets()
     if name not in EXAMPLES or folder is None or not (folder / name).is_file():
         raise NotFound(f"no example image {name}; examples: {', '.join(EXAMPLES)}")
     return FileResponse(folder / name, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})

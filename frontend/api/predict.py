@@ -24,17 +24,16 @@ from frontend.deps import (
 from frontend.errors import ServiceUnavailable, ServingError
 from frontend.formats import json_response
 from frontend.guards.auth import may_see, visible_model
+from frontend.routes import MODEL_PREDICT
 from frontend.schemas import ERRORS, PREDICT_BODY, PREDICT_RESPONSES
 from frontend.serving.form import read_predict_form
-from frontend.serving.image import model_info, predict_image
-from frontend.serving.video import VideoCall, predict_video
-from pipeline.decode import decoder_for
+from frontend.serving.predict import predict_form
 
 router = APIRouter()
 
 
 @router.post(
-    "/api/models/{owner}/{project}/{model}/predict",
+    MODEL_PREDICT.path,
     responses=PREDICT_RESPONSES,
     openapi_extra=PREDICT_BODY,
     summary="Run a model on one image or video",
@@ -44,7 +43,7 @@ async def predict(
     project: str,
     model: str,
     request: Request,
-    api_format: ApiFormatDep,
+    contract: ApiFormatDep,
     caller: PredictCallerDep,
     quota: QuotaDep,
     services: ServicesDep,
@@ -56,23 +55,14 @@ async def predict(
     then the quota, then the model (one the key may not see is "not found"), then the body.
     The answer is in the reference page's format (`seed`) or the Platform's (`platform`).
     """
-    call_start = time.perf_counter()
+    started = time.perf_counter()
     try:
         served = await visible_model(services.engine.catalog, caller, owner, project, model)
         request.state.model, request.state.task = str(served.slug), served.spec.task  # for metrics
         if not caller.anonymous:  # for `GET /api/usage`, counted in memory
             services.usage.record(caller.user, str(served.slug), services.keys.clock())
-        decode = decoder_for(served.spec)
         form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
-        if form.video is not None:
-            info = model_info(served)
-            call = VideoCall(services.engine, served, decode, form.options, api_format, info, call_start)
-            response = await predict_video(request, call, settings, form.video)
-        else:
-            with services.engine.in_flight.slot():
-                response = await predict_image(
-                    request, services.engine, settings, served, decode, form, api_format, call_start
-                )
+        response = await predict_form(request, services.engine, settings, served, form, contract, started)
     except ServingError as exc:
         exc.headers.update(quota.headers())
         raise

@@ -14,24 +14,26 @@ it), so a Triton restart (`--load-model=*`) loads exactly the running deployment
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from core.modelspec import CONF_INPUT, SPEC_PARAMETER, U8_INPUT, ModelSpec
+from core.modelspec import SPEC_PARAMETER, ModelSpec
 from core.slug import Slug
-from frontend.errors import ServingError
+from frontend.errors import DeployFailed, ModelNotFound, ServingError
 from frontend.serving.catalog import ServedModel, served_model_from_config
+from frontend.serving.inference import blank_tensor, infer
 from frontend.serving.triton import Triton
 from store.deployments import Deployment, DeploymentStore
 
@@ -39,20 +41,9 @@ log = logging.getLogger("trident.deployments")
 PREFIX = "dep"
 DRAIN_GRACE_S = 0.5  # requests that read the old route just before the switch reach Triton by then
 DRAIN_TIMEOUT_S = 60.0
-
-
-class DeployFailed(ServingError):
-    """The new model did not load, warm up or answer; the deployment keeps what it served."""
-
-    status_code = 422
-    code = "deploy_failed"
-    message = "Deployment failed"
-
-
-class SourceNotFound(ServingError):
-    status_code = 404
-    code = "model_not_found"
-    message = "Model not found"
+PROBE_CONF = 0.25
+# the steps of a lifecycle change, in order (`Deployer.checkpoint`); a replace passes all of them
+STEPS = ("materialized", "loaded", "probed", "switched", "routed", "unloaded", "removed")
 
 
 def triton_name(owner: str, name: str, generation: int) -> str:
@@ -84,6 +75,9 @@ class Deployer:
         self.in_flight: Counter[str] = Counter()  # Triton model -> this process's requests on it
         self._locks: dict[str, asyncio.Lock] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        # called with each step's name once it is done (`STEPS`); tests end the process there
+        self.checkpoint: Callable[[str], None] = lambda step: None
+        self.drain_grace_s = DRAIN_GRACE_S
 
     def lock(self, deployment_id: str) -> asyncio.Lock:
         return self._locks.setdefault(deployment_id, asyncio.Lock())
@@ -101,7 +95,7 @@ class Deployer:
         chosen = version or (str(versions[-1]) if versions else "")
         folder = model_dir / chosen
         if not chosen or not folder.is_dir() or not (model_dir / "config.pbtxt").is_file():
-            raise SourceNotFound(f"no exported model {slug}{f' version {version}' if version else ''}")
+            raise ModelNotFound(f"no exported model {slug}{f' version {version}' if version else ''}")
         config = text_format.Parse((model_dir / "config.pbtxt").read_text(), mc.ModelConfig())
         spec = ModelSpec.from_json(config.parameters[SPEC_PARAMETER].string_value)
         return Source(slug, chosen, folder, config, spec)
@@ -152,17 +146,8 @@ class Deployer:
 
     async def probe(self, served: ServedModel) -> float:
         """One inference on a blank image: the model answers (and is warm). Milliseconds."""
-        h, w = served.spec.imgsz
-        dtype = np.float16 if served.spec.input_dtype == "FP16" else np.float32
-        inputs: dict[str, Any] = (
-            {U8_INPUT: np.zeros((1, h, w, 3), np.uint8)}
-            if served.u8_input
-            else {served.input_name: np.zeros((1, 3, h, w), dtype)}
-        )
-        if served.candidates:
-            inputs[CONF_INPUT] = np.full((1, 1), 0.25, np.float32)
         start = time.perf_counter()
-        await self._triton.infer(served.triton_name, inputs, list(served.output_names))
+        await infer(self._triton, served, blank_tensor(served), PROBE_CONF)
         return round((time.perf_counter() - start) * 1000, 2)
 
     async def bring_up(self, deployment: Deployment, source: Source, instances: int) -> tuple[str, float]:
@@ -170,12 +155,15 @@ class Deployer:
         Triton name and the probe's latency. On failure nothing of it is left."""
         name = triton_name(deployment.owner, deployment.name, generation(deployment.triton_name) + 1)
         await anyio.to_thread.run_sync(self._materialize, source, name, instances)
+        self.checkpoint("materialized")
         try:
             await self._triton.load(name)
+            self.checkpoint("loaded")
             probe_deployment = dataclasses.replace(
                 deployment, project=source.slug.project, model=source.slug.model, version=source.version
             )
             latency = await self.probe(await self.served(name, probe_deployment))
+            self.checkpoint("probed")
         except ServingError as exc:
             await self._discard(name)
             raise DeployFailed(
@@ -183,15 +171,22 @@ class Deployer:
             ) from None
         return name, latency
 
-    def switch(self, deployment_id: str, name: str) -> str | None:
-        """Route this process's next requests to `name`; returns the model they went to."""
+    async def switch(self, deployment_id: str, to: str, loaded: str) -> None:
+        """Route this process's next requests on the deployment to `to` ("" : none), then retire
+        what it served before (this process's route and `loaded`, the database's), except `to`.
+        The one way a deployment's old model goes: replace, rollback, stop and delete."""
         old = self._routes.get(deployment_id)
-        self._routes[deployment_id] = name
-        return old
+        self._routes[deployment_id] = to
+        self.checkpoint("routed")
+        for name in sorted({old or "", loaded} - {"", to}):
+            await self.retire(name)
 
     async def retire(self, name: str) -> None:
-        """Drain (this process's requests on `name` finish), unload, remove its folder."""
-        await asyncio.sleep(DRAIN_GRACE_S)
+        """Drain (this process's requests on `name` finish), unload, remove its folder. The folder
+        is touched first: a reconciliation leaves folders changed lately to whoever changes them."""
+        with contextlib.suppress(OSError):
+            os.utime(self._repository / name)
+        await asyncio.sleep(self.drain_grace_s)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while self.in_flight[name] and time.monotonic() < deadline:  # noqa: ASYNC110 (a shared count)
             await asyncio.sleep(0.02)
@@ -203,7 +198,23 @@ class Deployer:
             await self._triton.unload(name)
         except ServingError as exc:
             log.warning("unloading %s failed: %s", name, exc.detail)
+        self.checkpoint("unloaded")
         await anyio.to_thread.run_sync(self._remove, name)
+        self.checkpoint("removed")
+
+    def folders(self) -> dict[str, float]:
+        """Every deployment model folder in the repository and when it last changed (epoch s)."""
+        if not self._repository.is_dir():
+            return {}
+        return {
+            p.name: p.stat().st_mtime
+            for p in self._repository.iterdir()
+            if p.name.startswith(PREFIX + "~") and p.is_dir()
+        }
+
+    async def discard_orphan(self, name: str) -> None:
+        """Unload and remove a folder no deployment serves (nothing of this process uses it)."""
+        await self._discard(name)
 
     def forget(self, deployment_id: str) -> None:
         self._routes.pop(deployment_id, None)

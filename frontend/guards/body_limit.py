@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.settings import MB
 from frontend.errors import BodyTooLarge, PayloadTooLarge
 from frontend.formats import scope_format
 from pipeline.contract import ApiFormat
@@ -27,12 +28,12 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.max_body_bytes
-        megabytes = (limit - FORM_OVERHEAD_BYTES) // (1024 * 1024)
+        megabytes = (limit - FORM_OVERHEAD_BYTES) // MB
         too_large = PayloadTooLarge(f"the upload is larger than {megabytes} MB")
-        api_format = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
+        contract = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await too_large.to_response(api_format)(scope, receive, send)
+                await too_large.to_response(contract)(scope, receive, send)
                 return
         received = 0
         started = False
@@ -55,4 +56,4 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await too_large.to_response(api_format)(scope, receive, send)
+                await too_large.to_response(contract)(scope, receive, send)

@@ -9,16 +9,13 @@ capacity every step would wait its turn for the event loop and the GIL (benchmar
 
 from __future__ import annotations
 
-import re
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from frontend.errors import ServiceUnavailable
 from frontend.formats import scope_format
+from frontend.routes import predict_route
 from frontend.serving.engine import AT_CAPACITY, InFlight
 from pipeline.contract import ApiFormat
-
-PREDICT_CALLS = re.compile(r"^/api/(models/[^/]+/[^/]+/[^/]+|deployments/[^/]+/[^/]+)/predict$")
 
 
 class ShedAtCapacity:
@@ -31,8 +28,8 @@ class ShedAtCapacity:
         self.default_format = default_format
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.in_flight.full and PREDICT_CALLS.match(scope["path"]):
-            api_format = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
-            await ServiceUnavailable(AT_CAPACITY).to_response(api_format)(scope, receive, send)
+        if scope["type"] == "http" and self.in_flight.full and predict_route(scope["path"]):
+            contract = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
+            await ServiceUnavailable(AT_CAPACITY).to_response(contract)(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -13,10 +13,12 @@ import logging
 import time
 from dataclasses import dataclass
 
+from core import __version__
 from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, SPEC_PARAMETER, U8_INPUT, ModelSpec
 from core.slug import InvalidSlugError, Slug
 from frontend.errors import ModelNotFound, ServingError
 from frontend.serving.triton import Triton
+from pipeline.render_platform import ModelInfo
 
 log = logging.getLogger(__name__)
 MISS_REFRESH_S = 0.5  # at most one extra index read per this interval on unknown slugs
@@ -33,6 +35,13 @@ class ServedModel:
     u8_input: bool = False  # the model takes the letterboxed BGR uint8 image (`U8_INPUT`)
     candidates: bool = False  # the model returns only the candidate anchors (`CANDIDATES_OUTPUT`)
     max_batch: int = 0  # Triton's max_batch_size (0: the model takes no batch axis from Triton)
+
+    def info(self) -> ModelInfo:
+        """What the Platform's answer says about the model that ran."""
+        version = {"trident": __version__, "model": self.version}
+        if ultralytics := self.spec.provenance.get("ultralytics_version"):
+            version["ultralytics"] = ultralytics
+        return ModelInfo(str(self.slug), self.spec.task, self.spec.names, version)
 
 
 def served_model_from_config(slug: Slug, version: str, config: dict[str, object]) -> ServedModel | None:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from anyio import CapacityLimiter
 
 from frontend.errors import ServiceUnavailable
-from frontend.serving.catalog import Catalog
+from frontend.serving.catalog import Catalog, ServedModel
 from frontend.serving.triton import Triton
+from pipeline.formats import Call
 
 AT_CAPACITY = "the server is at capacity; retry in a moment"
 
@@ -50,3 +51,7 @@ class Engine:
     cpu_limiter: CapacityLimiter
     cpu_nice: int  # added to the CPU threads' niceness (`inference.run_cpu`)
     started: float = field(default_factory=time.monotonic)  # for the Platform's `functionTimeAlive`
+
+    def call(self, served: ServedModel, started: float) -> Call:
+        """A predict call on `served` that began at `started` (`time.perf_counter()`)."""
+        return Call(served.info(), self.started, started)

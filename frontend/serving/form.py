@@ -14,9 +14,10 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from core.settings import MB
 from frontend.errors import BodyTooLarge, InvalidImage, InvalidRequest, PayloadTooLarge
 from frontend.serving.video_input import sniff_video
-from pipeline.contract import MAX_SOURCE_CHARS, PredictOptions
+from pipeline.contract import MAX_FORM_FIELDS, MAX_SOURCE_CHARS, PredictOptions, bounds
 
 # multipart for uploads; a URL-encoded form carries `source` (the SDK sends one when there is no file)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -43,8 +44,7 @@ def _field_rule(name: str) -> str:
     if get_origin(field.annotation) is Literal:
         *first, last = (str(v) for v in get_args(field.annotation))
         return f"{name} must be {', '.join(first)} or {last}"
-    low = next(m.ge for m in field.metadata if getattr(m, "ge", None) is not None)
-    high = next(m.le for m in field.metadata if getattr(m, "le", None) is not None)
+    low, high = bounds(name)
     kind = "an integer" if field.annotation is int else "a number"
     return f"{name} must be {kind} between {low:g} and {high:g}"
 
@@ -70,7 +70,7 @@ async def read_predict_form(
             "send the image as multipart/form-data with a 'file' field (or any form with 'source')"
         )
     try:
-        form = await request.form(max_files=1, max_fields=16)
+        form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
     except BodyTooLarge:
         raise
     except Exception:
@@ -91,14 +91,14 @@ async def read_predict_form(
             raise InvalidImage("no image: send it in the 'file' field (or a URL or base64 in 'source')")
         if max_video_bytes is not None and sniff_video(await upload.read(SNIFF_BYTES)):
             if (upload.size or 0) > max_video_bytes:
-                raise PayloadTooLarge(f"the video is larger than {max_video_bytes // (1024 * 1024)} MB")
+                raise PayloadTooLarge(f"the video is larger than {max_video_bytes // MB} MB")
             await upload.seek(0)
             handed_over = True
             return PredictForm(None, None, options, video=upload)
         await upload.seek(0)
         data = await upload.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
-            raise PayloadTooLarge(f"the image is larger than {max_upload_bytes // (1024 * 1024)} MB")
+            raise PayloadTooLarge(f"the image is larger than {max_upload_bytes // MB} MB")
     finally:
         if not handed_over:  # the form's only file is a video handed to the caller, who closes it
             await form.close()

@@ -16,16 +16,16 @@ from numpy.typing import NDArray
 
 from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
 from frontend.serving.catalog import ServedModel
-from pipeline.contract import ApiFormat, PredictOptions
+from pipeline.contract import PredictOptions
 from pipeline.decode import Decoder
+from pipeline.formats import Format
 from pipeline.prepare import Prepared
 from pipeline.render_maps import map_objects
-from pipeline.render_platform import platform_results
-from pipeline.render_seed import seed_predictions
 from pipeline.result import Result
 
 if TYPE_CHECKING:
     from frontend.serving.engine import Engine
+    from frontend.serving.triton import Triton
 
 T = TypeVar("T")
 
@@ -57,21 +57,45 @@ async def run_cpu(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
     )
 
 
+def triton_request(
+    served: ServedModel, tensor: NDArray[Any], conf: float
+) -> tuple[dict[str, NDArray[Any]], list[str]]:
+    """The inputs and requested outputs of one Triton call on `tensor` (a batch), built once for
+    every caller (predicts and the deployments' probe). With `candidates` the model also takes
+    `conf` and is asked for the candidate anchors instead of its full head (`output0`)."""
+    inputs: dict[str, NDArray[Any]] = {U8_INPUT if served.u8_input else served.input_name: tensor}
+    if not served.candidates:
+        return inputs, list(served.output_names)
+    inputs[CONF_INPUT] = np.full((tensor.shape[0], 1), conf, dtype=np.float32)
+    return inputs, [CANDIDATES_OUTPUT if name == "output0" else name for name in served.output_names]
+
+
+def blank_tensor(served: ServedModel) -> NDArray[Any]:
+    """One black image in the layout and type the model takes (NHWC bytes or NCHW floats)."""
+    h, w = served.spec.imgsz
+    if served.u8_input:
+        return np.zeros((1, h, w, 3), np.uint8)
+    return np.zeros((1, 3, h, w), np.float16 if served.spec.input_dtype == "FP16" else np.float32)
+
+
+async def infer(
+    triton: Triton, served: ServedModel, tensor: NDArray[Any], conf: float
+) -> dict[str, NDArray[Any]]:
+    """Triton's outputs by name for `tensor`; with `candidates`, `output0` holds only the anchors
+    that can pass `conf` in some image of the batch (what `raw_candidates` then keeps from it is
+    exactly what it keeps from the full head)."""
+    inputs, wanted = triton_request(served, tensor, conf)
+    outputs = await triton.infer(served.triton_name, inputs, wanted)
+    if served.candidates:
+        outputs["output0"] = outputs.pop(CANDIDATES_OUTPUT)
+    return outputs
+
+
 async def run_model(
     engine: Engine, served: ServedModel, prep: Prepared, options: PredictOptions
 ) -> dict[str, NDArray[Any]]:
-    """Triton's outputs by name for `prep.tensor` (a batch of one image or of video frames); with
-    `candidates`, `output0` holds only the anchors that can pass `conf` in some image of the batch
-    (what `raw_candidates` then keeps from it is exactly what it keeps from the full head)."""
-    triton = engine.triton
-    inputs: dict[str, NDArray[Any]] = {U8_INPUT if served.u8_input else served.input_name: prep.tensor}
-    if not served.candidates:
-        return await triton.infer(served.triton_name, inputs, list(served.output_names))
-    inputs[CONF_INPUT] = np.full((prep.tensor.shape[0], 1), options.conf, dtype=np.float32)
-    wanted = [CANDIDATES_OUTPUT if name == "output0" else name for name in served.output_names]
-    outputs = await triton.infer(served.triton_name, inputs, wanted)
-    outputs["output0"] = outputs.pop(CANDIDATES_OUTPUT)
-    return outputs
+    """Triton's outputs by name for `prep.tensor` (a batch of one image or of video frames)."""
+    return await infer(engine.triton, served, prep.tensor, options.conf)
 
 
 def decode_and_render(
@@ -80,14 +104,12 @@ def decode_and_render(
     served: ServedModel,
     options: PredictOptions,
     prep: Prepared,
-    api_format: ApiFormat,
+    contract: Format,
 ) -> tuple[Result, orjson.Fragment, dict[str, object]]:
     """The result, its predictions and its map (semantic, depth: a PNG) already serialised, off
     the event loop (often the largest part of the body)."""
     result = decode(outputs, served.spec, options, prep)
-    rows = (
-        platform_results(result, options) if api_format == "platform" else seed_predictions(result, options)
-    )
+    rows = contract.rows(result, options)
     maps: dict[str, object] = {
         key: orjson.Fragment(orjson.dumps(value)) for key, value in map_objects(result, options.bits).items()
     }

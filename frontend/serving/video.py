@@ -35,10 +35,10 @@ from frontend.serving.catalog import ServedModel
 from frontend.serving.engine import Engine
 from frontend.serving.inference import decode_and_render, run_cpu, run_model
 from frontend.serving.video_input import VideoReader
-from pipeline.contract import ApiFormat, PredictOptions
+from pipeline.contract import PredictOptions
 from pipeline.decode import Decoder
+from pipeline.formats import Call, Format
 from pipeline.prepare import Prepared, prepare
-from pipeline.render_platform import ModelInfo, platform_body, platform_image
 from pipeline.result import Speed
 
 T = TypeVar("T")
@@ -66,9 +66,8 @@ class VideoCall:
     served: ServedModel
     decode: Decoder
     options: PredictOptions
-    api_format: ApiFormat
-    model_info: ModelInfo
-    call_start: float
+    contract: Format
+    call: Call
 
 
 def _read_batch(reader: VideoReader, size: int, served: ServedModel, imgsz: int) -> Batch | None:
@@ -86,22 +85,19 @@ def _read_batch(reader: VideoReader, size: int, served: ServedModel, imgsz: int)
 def _render_batch(
     call: VideoCall, outputs: dict[str, NDArray[Any]], batch: Batch, infer_ms: float
 ) -> list[dict[str, Any]]:
-    """One answer object per frame (a worker thread): the seed `frames` entry or a Platform `images`
-    entry, from one `Result` each, as the image route renders it."""
+    """One answer object per frame (a worker thread), from one `Result` each, as the image route
+    renders it."""
     n = len(batch.indices)
     frames = []
     for i, (index, prep) in enumerate(zip(batch.indices, batch.preps, strict=True)):
         start = time.perf_counter()
         one = {name: array[i : i + 1] for name, array in outputs.items()}
         result, rows, maps = decode_and_render(
-            call.decode, one, call.served, call.options, prep, call.api_format
+            call.decode, one, call.served, call.options, prep, call.contract
         )
         post_ms = (time.perf_counter() - start) * 1000
         speed = Speed(round(batch.read_ms / n, 2), round(infer_ms / n, 2), round(post_ms, 2))
-        if call.api_format == "platform":
-            frames.append(platform_image(rows, result, speed, maps))
-        else:
-            frames.append({"frame": index, "predictions": rows, **maps, "speed": speed.as_dict()})
+        frames.append(call.contract.frame(index, rows, result, speed, maps))
     return frames
 
 
@@ -189,19 +185,6 @@ def _outcome(exc: BaseException | None) -> str:
     return "error"
 
 
-def _summary(call: VideoCall, reader: VideoReader, count: int) -> dict[str, Any]:
-    if call.api_format == "platform":
-        alive_s, call_s = time.monotonic() - call.engine.started, time.perf_counter() - call.call_start
-        body = platform_body([], call.model_info, alive_s, call_s)
-        body["metadata"]["imageCount"] = count
-        return {"metadata": body["metadata"]}
-    return {
-        "success": True,
-        "video": {**reader.info.as_dict(), "frames": reader.frames_read},
-        "processed": count,
-    }
-
-
 class _ClosingStream(StreamingResponse):
     """Closes its line generator and releases what the request holds (its slot, reader and spool)
     however the response ends: uvicorn stops a stream whose client left by raising from `send`,
@@ -285,12 +268,7 @@ async def _whole(
                     raise ClientGone  # nobody is waiting for the answer: stop at this batch
     except TimeoutError:
         raise _timeout(settings) from None
-    if call.api_format == "platform":
-        alive_s, call_s = time.monotonic() - call.engine.started, time.perf_counter() - call.call_start
-        body = platform_body(frames, call.model_info, alive_s, call_s)
-    else:
-        body = _summary(call, reader, len(frames))
-        body = {"success": True, "frames": frames, "video": body["video"]}
+    body = call.contract.video(frames, reader.answered_info, call.call)
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -310,13 +288,13 @@ async def _stream(
             count += len(batch)
             yield b"".join(orjson.dumps(frame) + b"\n" for frame in batch)
         ended[0] = None
-        yield orjson.dumps(_summary(call, reader, count)) + b"\n"
+        yield orjson.dumps(call.contract.video_end(count, reader.answered_info, call.call)) + b"\n"
     except TimeoutError:
         error = ended[0] = _timeout(settings)
-        yield orjson.dumps(error.body(call.api_format)) + b"\n"
+        yield orjson.dumps(error.body(call.contract)) + b"\n"
     except ServingError as exc:
         ended[0] = exc
-        yield orjson.dumps(exc.body(call.api_format)) + b"\n"
+        yield orjson.dumps(exc.body(call.contract)) + b"\n"
     except BaseException as exc:
         ended[0] = exc
         raise

@@ -10,15 +10,15 @@ stream otherwise. A reader is used by one thread at a time (the route hands it f
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import replace
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from frontend.errors import InvalidImage, PayloadTooLarge
+from pipeline.result import VideoInfo
 
-VIDEO_FORMATS = "MP4, MOV, M4V, WebM, MKV, AVI, ASF/WMV, MPEG or TS"
 _ASF = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 
 
@@ -37,17 +37,6 @@ def sniff_video(head: bytes) -> str | None:
     if len(head) >= 377 and head[0] == head[188] == head[376] == 0x47:
         return "ts"  # MPEG transport stream: a sync byte every 188 bytes
     return None
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    width: int
-    height: int
-    fps: float
-    frames: int  # the container's frame count, 0 when it states none
-
-    def as_dict(self) -> dict[str, object]:
-        return {"width": self.width, "height": self.height, "fps": round(self.fps, 5), "frames": self.frames}
 
 
 class VideoReader:
@@ -127,9 +116,9 @@ class VideoReader:
         return frames
 
     @property
-    def frames_read(self) -> int:
-        """The video's frame count as the answer reports it: the container's, else what was read."""
-        return self.info.frames or self.grabbed
+    def answered_info(self) -> VideoInfo:
+        """The video as its answer describes it: the frame count the container's, else what was read."""
+        return replace(self.info, frames=self.info.frames or self.grabbed)
 
     def close(self) -> None:
         with self._lock:

@@ -5,9 +5,12 @@
 import { api, describeError, hasToken, keyForm, session } from "/static/common.js";
 import { classColor, draw, hitTest, taskOf } from "/static/draw.js";
 import { decodeMap, describe, drawScale, metres, valueAt } from "/static/maps.js";
-import { MAX_VIDEO_BYTES, VideoView, isVideo } from "/static/video.js";
+import { VideoView, isVideo } from "/static/video.js";
 
-const MAX_BYTES = 10 * 1024 * 1024;
+// The server's upload limits (TRIDENT_MAX_UPLOAD_BYTES, TRIDENT_MAX_VIDEO_BYTES), checked here
+// before sending; without them the API alone checks.
+const LIMITS = await fetch("/limits").then((r) => (r.ok ? r.json() : null)).catch(() => null);
+const megabytes = (bytes) => `${+(bytes / 1024 / 1024).toFixed(1)} MB`;
 const TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
 const EXTENSIONS = /\.(jpe?g|png|webp|gif)$/i;
 const DEBOUNCE_MS = 500;
@@ -18,6 +21,10 @@ const slug = decodeURIComponent(location.pathname.replace(/^\/models\//, "").rep
 const endpoint = `/api/models/${slug}/predict?format=seed`;
 const stage = $("stage");
 const canvas = $("canvas");
+if (LIMITS) {
+  const images = megabytes(LIMITS.maxImageBytes), videos = megabytes(LIMITS.maxVideoBytes);
+  $("limits").textContent = `JPG, PNG, WebP or GIF up to ${images}; videos up to ${videos}`;
+}
 const controls = { conf: $("conf"), iou: $("iou"), imgsz: $("imgsz") };
 
 const state = {
@@ -54,13 +61,15 @@ function params() {
 function rejectReason(blob, name) {
   if (isVideo(blob, name)) {
     const mb = (blob.size / 1024 / 1024).toFixed(1);
-    return blob.size > MAX_VIDEO_BYTES ? `"${name}" is ${mb} MB; videos must be 100 MB or smaller.` : "";
+    const max = LIMITS?.maxVideoBytes ?? Infinity;
+    return blob.size > max ? `"${name}" is ${mb} MB; videos must be ${megabytes(max)} or smaller.` : "";
   }
   if (!TYPES.includes(blob.type) && !EXTENSIONS.test(name)) {
     return `"${name}" is not a supported image. Use a JPG, PNG, WebP or GIF file.`;
   }
-  if (blob.size > MAX_BYTES) {
-    return `"${name}" is ${(blob.size / 1024 / 1024).toFixed(1)} MB; images must be 10 MB or smaller.`;
+  if (LIMITS && blob.size > LIMITS.maxImageBytes) {
+    const max = megabytes(LIMITS.maxImageBytes);
+    return `"${name}" is ${(blob.size / 1024 / 1024).toFixed(1)} MB; images must be ${max} or smaller.`;
   }
   return "";
 }

@@ -4,7 +4,6 @@
 // over the player, in sync through requestVideoFrameCallback. A per-frame list seeks on click.
 import { draw } from "/static/draw.js";
 
-export const MAX_VIDEO_BYTES = 100 * 1024 * 1024;
 const VIDEO_EXTENSIONS = /\.(mp4|m4v|mov|webm|mkv|avi|wmv|asf|mpe?g|ts)$/i;
 
 /** Whether a chosen file is a video (the server decides by its bytes; this only picks the view). */

@@ -51,8 +51,16 @@ def test_only_the_two_examples_are_served(client: TestClient, name: str) -> None
 
 def test_finding_the_examples_does_not_import_ultralytics() -> None:
     code = (
-        "import sys; from frontend.api.pages import examples_dir; "
-        "assert (examples_dir() / 'bus.jpg').is_file(); "
+        "import sys; from core.assets import ultralytics_assets; "
+        "assert (ultralytics_assets() / 'bus.jpg').is_file(); "
         "assert 'ultralytics' not in sys.modules and 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_test_tab_reads_the_servers_upload_limits() -> None:
+    """The page checks a file against the limits the operator set, not against the defaults."""
+    settings = Settings(max_upload_bytes=3 * 1024 * 1024, max_video_bytes=7 * 1024 * 1024)
+    answer = TestClient(create_app(settings)).get("/limits")
+    assert answer.status_code == 200
+    assert answer.json() == {"maxImageBytes": 3 * 1024 * 1024, "maxVideoBytes": 7 * 1024 * 1024}

@@ -29,10 +29,19 @@ async def predict(request: Request) -> Response:
     return JSONResponse({"success": True, "bytes": len(body)})
 
 
+async def deployment_predict(request: Request) -> Response:
+    request.state.model, request.state.task = "alice/deployments/dep1", "segment"  # the model it runs
+    return JSONResponse({"images": []})
+
+
 @pytest.fixture
 def client() -> TestClient:
     app = Starlette(
-        routes=[Route("/api/models/{owner}/{project}/{model}/predict", predict, methods=["POST"])]
+        routes=[
+            Route("/api/models/{owner}/{project}/{model}/predict", predict, methods=["POST"]),
+            Route("/api/deployments/{owner}/{deployment}/predict", deployment_predict, methods=["POST"]),
+            Route("/api/deployments/{owner}/{deployment}", deployment_predict, methods=["GET"]),
+        ]
     )
     metrics.install(app)
     return TestClient(app, raise_server_exceptions=False)
@@ -55,6 +64,14 @@ def test_predict_calls_are_counted_by_model_task_status_and_plan(client: TestCli
     assert value("trident_request_stage_seconds_count", model=SLUG, stage="inference") == before_inference + 3
     assert value("trident_request_stage_seconds_sum", model=SLUG, stage="total") > 0
     assert value("trident_requests_in_flight") == 0
+
+
+def test_deployment_predicts_are_counted_by_the_model_that_answered(client: TestClient) -> None:
+    ok = {"model": "alice/deployments/dep1", "task": "segment", "status": "200", "plan": "unknown"}
+    before = value("trident_requests_total", **ok)
+    assert client.post("/api/deployments/alice/dep1/predict", files={"file": b"x"}).status_code == 200
+    assert client.get("/api/deployments/alice/dep1").status_code == 200  # not a predict: not counted
+    assert value("trident_requests_total", **ok) == before + 1
 
 
 def test_unknown_models_and_crashes_keep_labels_bounded(client: TestClient) -> None:
