@@ -1,4 +1,5 @@
-"""Shared fixtures: the example images, generated odd-size images, and test models."""
+"""Shared fixtures: the example images, generated odd-size images, and test models; the session
+stack (`tests/helpers/stack.py`, a plugin so that it is defined once); the integration marker."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ import cv2
 import numpy as np
 import pytest
 
+pytest_plugins = ["tests.helpers.stack"]
 ODD_SIZES = [(333, 517), (1001, 37), (12, 3000)]  # (width, height)
+INTEGRATION = ("integration", "browser")  # folders whose tests need the local Triton
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under `INTEGRATION` (`-m "not integration"` runs the rest); a conftest's
+    `pytestmark` would not reach the test modules."""
+    tests = Path(__file__).parent
+    for item in items:
+        if item.path.relative_to(tests).parts[0] in INTEGRATION:
+            item.add_marker(pytest.mark.integration)
 
 
 def _assets() -> Path:

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, Request, Route, sync_playwright
 
 from tests.helpers.models import build_busy_model
-from tests.integration.conftest import Stack, stack  # noqa: F401
+from tests.helpers.stack import Stack
 
 CHROMIUM = "/usr/bin/chromium"
 PREDICT = "/predict?format=seed"  # the Test tab names its contract explicitly
@@ -62,7 +62,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
-def task_models(stack: Stack, model_dir: Path) -> dict[str, str]:  # noqa: F811
+def task_models(stack: Stack, model_dir: Path) -> dict[str, str]:
     """Segment, pose, OBB, classify, semantic and depth models exported into the stack: task -> slug."""
     for slug, yaml_name in TASK_MODELS.items():
         stack.export(build_busy_model(yaml_name, model_dir / f"browser-{yaml_name[:-5]}.pt"), slug)
@@ -182,7 +182,7 @@ class TestTab:
 
 
 @pytest.fixture
-def tab(browser: Browser, stack: Stack) -> Iterator[TestTab]:  # noqa: F811
+def tab(browser: Browser, stack: Stack) -> Iterator[TestTab]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     tab = TestTab(context.new_page(), stack.base_url, stack.api_key)
     try:

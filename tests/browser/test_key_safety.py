@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Response, expect
 from ultralytics import YOLO
 
 from tests.browser.conftest import DETECT, PREDICT, TestTab
-from tests.integration.conftest import Stack
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.integration
 HOSTILE_SLUG = "browser/xss/det"

@@ -16,7 +16,7 @@ from ultralytics_platform.types import AccountApiKeysResponse
 
 from store.keys import KeyStore
 from tests.helpers.sdk_contract import assert_matches
-from tests.integration.conftest import Stack, wait_out_minute_edge
+from tests.helpers.stack import Stack, in_one_minute
 from tests.integration.test_ul_cli import UL
 from trident import runtime
 
@@ -72,18 +72,20 @@ def test_ul_cloud_account_api_keys_prints_them(platform_url: str, stack: Stack, 
 
 
 def test_usage_counts_requests_per_model_for_the_caller_only(stack: Stack) -> None:
-    key = stack.create_key("acct-usage", "test")
-    wait_out_minute_edge(20)
-    for slug in (PUBLIC, PUBLIC, PUBLIC, "test/coco/yolo26n"):
-        assert stack.predict(slug, TINY, key=key).status_code == 200
-    answer = httpx.get(f"{stack.base_url}/api/usage", headers={"Authorization": f"Bearer {key}"}).json()
-    assert answer["plan"] == {"name": "test", "perMinute": 1_000_000, "perDay": 1_000_000}
-    assert answer["remaining"]["minute"] == answer["remaining"]["day"] == 1_000_000 - 4
-    assert answer["models"] == [
-        {"model": PUBLIC, "lastDay": 3, "last30Days": 3},
-        {"model": "test/coco/yolo26n", "lastDay": 1, "last30Days": 1},
-    ]
-    fresh = stack.create_key("acct-usage-2", "test")
+    def attempt(n: int) -> None:
+        key = stack.create_key(f"acct-usage-{n}", "test")
+        for slug in (PUBLIC, PUBLIC, PUBLIC, "test/coco/yolo26n"):
+            assert stack.predict(slug, TINY, key=key).status_code == 200
+        answer = httpx.get(f"{stack.base_url}/api/usage", headers={"Authorization": f"Bearer {key}"}).json()
+        assert answer["plan"] == {"name": "test", "perMinute": 1_000_000, "perDay": 1_000_000}
+        assert answer["remaining"]["minute"] == answer["remaining"]["day"] == 1_000_000 - 4
+        assert answer["models"] == [
+            {"model": PUBLIC, "lastDay": 3, "last30Days": 3},
+            {"model": "test/coco/yolo26n", "lastDay": 1, "last30Days": 1},
+        ]
+
+    in_one_minute(attempt)
+    fresh = stack.create_key("acct-usage-fresh", "test")
     other = httpx.get(f"{stack.base_url}/api/usage", headers={"Authorization": f"Bearer {fresh}"}).json()
     assert other["models"] == [] and other["remaining"]["minute"] == 1_000_000
 
@@ -116,9 +118,13 @@ def anonymous_url(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Ite
         runtime.stop(process)
 
 
-def _anonymous_predict(base: str, slug: str) -> httpx.Response:
+def _anonymous_predict(base: str, slug: str, ip: str = "") -> httpx.Response:
+    """A keyless predict, from `ip` when given (X-Forwarded-For, trusted from 127.0.0.1)."""
+    headers = {"X-Forwarded-For": ip} if ip else {}
     with TINY.open("rb") as f:
-        return httpx.post(f"{base}/api/models/{slug}/predict", files={"file": (TINY.name, f)}, timeout=60)
+        return httpx.post(
+            f"{base}/api/models/{slug}/predict", headers=headers, files={"file": (TINY.name, f)}, timeout=60
+        )
 
 
 def test_anonymous_access_is_off_by_default(stack: Stack) -> None:
@@ -129,15 +135,19 @@ def test_anonymous_access_is_off_by_default(stack: Stack) -> None:
 def test_anonymous_access_serves_public_models_within_the_per_ip_plan(
     anonymous_url: str, private_model: str
 ) -> None:
-    wait_out_minute_edge(20)
-    listed = {m["slug"] for m in httpx.get(f"{anonymous_url}/api/models").json()["models"]}
-    assert PUBLIC in listed and private_model not in listed
-    private = _anonymous_predict(anonymous_url, private_model)
-    assert private.status_code == 401, "a private model asks for a key (and says nothing more)"
-    first = _anonymous_predict(anonymous_url, PUBLIC)
-    assert first.status_code == 200 and first.json()["success"] is True
-    assert first.headers["X-RateLimit-Limit"] == "3"
-    assert _anonymous_predict(anonymous_url, PUBLIC).status_code == 200
-    refused = _anonymous_predict(anonymous_url, PUBLIC)
-    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    def attempt(n: int) -> None:
+        ip = f"192.0.2.{n + 1}"  # each attempt its own client address, so its own per-IP window
+        models = httpx.get(f"{anonymous_url}/api/models", headers={"X-Forwarded-For": ip})
+        listed = {m["slug"] for m in models.json()["models"]}
+        assert PUBLIC in listed and private_model not in listed
+        private = _anonymous_predict(anonymous_url, private_model, ip)
+        assert private.status_code == 401, "a private model asks for a key (and says nothing more)"
+        first = _anonymous_predict(anonymous_url, PUBLIC, ip)
+        assert first.status_code == 200 and first.json()["success"] is True
+        assert first.headers["X-RateLimit-Limit"] == "3"
+        assert _anonymous_predict(anonymous_url, PUBLIC, ip).status_code == 200
+        refused = _anonymous_predict(anonymous_url, PUBLIC, ip)
+        assert refused.status_code == 429 and "Retry-After" in refused.headers
+
+    in_one_minute(attempt)
     assert httpx.get(f"{anonymous_url}/api/api-keys").status_code == 401

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ultralytics import YOLO
 
-from tests.integration.conftest import Stack
+from tests.helpers.stack import Stack
 from tests.integration.test_parity import CONF, IOU, api_arrays
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack, assert_error
+from tests.helpers.stack import Stack, assert_error
 
 pytestmark = pytest.mark.integration
 SLUG = "test/coco/yolo11n"

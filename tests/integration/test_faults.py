@@ -13,7 +13,7 @@ import cv2
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.integration
 SLUG = "test/coco/yolo11n"

@@ -17,10 +17,10 @@ from ultralytics import YOLO
 from ultralytics_platform.types import ModelsPredictResponse
 
 from pipeline.render_maps import decode_depth_png, decode_mask_png
+from tests.helpers.hostile import png_of_zeros
 from tests.helpers.models import build_busy_model
 from tests.helpers.sdk_contract import assert_matches
-from tests.integration.conftest import Stack, assert_error
-from tests.integration.test_part_c import png_of_zeros
+from tests.helpers.stack import Stack, assert_error
 
 pytestmark = pytest.mark.integration
 SEM, DEPTH = "maps/v26/sem", "maps/v26/depth"

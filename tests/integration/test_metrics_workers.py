@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import Stack, free_port
+from tests.helpers.stack import Stack, free_port
 
 pytestmark = pytest.mark.integration
 SLUG = "test/coco/yolo11n"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from ultralytics import YOLO
 
-from tests.integration.conftest import Stack
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.integration
 MODELS = ["test/coco/yolo11n", "test/coco/yolo26n"]

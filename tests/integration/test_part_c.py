@@ -11,16 +11,16 @@ Trident speaks the Ultralytics Platform's API, so Part C's words map to Trident'
 - "no Triton call" is read from Triton itself: its request counters for the model do not move.
 
 Where an existing test already covers a case the table points to it (and
-`test_every_case_points_to_tests_that_exist` checks every pointer); the rest are tested here.
+`tests/test_part_c_table.py` checks every pointer); the rest are tested here.
 
 | # | case | tests |
 |---|---|---|
 | 1 | truncated JPEG | test_case_01_truncated_jpeg_is_400_without_a_triton_call; tests/integration/test_errors.py::test_truncated_jpeg_is_400 |
 | 2 | not an image, lying Content-Type | test_case_02_not_an_image_is_400_whatever_its_name_and_type (400, not 415: see above) |
-| 3 | decodable but disallowed formats | test_case_03_disallowed_formats_are_400_without_a_triton_call; test_case_03_eps_never_spawns_ghostscript; tests/frontend/test_imaging.py::test_formats_outside_the_allowlist_are_refused_without_decoding |
+| 3 | decodable but disallowed formats | test_case_03_disallowed_formats_are_400_without_a_triton_call; tests/frontend/test_hostile_images.py::test_case_03_eps_never_spawns_ghostscript; tests/frontend/test_imaging.py::test_formats_outside_the_allowlist_are_refused_without_decoding |
 | 4 | 101 MB announced by Content-Length (videos may be 100 MB, so an image over 10 MB is refused once spooled) | tests/integration/test_errors.py::test_an_announced_101_mb_body_gets_413_before_it_is_sent (413 before the body is sent; bound there 1 s, not 200 ms, on a shared 2-core CI machine); tests/integration/test_errors.py::test_upload_over_10_mb_is_413_and_at_10_mb_is_read |
 | 5 | oversize chunked, lying Content-Length | tests/integration/test_errors.py::test_a_chunked_image_over_10_mb_is_413 (read, then refused: the body limit is the video's 100 MB); tests/integration/test_video.py::test_a_chunked_101_mb_video_is_cut_at_the_limit; test_case_05_a_lying_content_length_is_refused_in_bounded_memory |
-| 6 | decompression bomb | test_case_06_bombs_are_refused_from_the_header_in_bounded_memory; test_case_06_bombs_over_the_wire_are_400_without_a_triton_call |
+| 6 | decompression bomb | tests/frontend/test_hostile_images.py::test_case_06_bombs_are_refused_from_the_header_in_bounded_memory; test_case_06_bombs_over_the_wire_are_400_without_a_triton_call |
 | 7 | dimension boundaries, degenerate sizes | test_case_07_degenerate_sizes_are_served_with_boxes_inside_the_image; test_case_07_a_100_mp_image_is_refused; tests/frontend/test_imaging.py::test_image_at_the_pixel_limit_is_accepted_and_one_more_is_not (Trident limits pixels, 40 MP, not sides: there is no max_side_px) |
 | 8 | animated GIF, frame bombs | tests/frontend/test_imaging.py::test_a_thousand_frame_gif_decodes_only_its_first_frame; test_case_08_a_gif_frame_bomb_decodes_only_frame_0 |
 | 9 | EXIF orientation | test_case_09_exif_rotation_and_a_rotated_image_give_the_same_answer; tests/frontend/test_imaging.py::test_exif_orientation_is_applied |
@@ -44,14 +44,9 @@ Where an existing test already covers a case the table points to it (and
 
 from __future__ import annotations
 
-import ast
-import io
 import re
 import socket
-import subprocess
 import time
-import tracemalloc
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,7 +58,8 @@ from PIL import Image
 
 from core.slug import Slug
 from store.keys import key_checksum
-from tests.integration.conftest import Stack, assert_error, free_port, start_redis, wait_out_minute_edge
+from tests.helpers.hostile import decompression_bombs, disallowed_formats, encode, png_of_zeros
+from tests.helpers.stack import Stack, assert_error, free_port, in_one_minute, own_triton, start_redis
 from trident import runtime
 
 pytestmark = pytest.mark.integration
@@ -104,28 +100,6 @@ def triton_calls(stack: Stack, slug: str = SLUG) -> float:
     return total
 
 
-def encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
-
-
-def png_of_zeros(width: int, height: int, bit_depth: int = 8, color_type: int = 0) -> bytes:
-    """A valid PNG of `width x height` zero pixels, its IDAT streamed through zlib row by row
-    (a 50000x50000 bit image is about 300 KB and never exists uncompressed)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
-
-    channels = {0: 1, 2: 3}[color_type]
-    row = b"\0" * (1 + (width * channels * bit_depth + 7) // 8)  # filter byte + packed samples
-    compressor = zlib.compressobj(9)
-    parts = [compressor.compress(row * min(1000, height - i)) for i in range(0, height, 1000)]
-    idat = b"".join(parts) + compressor.flush()
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([bit_depth, color_type, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
 def forged(key: str) -> str:
     """The same key id with another secret and a valid checksum: looked up, then refused."""
     body = key[:12] + ("0" * 32 if key[12:44] != "0" * 32 else "1" * 32)
@@ -137,14 +111,6 @@ def peak_rss_kib(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     raise AssertionError("no VmHWM")
-
-
-@pytest.fixture(scope="module")
-def bombs() -> dict[str, bytes]:
-    return {
-        "50000x50000 1-bit": png_of_zeros(50_000, 50_000, bit_depth=1),
-        "30000x30000 8-bit": png_of_zeros(30_000, 30_000),
-    }
 
 
 # --- the cases -----------------------------------------------------------------------------------
@@ -180,31 +146,18 @@ def test_case_02_not_an_image_is_400_whatever_its_name_and_type(stack: Stack, da
     assert triton_calls(stack) == before
 
 
-def _disallowed() -> dict[str, bytes]:
-    image = Image.new("RGB", (16, 16), (1, 2, 3))
-    files = {fmt: encode(image, fmt) for fmt in ("TIFF", "EPS", "PDF", "ICO", "JPEG2000")}
-    files["PSD"] = b"8BPS\x00\x01" + b"\0" * 6 + b"\x00\x03\x00\x00\x00\x10\x00\x00\x00\x10\x00\x08\x00\x03"
-    files["FITS"] = b"SIMPLE  =                    T" + b" " * 50 + b"BITPIX  =                    8"
-    return files
+@pytest.fixture(scope="module")
+def bombs() -> dict[str, bytes]:
+    return decompression_bombs()
 
 
 @pytest.mark.parametrize("fmt", ["TIFF", "EPS", "PDF", "ICO", "JPEG2000", "PSD", "FITS"])
 def test_case_03_disallowed_formats_are_400_without_a_triton_call(stack: Stack, fmt: str) -> None:
     before = triton_calls(stack)
-    assert_error(send(stack.base_url, _disallowed()[fmt], stack.api_key), 400, "Invalid image", "unsupported")
+    assert_error(
+        send(stack.base_url, disallowed_formats()[fmt], stack.api_key), 400, "Invalid image", "unsupported"
+    )
     assert triton_calls(stack) == before
-
-
-def test_case_03_eps_never_spawns_ghostscript(monkeypatch: pytest.MonkeyPatch) -> None:
-    from frontend.errors import InvalidImage
-    from frontend.serving.imaging import decode_image
-
-    def no_subprocess(*_: object, **__: object) -> None:
-        raise AssertionError("a subprocess was started while decoding an upload")
-
-    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
-    with pytest.raises(InvalidImage, match="unsupported file type"):
-        decode_image(_disallowed()["EPS"], 40_000_000)
 
 
 def _raw_exchange(port: int, head: bytes, body: bytes, chunk: int = 1 << 20) -> tuple[list[int], bool]:
@@ -262,32 +215,6 @@ def test_case_05_a_lying_content_length_is_refused_in_bounded_memory(
         assert send(base, bus.read_bytes(), stack.api_key).status_code == 200
     finally:
         runtime.stop(process)
-
-
-def test_case_06_bombs_are_refused_from_the_header_in_bounded_memory(
-    bombs: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from frontend.errors import InvalidImage
-    from frontend.serving import imaging
-
-    def never(*_: object, **__: object) -> None:
-        raise AssertionError("the decoder was called")
-
-    monkeypatch.setattr(imaging.cv2, "imdecode", never)
-    monkeypatch.setattr(Image.Image, "load", never)
-    for name, bomb in bombs.items():
-        assert len(bomb) < 1_000_000, name
-        tracemalloc.start()
-        start = time.perf_counter()
-        try:
-            with pytest.raises(InvalidImage, match=r"too large|limit"):
-                imaging.decode_image(bomb, 40_000_000)
-            elapsed = time.perf_counter() - start
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        assert elapsed < 0.1, f"{name}: {elapsed:.3f} s"
-        assert peak < 50 * 2**20, f"{name}: {peak / 2**20:.1f} MiB"
 
 
 def test_case_06_bombs_over_the_wire_are_400_without_a_triton_call(
@@ -471,31 +398,37 @@ def test_case_15_no_metric_holds_a_key(stack: Stack) -> None:
 def test_case_18_keys_are_isolated_and_failed_auths_cannot_probe_quota(stack: Stack) -> None:
     """A and B on the Free plan; 50 bad requests naming A's key id (and 10 with no key) neither
     spend nor reveal A's quota; exhausting A leaves B untouched."""
-    a, b = stack.create_key("iso-a", "free"), stack.create_key("iso-b", "free")
-    wait_out_minute_edge(40)
-    assert [stack.predict(SLUG, TINY, key=a).headers["X-RateLimit-Remaining"] for _ in range(2)] == ["9", "8"]
-    for _ in range(50):
-        r = stack.predict(SLUG, TINY, key=forged(a))
-        assert_error(r, 401, "Unauthorized")
-        assert not any(h.lower().startswith(("x-ratelimit", "ratelimit")) for h in r.headers)
-    for _ in range(10):
-        assert_error(send(stack.base_url, TINY.read_bytes(), None), 401, "Unauthorized")
-    remaining = [stack.predict(SLUG, TINY, key=a) for _ in range(9)]
-    assert [r.headers["X-RateLimit-Remaining"] for r in remaining] == [
-        "7",
-        "6",
-        "5",
-        "4",
-        "3",
-        "2",
-        "1",
-        "0",
-        "0",
-    ]
-    assert [r.status_code for r in remaining] == [200] * 8 + [429]
-    assert_error(remaining[-1], 429, "Rate limited")
-    other = stack.predict(SLUG, TINY, key=b)
-    assert other.status_code == 200 and other.headers["X-RateLimit-Remaining"] == "9"
+
+    def attempt(n: int) -> None:
+        a, b = stack.create_key(f"iso-a-{n}", "free"), stack.create_key(f"iso-b-{n}", "free")
+        assert [stack.predict(SLUG, TINY, key=a).headers["X-RateLimit-Remaining"] for _ in range(2)] == [
+            "9",
+            "8",
+        ]
+        for _ in range(50):
+            r = stack.predict(SLUG, TINY, key=forged(a))
+            assert_error(r, 401, "Unauthorized")
+            assert not any(h.lower().startswith(("x-ratelimit", "ratelimit")) for h in r.headers)
+        for _ in range(10):
+            assert_error(send(stack.base_url, TINY.read_bytes(), None), 401, "Unauthorized")
+        remaining = [stack.predict(SLUG, TINY, key=a) for _ in range(9)]
+        assert [r.headers["X-RateLimit-Remaining"] for r in remaining] == [
+            "7",
+            "6",
+            "5",
+            "4",
+            "3",
+            "2",
+            "1",
+            "0",
+            "0",
+        ]
+        assert [r.status_code for r in remaining] == [200] * 8 + [429]
+        assert_error(remaining[-1], 429, "Rate limited")
+        other = stack.predict(SLUG, TINY, key=b)
+        assert other.status_code == 200 and other.headers["X-RateLimit-Remaining"] == "9"
+
+    in_one_minute(attempt)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -528,23 +461,27 @@ def test_case_18_failed_auths_are_limited_per_ip(strict_frontend: str, stack: St
     bad = forged(key)
     tiny = TINY.read_bytes()
 
-    def from_ip(ip: str, token: str | None) -> httpx.Response:
-        return send(base, tiny, token, filename="tiny.png", headers={"X-Forwarded-For": ip})
+    def attempt(n: int) -> None:
+        client, other = f"203.0.113.{7 + n}", f"198.51.100.{1 + n}"  # per attempt: its own counts
 
-    wait_out_minute_edge(15)
-    for _ in range(5):
-        assert_error(from_ip("203.0.113.7", bad), 401, "Unauthorized", "not valid")
-    past = from_ip("203.0.113.7", bad)
-    assert_error(past, 429, "Rate limited", "too many failed authentications")
-    assert 1 <= int(past.headers["Retry-After"]) <= 61
-    assert_error(from_ip("203.0.113.7", bad), 429, "Rate limited")  # and it stays refused
-    assert_error(from_ip("203.0.113.7", None), 401, "Unauthorized")  # no key: refused for free
-    assert from_ip("203.0.113.7", key).status_code == 200  # a valid key is never locked out
-    assert_error(from_ip("198.51.100.1", bad), 401, "Unauthorized")  # another address: its own count
-    models = httpx.get(
-        f"{base}/api/models", headers={"Authorization": f"Bearer {bad}", "X-Forwarded-For": "203.0.113.7"}
-    )
-    assert_error(models, 429, "Rate limited")  # the model list counts the same failures
+        def from_ip(ip: str, token: str | None) -> httpx.Response:
+            return send(base, tiny, token, filename="tiny.png", headers={"X-Forwarded-For": ip})
+
+        for _ in range(5):
+            assert_error(from_ip(client, bad), 401, "Unauthorized", "not valid")
+        past = from_ip(client, bad)
+        assert_error(past, 429, "Rate limited", "too many failed authentications")
+        assert 1 <= int(past.headers["Retry-After"]) <= 61
+        assert_error(from_ip(client, bad), 429, "Rate limited")  # and it stays refused
+        assert_error(from_ip(client, None), 401, "Unauthorized")  # no key: refused for free
+        assert from_ip(client, key).status_code == 200  # a valid key is never locked out
+        assert_error(from_ip(other, bad), 401, "Unauthorized")  # another address: its own count
+        models = httpx.get(
+            f"{base}/api/models", headers={"Authorization": f"Bearer {bad}", "X-Forwarded-For": client}
+        )
+        assert_error(models, 429, "Rate limited")  # the model list counts the same failures
+
+    in_one_minute(attempt)
 
 
 def test_case_19_redis_stopped_mid_run_fails_closed_then_recovers(stack: Stack, tmp_path: Path) -> None:
@@ -582,10 +519,8 @@ def test_case_19_redis_stopped_mid_run_fails_closed_then_recovers(stack: Stack, 
 def test_case_20_a_frontend_started_without_triton_serves_once_it_is_up(
     stack: Stack, bus: Path, tmp_path: Path
 ) -> None:
-    stack.kill_triton()
-    process = None
-    try:
-        process, base = stack.spawn_frontend(tmp_path / "no-triton.log", wait_for="/livez")
+    with own_triton(stack, tmp_path, SLUG) as small:  # not started yet
+        small.frontend, base = small.spawn_frontend(tmp_path / "no-triton.log", wait_for="/livez")
         ready = httpx.get(f"{base}/readyz")
         assert_error(ready, 503, "Service unavailable", "not ready")
         assert ready.headers["Retry-After"] == "1"
@@ -595,7 +530,7 @@ def test_case_20_a_frontend_started_without_triton_serves_once_it_is_up(
             assert time.monotonic() - start < 1.0, "a 503 must not wait for Triton"
             assert_error(r, 503, "Service unavailable")
             assert r.headers["Retry-After"].isdigit()
-        stack.start_triton()
+        small.start_triton()
         deadline = time.monotonic() + 30
         while httpx.get(f"{base}/readyz").status_code != 200:
             start = time.monotonic()
@@ -605,41 +540,9 @@ def test_case_20_a_frontend_started_without_triton_serves_once_it_is_up(
         first = send(base, bus.read_bytes(), stack.api_key)
         assert first.status_code == 200, first.text
         assert first.json()["predictions"]
-    finally:
-        if process is not None:
-            runtime.stop(process)
-        if stack.triton is None or stack.triton.poll() is not None:
-            stack.start_triton()  # the session's other tests need it
-    stack.wait_model(SLUG)
 
 
 def test_case_25_an_unsupported_method_is_405_with_allow(stack: Stack) -> None:
     r = httpx.get(f"{stack.base_url}/api/models/{SLUG}/predict")
     assert_error(r, 405, "Method Not Allowed")
     assert r.headers["Allow"] == "POST"
-
-
-# --- the table itself ----------------------------------------------------------------------------
-
-
-def test_every_case_points_to_tests_that_exist() -> None:
-    """All 25 cases have a row, and every test a row names is defined where it says."""
-    assert __doc__ is not None
-    rows = {int(m[1]): m[2] for m in re.finditer(r"^\| (\d+) \| [^|]+ \| (.+) \|$", __doc__, re.M)}
-    assert sorted(rows) == list(range(1, 26))
-    root = Path(__file__).parents[2]
-    defined: dict[str, set[str]] = {}
-
-    def names(path: str) -> set[str]:
-        if path not in defined:
-            tree = ast.parse((root / path).read_text())
-            defined[path] = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
-        return defined[path]
-
-    here = str(Path(__file__).relative_to(root))
-    for case, text in rows.items():
-        pointers = re.findall(r"(?:(tests/[\w/]+\.py)::)?\b(test_\w+)", text)
-        assert pointers or case == 23, f"case {case} names no test"
-        for path, name in pointers:
-            assert name in names(path or here), f"case {case}: {path or here}::{name} does not exist"
-    assert (root / "scripts" / "overload.py").is_file()

@@ -30,7 +30,7 @@ from ultralytics_platform.types import (
 
 from tests.helpers.models import build_busy_model
 from tests.helpers.sdk_contract import assert_matches
-from tests.integration.conftest import Stack
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.integration
 

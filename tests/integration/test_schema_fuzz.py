@@ -7,14 +7,12 @@ Bounded (a few dozen examples per operation) so it fits in `make test`; run with
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.integration.conftest import Stack
-from trident import runtime
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.integration
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
@@ -22,21 +20,16 @@ EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 
 @pytest.mark.parametrize("default_format", ["seed", "platform"])
 def test_no_server_errors_and_only_documented_statuses(
-    stack: Stack, default_format: str, tmp_path: Path
+    stack: Stack, default_format: str, request: pytest.FixtureRequest
 ) -> None:
     """Each generated request is sent with a valid key, a well-formed unknown key, and none, to a
-    frontend whose default contract is `default_format` (`?format=` is generated too).
+    frontend whose default contract is `default_format` (`?format=` is generated too): the
+    session's, or the session's Platform-format one.
 
     Generated `source` URLs are dropped: a fuzzer must not make the server fetch from anywhere
     (`tests/frontend/test_source.py` covers URLs against a local server)."""
-    process, base = (None, stack.base_url)
-    if default_format != "seed":
-        process, base = stack.spawn_frontend(tmp_path / "frontend.log", TRIDENT_API_FORMAT=default_format)
-    try:
-        _fuzz(stack, base)
-    finally:
-        if process is not None:
-            runtime.stop(process)
+    base = stack.base_url if default_format == "seed" else request.getfixturevalue("platform_url")
+    _fuzz(stack, base)
 
 
 def _fuzz(stack: Stack, base: str) -> None:

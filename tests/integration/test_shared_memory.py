@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.aio import run
-from tests.integration.conftest import Stack, free_port
+from tests.helpers.stack import Stack, free_port
 from trident import runtime
 
 pytestmark = pytest.mark.integration
@@ -212,7 +212,7 @@ def triton_elsewhere(stack: Stack, tmp_path: Path) -> Iterator[Stack]:
     )
     try:
         runtime.wait_ready(settings, process)
-        yield Stack(settings, stack.repository, log, triton=process, api_key=stack.api_key)
+        yield Stack(settings, stack.repository, log, stack.exports, triton=process, api_key=stack.api_key)
     finally:
         runtime.stop(process)
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.helpers.image_server import ImageServer, serving
-from tests.integration.conftest import Stack, assert_error
+from tests.helpers.stack import Stack, assert_error
 from trident import runtime
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from tests.integration.conftest import free_port
+from tests.helpers.stack import free_port
 from tests.integration.test_supervisor import argv, end, pids_of, shm_of, start_run
 from trident.stopping import REPEAT_S
 

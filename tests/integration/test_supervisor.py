@@ -28,7 +28,7 @@ from core.settings import Settings
 from core.slug import Slug
 from exporter.export import ExportRequest, export_model
 from exporter.triton_config import ServingOptions
-from tests.integration.conftest import free_port
+from tests.helpers.stack import free_port
 from trident.runtime import STUB, STUB_SHM_PREFIX
 
 pytestmark = pytest.mark.integration

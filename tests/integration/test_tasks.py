@@ -16,7 +16,7 @@ import pytest
 from ultralytics import YOLO
 
 from tests.helpers.models import build_busy_model
-from tests.integration.conftest import Stack
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.integration
 CONF, IOU = 0.001, 0.45

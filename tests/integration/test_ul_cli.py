@@ -25,7 +25,7 @@ from ultralytics_platform import Platform
 from ultralytics_platform.types import ModelsPredictResponse
 
 from tests.helpers.sdk_contract import assert_matches
-from tests.integration.conftest import Stack
+from tests.helpers.stack import Stack
 from tests.integration.test_platform_sdk import MODELS, export_models
 
 pytestmark = pytest.mark.integration

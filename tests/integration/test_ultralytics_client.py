@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ultralytics import YOLO
 
-from tests.integration.conftest import Stack
+from tests.helpers.stack import Stack
 from tests.integration.test_parity import api_arrays
 
 pytestmark = pytest.mark.integration

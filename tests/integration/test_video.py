@@ -29,7 +29,7 @@ from ultralytics_platform.types import ModelsPredictResponse
 from frontend.schemas import VideoFrame, VideoResponse, VideoSummary
 from tests.helpers.models import build_busy_model
 from tests.helpers.sdk_contract import assert_matches
-from tests.integration.conftest import Stack, assert_error
+from tests.helpers.stack import Stack, assert_error
 from tests.integration.test_tasks import compare
 from trident import runtime
 
