@@ -8,6 +8,7 @@ defaults are the reference page's.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -121,15 +122,11 @@ class PredictOptions(BaseModel):
         return data
 
     def tracker_config(self) -> TrackerConfig:
-        """The tracker's settings from this request's options."""
-        return TrackerConfig(
-            track_high_thresh=self.track_high_thresh,
-            track_low_thresh=self.track_low_thresh,
-            new_track_thresh=self.new_track_thresh,
-            track_buffer=self.track_buffer,
-            match_thresh=self.match_thresh,
-            fuse_score=self.fuse_score,
-        )
+        """The tracker's settings from this request's options (each under the tracker's own name)."""
+        given = {
+            f.name: getattr(self, f.name) for f in fields(TrackerConfig) if f.name in type(self).model_fields
+        }
+        return TrackerConfig(**given)
 
 
 def bounds(name: str) -> tuple[float, float]:
