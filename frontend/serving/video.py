@@ -7,7 +7,9 @@ waits in its queue, and decoding (a worker thread) and postprocessing (the pool)
 them, so the event loop only moves bytes. Every frame is one `Result`, rendered
 by the image renderers. With `Accept: application/x-ndjson` each processed frame is one JSON line
 as soon as its batch is done, then a summary line; a client that goes away stops the work within
-one batch. The request has its own deadline (`video_timeout_s`), upload excluded.
+one batch. The request has its own deadline (`video_timeout_s`), upload excluded. With `track`,
+each frame's `Result` goes through the request's tracker (`pipeline.tracking`) as its batch is
+rendered; batches are rendered one after another, so the tracker sees the frames in order.
 """
 
 from __future__ import annotations
