@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from rich.console import Console
 
 from core.settings import Settings, unknown_env
 from pipeline.contract import IMGSZ_BOUNDS, PredictOptions
+from trident.stopping import CHILD_STOP_S, FRONTEND_DRAIN_S, Stop, terminate
 from trident.supervisor import Child
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ def serve(
         port=port or settings.port,
         workers=workers or settings.workers,
         log_level="info",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=FRONTEND_DRAIN_S,  # README, "Stop timeouts"
     )
 
 
@@ -183,7 +183,8 @@ def serve(
 def triton(
     install_only: Annotated[bool, typer.Option(help="install the runtime and exit")] = False,
 ) -> None:
-    """Run the local Triton server (installs its runtime on first use) until Ctrl-C."""
+    """Run the local Triton server (installs its runtime on first use) until Ctrl-C or SIGTERM
+    (twice: at once)."""
     from trident import runtime
 
     settings = _server_settings()
@@ -192,13 +193,34 @@ def triton(
         if install_only:
             console.print(f"Triton runtime ready in {settings.runtime_dir}")
             return
+        stop = Stop().install()
         process = runtime.start_triton(settings, settings.model_repository)
-        _stop_on_signals([process])
-        runtime.wait_ready(settings, process)
     except runtime.TritonRuntimeError as exc:
         raise _fail(str(exc)) from None
-    console.print(f"Triton ready: gRPC {settings.triton_grpc_url}, HTTP {settings.triton_http_url}")
-    raise typer.Exit(process.wait())
+    try:
+        _announce_triton(settings, process, stop)
+    finally:
+        terminate(process, CHILD_STOP_S, stop)
+        runtime.clean_leftovers(process.pid)  # its stubs and their shared memory, if it was killed
+    raise typer.Exit(stop.exit_code() if stop.is_set() else process.returncode)
+
+
+def _announce_triton(settings: Settings, process: subprocess.Popen[bytes], stop: Stop) -> None:
+    """Say when Triton is ready (fail if it exits first, or is not ready in 120 s); return when it
+    exits or a stop is asked for."""
+    from trident import runtime
+
+    deadline, ready = time.monotonic() + 120, False
+    while process.poll() is None and not stop.wait(0.2):
+        if ready:
+            continue
+        if runtime.health(settings) == "ready":
+            console.print(f"Triton ready: gRPC {settings.triton_grpc_url}, HTTP {settings.triton_http_url}")
+            ready = True
+        elif time.monotonic() > deadline:
+            raise _fail(f"Triton was not ready after 120 s ({settings.triton_http_url}/v2/health/ready)")
+    if not ready and not stop.is_set():
+        raise _fail(f"tritonserver exited with code {process.returncode} before it was ready")
 
 
 demo_app = typer.Typer(help="The demo models: train them on generated data, export them, measure them.")
@@ -402,21 +424,6 @@ def audit_list(
         )
 
 
-def _stop_on_signals(processes: list[subprocess.Popen[bytes]]) -> threading.Event:
-    """On SIGINT/SIGTERM, ask the children to stop; the returned event says it was asked for."""
-    asked = threading.Event()
-
-    def handler(signum: int, _frame: object) -> None:
-        asked.set()
-        for p in reversed(processes):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return asked
-
-
 def _dev_key(settings: Settings) -> str:
     """The local stack's key (user `dev`, plan `pro`), kept in the data folder for the next run."""
     from store.keys import KeyStore
@@ -446,7 +453,8 @@ def run() -> None:
     """The whole local stack, kept up: Triton, a demo model if there is none, and the API on TRIDENT_PORT.
 
     Triton or the frontend exiting unexpectedly is restarted (see `trident.supervisor`); Ctrl-C or
-    SIGTERM stops both, the frontend first so requests in flight finish."""
+    SIGTERM stops both, the frontend first so requests in flight finish; a second one kills them at
+    once and exits non-zero (see `trident.stopping`)."""
     from trident import runtime
     from trident.supervisor import GaveUp, RestartPolicy, Supervisor
 
@@ -461,6 +469,7 @@ def run() -> None:
         triton_command, triton_env = runtime.launch(settings, settings.model_repository)
     except (runtime.TritonRuntimeError, subprocess.CalledProcessError) as exc:
         raise _fail(str(exc)) from None
+    stop = Stop().install()  # from here on a signal only asks; what was started is then stopped
     created_metrics_dir = _shared_metrics_dir(settings.workers)
     from frontend.metrics import PROCESS_RESTARTS, SUPERVISED_PROCESSES  # once the directory is set
 
@@ -477,7 +486,7 @@ def run() -> None:
             probe=partial(_triton_serving, settings),
             cleanup=runtime.clean_leftovers,
             start_timeout_s=settings.triton_start_timeout_s,
-            stop_timeout_s=40,  # tritonserver's own exit timeout is 30 s
+            stop_timeout_s=CHILD_STOP_S,  # tritonserver's own exit timeout is TRITON_EXIT_S
         ),
         Child(
             "frontend",
@@ -485,17 +494,16 @@ def run() -> None:
             logs / "frontend.log",
             probe=partial(_http_ok, f"{base}/livez"),
             cleanup=_frontend_leftovers,
-            stop_timeout_s=40,  # uvicorn drains for up to 30 s
+            stop_timeout_s=CHILD_STOP_S,  # uvicorn drains for up to FRONTEND_DRAIN_S
         ),
     ]
     policy = RestartPolicy(settings.restart_limit, settings.restart_window_s, settings.restart_backoff_max_s)
     supervisor = Supervisor(
         children,
         policy,
-        say=lambda line: console.print(f"trident run: {line}", highlight=False, soft_wrap=True),
+        say=_say,
         on_restart=lambda name: PROCESS_RESTARTS.labels(name).inc(),
     )
-    stop = _stop_event_on_signals()
     threading.Thread(target=_announce, args=(settings, key, stop), daemon=True).start()
     try:
         supervisor.run(stop)
@@ -504,7 +512,14 @@ def run() -> None:
     finally:
         if created_metrics_dir is not None:
             shutil.rmtree(created_metrics_dir, ignore_errors=True)
-    console.print("stopped")
+    _say("stopped", prefix="")
+    raise typer.Exit(stop.exit_code())
+
+
+def _say(line: str, prefix: str = "trident run: ") -> None:
+    """One line on stderr; a terminal that is gone (a stop on SIGHUP) must not stop the stopping."""
+    with contextlib.suppress(OSError):
+        console.print(f"{prefix}{line}", highlight=False, soft_wrap=True)
 
 
 def _shared_metrics_dir(workers: int) -> Path | None:
@@ -547,19 +562,7 @@ def _frontend_leftovers(pid: int) -> None:
     remove_shm(name for dead in pids for name in shm_named(f"{SHM_PREFIX}{dead}-"))
 
 
-def _stop_event_on_signals() -> threading.Event:
-    """SIGINT/SIGTERM only set the returned event: the supervisor then stops the children in order."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
-
-
-def _announce(settings: Settings, key: str, stop: threading.Event) -> None:
+def _announce(settings: Settings, key: str, stop: Stop) -> None:
     """Once the API is ready (the first time), print where it is, the key and a curl line to paste."""
     base = f"http://{settings.host}:{settings.port}"
     while not _http_ok(f"{base}/readyz"):
@@ -575,7 +578,7 @@ def _announce(settings: Settings, key: str, stop: threading.Event) -> None:
     )
 
 
-def _listed_models(base: str, key: str, stop: threading.Event, wait_s: float = 15) -> list[str]:
+def _listed_models(base: str, key: str, stop: Stop, wait_s: float = 15) -> list[str]:
     """The models the key can call, once the frontend lists any: Triton and the frontend start
     together, so the frontend's first read of Triton's index may come before Triton served it."""
     deadline = time.monotonic() + wait_s
@@ -598,7 +601,7 @@ def _http_ok(url: str) -> bool:
 
 def _example_image() -> str:
     """Ultralytics' bus.jpg, located without importing ultralytics (and torch)."""
-    spec = importlib.util.find_spec("ultralytics")
-    if spec is None or spec.origin is None:
-        return "bus.jpg"
-    return str(Path(spec.origin).parent / "assets" / "bus.jpg")
+    from core.assets import ultralytics_assets
+
+    assets = ultralytics_assets()
+    return "bus.jpg" if assets is None else str(assets / "bus.jpg")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from typing import Literal
 import httpx
 
 from core.settings import Settings
+from trident import supervisor
+from trident.stopping import TRITON_EXIT_S, terminate
 
 RUNTIME_REQUIREMENTS = ("nvidia-pytriton==0.7.0", "numpy<2", "onnxruntime==1.32.0")
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -83,6 +84,7 @@ def server_command(settings: Settings, root: Path, repository: Path) -> list[str
         f"--http-port={settings.triton_http_port}",
         f"--metrics-port={settings.triton_metrics_port}",
         "--log-verbose=0",
+        f"--exit-timeout-secs={TRITON_EXIT_S}",  # in-flight inferences finish (README, "Stop timeouts")
     ]
 
 
@@ -146,16 +148,9 @@ def wait_ready(
     raise TritonRuntimeError(f"Triton was not ready after {timeout_s:.0f} s ({url})")
 
 
-def stop(process: subprocess.Popen[bytes], timeout_s: float = 30) -> int:
+def stop(process: subprocess.Popen[bytes], timeout_s: float = TRITON_EXIT_S) -> int:
     """SIGTERM, then SIGKILL after `timeout_s`; returns the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+    return terminate(process, timeout_s)
 
 
 STUB = "triton_python_backend_stub"
@@ -168,8 +163,6 @@ def clean_leftovers(server_pid: int) -> list[str]:
 
     A stub names its server's pid and its region on its command line:
     `triton_python_backend_stub <model.py> <region> <size> <growth> <server pid> ...`."""
-    from trident import supervisor
-
     stubs = [
         p
         for p in supervisor.processes()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from trident.runtime import stop
+from trident.stopping import CHILD_STOP_S, Stop, terminate
 
 SHM = Path("/dev/shm")  # noqa: S108 - where POSIX shared memory lives, not a temporary file
 LOG_MAX_BYTES = 10 * 1024 * 1024  # a child's log is rotated to `<name>.log.1` past this
@@ -69,7 +69,7 @@ class Child:
     probe: Callable[[], bool] = _always_ready  # serving yet? May raise StartFailed
     cleanup: Callable[[int], object] = _end_group  # given its pid once it is gone: end what it left
     start_timeout_s: float = 120.0  # not ready by then: failed
-    stop_timeout_s: float = 30.0  # SIGTERM, then SIGKILL after this
+    stop_timeout_s: float = CHILD_STOP_S  # SIGTERM, then SIGKILL after this
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     ready: bool = False
@@ -90,19 +90,26 @@ class Supervisor:
     ) -> None:
         self.children, self.policy, self.say = children, policy, say
         self.on_restart, self.poll_s = on_restart, poll_s
+        self.stop: Stop | None = None  # the run's, once it runs
 
-    def run(self, stop: threading.Event) -> None:
-        """Keep every child up until `stop` is set, then stop them; GaveUp (after stopping) on a crash
-        loop."""
+    def run(self, stop: Stop) -> None:
+        """Keep every child up until a stop is asked for, then stop them; GaveUp (after stopping) on a
+        crash loop. A stop that escalates (`stop.hurried`) kills what is still running at once."""
+        self.stop = stop
         try:
             for child in self.children:
+                if stop.is_set():
+                    break
                 self._start(child)
             while not stop.wait(self.poll_s):
                 for child in self.children:
                     self._tend(child)
+            self.say("stopping (Ctrl-C or SIGTERM once more kills at once)")
         finally:
             for child in reversed(self.children):
                 self._stop(child, child.stop_timeout_s)
+        if stop.hurried is not None:
+            self.say("asked to stop twice: what was still running was killed")
 
     def _start(self, child: Child) -> None:
         child.log.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +180,7 @@ class Supervisor:
         process, child.process, child.ready, child.due = child.process, None, False, None
         if process is None:
             return
-        stop(process, timeout_s)
+        terminate(process, timeout_s, self.stop)
         child.cleanup(process.pid)
         _end_group(process.pid)  # whatever the cleanup left of its group
 

@@ -8,7 +8,6 @@ found without importing ultralytics (importing it would pull torch into the serv
 
 from __future__ import annotations
 
-import importlib.util
 from functools import cache
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import FileResponse, Response
 
+from core.assets import ultralytics_assets
 from frontend.deps import SettingsDep
 from frontend.errors import NotFound
 from frontend.formats import json_response
@@ -31,15 +31,6 @@ router = APIRouter(include_in_schema=False)
 def static_files() -> dict[str, Path]:
     """The allowlist of static files: exactly what ships in `frontend/static/`."""
     return {p.name: p for p in STATIC.iterdir() if p.is_file() and p.suffix in MEDIA_TYPES}
-
-
-@cache
-def examples_dir() -> Path | None:
-    """`ultralytics/assets/`, located by the import system without running ultralytics."""
-    spec = importlib.util.find_spec("ultralytics")
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent / "assets"
 
 
 def _page(name: str) -> Response:
@@ -75,13 +66,13 @@ async def limits(settings: SettingsDep) -> Response:
 
 @router.get("/examples")
 async def list_examples() -> Response:
-    available = [n for n in EXAMPLES if (d := examples_dir()) is not None and (d / n).is_file()]
+    available = [n for n in EXAMPLES if (d := ultralytics_assets()) is not None and (d / n).is_file()]
     return Response(orjson.dumps(available), media_type="application/json")
 
 
 @router.get("/examples/{name}")
 async def example(name: str) -> Response:
-    folder = examples_dir()
+    folder = ultralytics_assets()
     if name not in EXAMPLES or folder is None or not (folder / name).is_file():
         raise NotFound(f"no example image {name}; examples: {', '.join(EXAMPLES)}")
     return FileResponse(folder / name, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})

@@ -51,8 +51,8 @@ def test_only_the_two_examples_are_served(client: TestClient, name: str) -> None
 
 def test_finding_the_examples_does_not_import_ultralytics() -> None:
     code = (
-        "import sys; from frontend.api.pages import examples_dir; "
-        "assert (examples_dir() / 'bus.jpg').is_file(); "
+        "import sys; from core.assets import ultralytics_assets; "
+        "assert (ultralytics_assets() / 'bus.jpg').is_file(); "
         "assert 'ultralytics' not in sys.modules and 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

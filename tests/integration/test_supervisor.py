@@ -70,6 +70,11 @@ def pids_of(marker: str) -> list[int]:
     return found
 
 
+def shm_of(pids: list[int]) -> list[str]:
+    """The /dev/shm segments the API processes among `pids` name after themselves."""
+    return [p.name for pid in pids for p in Path("/dev/shm").glob(f"trident-{pid}-*")]
+
+
 def argv(pid: int) -> list[str]:
     try:
         return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
@@ -313,6 +318,39 @@ def test_killed_frontend_answers_livez_again_within_10_s_and_triton_keeps_runnin
     assert f"frontend (pid {frontend}) was killed by SIGKILL" in running.stderr
 
 
+def test_sigterm_after_a_triton_crash_and_restart_exits_0_leaving_no_process_or_shared_memory(
+    running: Run, image: Path
+) -> None:
+    """Issue 31's scenario: traffic, tritonserver killed and healed by `trident run`, then SIGTERM
+    (what Ctrl-C, `docker stop` and `systemctl stop` send). It ends the run the tests above share,
+    so it stays the last of them."""
+    old = running.child("tritonserver")
+    old_regions = {a for args in running.stubs(old) for a in args if a.startswith(STUB_SHM_PREFIX)}
+    os.kill(old, signal.SIGKILL)
+    running.wait(
+        "a 200 from a new tritonserver",
+        lambda: _restarted(running, old) and _status(running, image) == 200,
+        timeout_s=60,
+    )
+    server = running.child("tritonserver")
+    regions = {a for args in running.stubs(server) for a in args if a.startswith(STUB_SHM_PREFIX)}
+    tree = pids_of(str(running.folder))
+    api_shm = shm_of(tree)
+    assert old_regions and regions and api_shm, "stub regions of both servers, the API's segments"
+    asked = time.monotonic()
+    running.process.send_signal(signal.SIGTERM)
+    code = running.process.wait(60)
+    took = time.monotonic() - asked
+    print(f"\nSIGTERM after a Triton crash and restart: exit code {code} after {took:.1f} s")
+    assert code == 0, running.stderr[-3000:]
+    assert running.stderr.rstrip().endswith("stopped")
+    left = pids_of(str(running.folder))
+    assert left == [], [argv(p) for p in left]
+    assert not [p for p in tree if Path(f"/proc/{p}").exists() and argv(p)], "a process outlived the run"
+    assert not [r for r in old_regions | regions if (Path("/dev/shm") / r).exists()], "a stub's region"
+    assert shm_of(tree) == [], f"the API's segments {api_shm} outlived it"
+
+
 def _live(run: Run) -> bool:
     try:
         return httpx.get(f"{run.base}/livez", timeout=1).status_code == 200
@@ -330,6 +368,8 @@ def test_sigterm_during_a_triton_restart_exits_cleanly_leaving_no_process(
         regions = {a for args in run.stubs(server) for a in args if a.startswith(STUB_SHM_PREFIX)}
         tree = pids_of(str(tmp_path))
         assert len(tree) >= 3, "tritonserver, its stub, the frontend"
+        api_shm = shm_of(tree)
+        assert api_shm, "the API's shared memory with Triton"
         os.kill(server, signal.SIGKILL)
         run.wait("a new tritonserver", lambda: _restarted(run, server), timeout_s=10)
         asked = time.monotonic()
@@ -343,6 +383,7 @@ def test_sigterm_during_a_triton_restart_exits_cleanly_leaving_no_process(
         assert left == [], [argv(p) for p in left]
         assert not [p for p in tree if Path(f"/proc/{p}").exists() and argv(p)], "a process outlived the run"
         assert not [r for r in regions if (Path("/dev/shm") / r).exists()]
+        assert shm_of(tree) == [], f"the API's segments {api_shm} outlived it"
     finally:
         end(run)
 

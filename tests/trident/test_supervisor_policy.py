@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 
 from trident import runtime, supervisor
+from trident.stopping import Stop
 from trident.supervisor import Child, GaveUp, RestartPolicy, StartFailed, Supervisor
 
 FAST = RestartPolicy(limit=2, window_s=60, backoff_max_s=0.05)
 
 
-def run_until(sup: Supervisor, done: threading.Event | None = None, timeout_s: float = 20) -> None:
+def run_until(sup: Supervisor, done: Stop | None = None, timeout_s: float = 20) -> None:
     """Run `sup` in this thread until `done` is set (from outside) or `timeout_s` passes."""
-    stop = done or threading.Event()
+    stop = done or Stop()
     timer = threading.Timer(timeout_s, stop.set)
     timer.start()
     try:
@@ -62,7 +63,7 @@ def test_failures_outside_the_window_do_not_count(tmp_path: Path) -> None:
     child = Child("crasher", ["sh", "-c", "sleep 0.2; exit 1"], tmp_path / "c.log")
     restarts: list[str] = []
     policy = RestartPolicy(limit=1, window_s=0.1, backoff_max_s=0.01)  # each failure is alone in its window
-    done = threading.Event()
+    done = Stop()
 
     def count(name: str) -> None:
         restarts.append(name)
@@ -84,7 +85,7 @@ def test_a_child_whose_probe_fails_is_stopped_and_restarted(tmp_path: Path) -> N
 
     child = Child("server", ["sleep", "60"], tmp_path / "s.log", probe=probe)
     said: list[str] = []
-    done = threading.Event()
+    done = Stop()
     sup = Supervisor([child], FAST, lambda line: (said.append(line), "up again" in line and done.set()))
     run_until(sup, done)
     assert "reports it is not live; restarting it in" in said[0]
@@ -95,7 +96,7 @@ def test_a_child_whose_probe_fails_is_stopped_and_restarted(tmp_path: Path) -> N
 def test_a_child_not_ready_in_time_is_restarted(tmp_path: Path) -> None:
     child = Child("slow", ["sleep", "60"], tmp_path / "s.log", probe=lambda: False, start_timeout_s=0.1)
     said: list[str] = []
-    done = threading.Event()
+    done = Stop()
     run_until(Supervisor([child], FAST, lambda line: (said.append(line), done.set()), poll_s=0.01), done)
     assert "was not ready after 0 s; restarting it in" in said[0]
 
@@ -105,7 +106,7 @@ def test_stopping_ends_the_children_in_reverse_order_with_their_process_groups(t
     script = f"trap 'echo $0 >> {order}; exit 0' TERM; sleep 300 & wait"
     first = Child("first", ["sh", "-c", script, "first"], tmp_path / "1.log")
     second = Child("second", ["sh", "-c", script, "second"], tmp_path / "2.log")
-    stop = threading.Event()
+    stop = Stop()
     sup = Supervisor([first, second], FAST, lambda line: None, poll_s=0.01)
     thread = threading.Thread(target=sup.run, args=(stop,))
     thread.start()
