@@ -35,14 +35,8 @@ from pipeline.tracking import VideoTracking
 from postprocess.obb import OrientedBoxes
 from tests.helpers.sdk_contract import assert_matches
 
-THRESHOLDS = (
-    "track_high_thresh",
-    "track_low_thresh",
-    "new_track_thresh",
-    "track_buffer",
-    "match_thresh",
-    "fuse_score",
-)
+# what the YAMLs set that is no request option: the tracker's kind, and BoT-SORT's ReID and GMC
+NOT_OPTIONS = {"tracker_type", "gmc_method", "proximity_thresh", "appearance_thresh", "with_reid", "model"}
 H, W = 240, 320
 NAMES = {0: "square", 1: "circle"}
 MODEL = ModelInfo("acme/shapes/det", "detect", NAMES, {"trident": "test"})
@@ -57,10 +51,16 @@ def parsed(body: Any) -> Any:
 # --- the option -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("tracker", ["bytetrack", "botsort"])
 def test_the_tracker_defaults_are_ultralytics_yamls(tracker: str) -> None:
+    """Every threshold of the YAML is an option under its own name, with the YAML's value."""
     yaml = YAML.load(check_yaml(f"{tracker}.yaml"))
+    thresholds = {name: value for name, value in yaml.items() if name not in NOT_OPTIONS}
+    assert len(thresholds) == 6
     options = PredictOptions()
-    assert {name: getattr(options, name) for name in THRESHOLDS} == {name: yaml[name] for name in THRESHOLDS}
+    assert {name: getattr(options, name) for name in thresholds} == thresholds
     assert options.tracker_config().gmc_method == yaml.get("gmc_method", "sparseOptFlow")
+    fields = form_schema()["properties"]
+    assert isinstance(fields, dict)
+    assert all("with track" in fields[name]["description"] for name in thresholds)
 
 
 def test_track_is_off_by_default_and_predicts_at_model_track_s_conf() -> None:
@@ -103,8 +103,6 @@ def test_the_openapi_form_declares_the_options_with_their_bounds() -> None:
     assert fields["track"]["default"] is False
     assert fields["tracker"]["enum"] == ["bytetrack", "botsort"]
     assert (fields["track_buffer"]["minimum"], fields["track_buffer"]["maximum"]) == (0, 10000)
-    for name in THRESHOLDS:
-        assert "with track" in fields[name]["description"]
 
 
 @pytest.mark.parametrize("task", ["classify", "semantic", "depth"])
