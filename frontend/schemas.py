@@ -14,6 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.contract import form_schema
 
 Strict = ConfigDict(extra="forbid")
+TRACK_ID = Field(
+    None,
+    description=(
+        "with track, on a video frame whose objects are tracked: the id the tracker gave this object, "
+        "the same in every frame it is seen in; absent otherwise"
+    ),
+)
+TRACKS = "with track: the distinct track ids shown, by class (an id whose class changed counts in each)"
 
 
 # --- the seed format (the reference page's) ---------------------------------------------------
@@ -51,9 +59,17 @@ class Prediction(BaseModel):
         description="semantic: the share of the image's pixels of this class (one row per class present)",
     )
     box: Box | None = Field(None, description="every task but classify (obb: four corners)")
+    track_id: int | None = TRACK_ID
     segments: list[list[float]] | None = Field(None, description="segment: the outline, [[x, y], ...]")
     keypoints: list[Keypoint] | None = Field(None, description="pose: in the model's kpt_shape order")
     obb: RotatedBox | None = Field(None, description="obb: centre, size and angle")
+
+
+class TrackCount(BaseModel):
+    model_config = Strict
+    class_: str = Field(alias="class", description="class name")
+    class_id: int
+    count: int = Field(description="distinct track ids shown with this class")
 
 
 class SemanticMask(BaseModel):
@@ -130,6 +146,7 @@ class VideoResponse(BaseModel):
     success: Literal[True] = True
     frames: list[VideoFrame]
     video: VideoInfo
+    tracks: list[TrackCount] | None = Field(None, description=TRACKS)
 
 
 class VideoSummary(BaseModel):
@@ -138,6 +155,7 @@ class VideoSummary(BaseModel):
     success: Literal[True] = True
     video: VideoInfo
     processed: int = Field(description="frames processed (lines before this one)")
+    tracks: list[TrackCount] | None = Field(None, description=TRACKS)
 
 
 class ErrorBody(BaseModel):
@@ -178,6 +196,7 @@ class PlatformResult(BaseModel):
     confidence: float | None = Field(None, description="every task but semantic and depth")
     pixel_ratio: float | None = Field(None, description="semantic: the share of the image's pixels")
     box: PlatformBox | None = Field(None, description="every task but classify")
+    track_id: int | None = TRACK_ID
     segments: PlatformSegments | None = Field(None, description="segment")
     keypoints: PlatformKeypoints | None = Field(None, description="pose")
 
@@ -191,6 +210,13 @@ class PlatformImage(BaseModel):
     depth: DepthMap | None = Field(None, description="depth models only")
 
 
+class PlatformTrackCount(BaseModel):
+    model_config = Strict
+    name: str
+    class_: int = Field(alias="class", description="class id")
+    count: int = Field(description="distinct track ids shown with this class")
+
+
 class PlatformMetadata(BaseModel):
     model_config = Strict
     imageCount: int
@@ -200,6 +226,7 @@ class PlatformMetadata(BaseModel):
     task: Literal["detect", "segment", "semantic", "depth", "classify", "pose", "obb"]
     version: dict[str, str]
     classNames: list[str]
+    tracks: list[PlatformTrackCount] | None = Field(None, description=TRACKS)
 
 
 class PlatformPredictResponse(BaseModel):
@@ -242,7 +269,8 @@ NDJSON_LINES = (
     "batch is done (seed: a `VideoFrame`; platform: a `PlatformImage`), then one summary line "
     '(seed: a `VideoSummary`; platform: `{"metadata": PlatformMetadata}`), or a last error line '
     "(an error body of the chosen format) if the video fails part-way. Headers `X-Video-Frames` "
-    "and `X-Video-Fps` say, before the first line, how many frames the container holds."
+    "and `X-Video-Fps` say, before the first line, how many frames the container holds. With "
+    "`track`, rows of tracked frames carry `track_id` and the summary line the `tracks` per class."
 )
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {

@@ -8,11 +8,21 @@ defaults are the reference page's.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from core.settings import MB, Settings
+from postprocess.trackers import TrackerConfig, TrackerName
 
 ApiFormat = Literal["seed", "platform"]
 MAX_SOURCE_CHARS = 4096
@@ -28,7 +38,19 @@ def _int_from_text(value: Any) -> Any:
     return value
 
 
+def _true(value: Any) -> bool:
+    """Whether a field's value reads as true, as pydantic reads a bool (`"true"`, `"1"`, `"on"`...)."""
+    try:
+        return _BOOL.validate_python(value)
+    except ValidationError:  # the field's own validation says why
+        return False
+
+
+_BOOL = TypeAdapter(bool)
 DepthBits = Annotated[Literal[8, 12, 16], BeforeValidator(_int_from_text)]
+TRACK_CONF = 0.1  # `model.track()`'s `conf` when none is given: the trackers' second stage needs weak boxes
+TRACKABLE = ("detect", "segment", "pose", "obb")  # the tasks `model.track()` accepts
+_TRACKER = TrackerConfig()  # the defaults of Ultralytics' `botsort.yaml` and `bytetrack.yaml` (equal)
 
 
 class PredictOptions(BaseModel):
@@ -36,7 +58,12 @@ class PredictOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum confidence")
+    conf: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="minimum confidence (with track: 0.1 unless given, as model.track())",
+    )
     iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
     imgsz: int = Field(
         640, ge=32, le=1280, description="inference size (dynamic models; static ones use their export size)"
@@ -56,6 +83,50 @@ class PredictOptions(BaseModel):
         le=1000,
         description="videos: predict every Nth frame (as Ultralytics' vid_stride); images ignore it",
     )
+    track: bool = Field(
+        False,
+        description=(
+            "videos of detect, segment, pose and obb models: give each detection the `track_id` "
+            "`model.track()` gives it; `conf` defaults to 0.1 then, as there"
+        ),
+    )
+    tracker: TrackerName = Field("botsort", description="with track: botsort (without ReID) or bytetrack")
+    track_high_thresh: float = Field(
+        _TRACKER.track_high_thresh, ge=0.0, le=1.0, description="with track: detections matched first"
+    )
+    track_low_thresh: float = Field(
+        _TRACKER.track_low_thresh, ge=0.0, le=1.0, description="with track: weaker ones matched second"
+    )
+    new_track_thresh: float = Field(
+        _TRACKER.new_track_thresh, ge=0.0, le=1.0, description="with track: an unmatched one starts a track"
+    )
+    track_buffer: int = Field(
+        _TRACKER.track_buffer,
+        ge=0,
+        le=10000,
+        description="with track: processed frames a lost track waits for its object before it ends",
+    )
+    match_thresh: float = Field(
+        _TRACKER.match_thresh, ge=0.0, le=1.0, description="with track: the largest cost (1 - IoU) of a match"
+    )
+    fuse_score: bool = Field(
+        _TRACKER.fuse_score, description="with track: weigh IoU by the detection's score"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _track_conf(cls, data: Any) -> Any:
+        """`track` without `conf` predicts at 0.1, as `model.track()` does."""
+        if isinstance(data, dict) and "conf" not in data and _true(data.get("track", False)):
+            return {**data, "conf": TRACK_CONF}
+        return data
+
+    def tracker_config(self) -> TrackerConfig:
+        """The tracker's settings from this request's options (each under the tracker's own name)."""
+        given = {
+            f.name: getattr(self, f.name) for f in fields(TrackerConfig) if f.name in type(self).model_fields
+        }
+        return TrackerConfig(**given)
 
 
 def bounds(name: str) -> tuple[float, float]:

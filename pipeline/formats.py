@@ -33,6 +33,7 @@ class Call:
 
 
 Body = dict[str, Any]
+TrackCounts = dict[int, int]  # a tracked video's distinct track ids, by class id
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,32 @@ class Format:
     image: Callable[[object, Result, Speed, dict[str, object], Call], Body]  # an image's whole answer
     # one processed frame of a video (index, rows, ...): an entry of the whole answer, and an NDJSON line
     frame: Callable[[int, object, Result, Speed, dict[str, object]], Body]
-    video: Callable[[list[Body], VideoInfo, Call], Body]  # a video's whole answer
-    video_end: Callable[[int, VideoInfo, Call], Body]  # the last NDJSON line of a video processed to its end
+    # a video's whole answer, and the last NDJSON line of a video processed to its end (with its
+    # processed frames' count); `TrackCounts` only when `track` was asked for
+    video: Callable[[list[Body], VideoInfo, Call, TrackCounts | None], Body]
+    video_end: Callable[[int, VideoInfo, Call, TrackCounts | None], Body]
     error: Callable[[str, str, str], Body]  # (code, message, detail) -> an error's body; never a trace
 
 
-def _platform_video_end(processed: int, info: VideoInfo, call: Call) -> Body:
-    metadata = platform_body([], call.model, *call.seconds())["metadata"]
-    return {"metadata": {**metadata, "imageCount": processed}}
+def _seed_tracks(tracks: TrackCounts | None, call: Call) -> Body:
+    """`{"tracks": [{"class", "class_id", "count"}, ...]}` of a tracked video, else nothing."""
+    if tracks is None:
+        return {}
+    names = call.model.names
+    return {"tracks": [{"class": names.get(c, str(c)), "class_id": c, "count": n} for c, n in tracks.items()]}
+
+
+def _platform_video(frames: list[Body], call: Call, tracks: TrackCounts | None, processed: int) -> Body:
+    """The Platform's answer to a video; a tracked one's `metadata` says its `tracks`, as
+    `[{"name", "class", "count"}, ...]`."""
+    body = platform_body(frames, call.model, *call.seconds())
+    body["metadata"]["imageCount"] = processed
+    if tracks is not None:
+        names = call.model.names
+        body["metadata"]["tracks"] = [
+            {"name": names.get(c, str(c)), "class": c, "count": n} for c, n in tracks.items()
+        ]
+    return body
 
 
 # `{"success", "predictions", "image", "speed"}`; errors `{"success": false, "error": {"code",
@@ -69,11 +88,17 @@ SEED = Format(
         **maps,
         "speed": speed.as_dict(),
     },
-    video=lambda frames, info, call: {"success": True, "frames": frames, "video": info.as_dict()},
-    video_end=lambda processed, info, call: {
+    video=lambda frames, info, call, tracks: {
+        "success": True,
+        "frames": frames,
+        "video": info.as_dict(),
+        **_seed_tracks(tracks, call),
+    },
+    video_end=lambda processed, info, call, tracks: {
         "success": True,
         "video": info.as_dict(),
         "processed": processed,
+        **_seed_tracks(tracks, call),
     },
     error=lambda code, message, detail: {
         "success": False,
@@ -90,8 +115,10 @@ PLATFORM = Format(
         [platform_image(rows, result, speed, maps)], call.model, *call.seconds()
     ),
     frame=lambda index, rows, result, speed, maps: platform_image(rows, result, speed, maps),
-    video=lambda frames, info, call: platform_body(frames, call.model, *call.seconds()),
-    video_end=_platform_video_end,
+    video=lambda frames, info, call, tracks: _platform_video(frames, call, tracks, len(frames)),
+    video_end=lambda processed, info, call, tracks: {
+        "metadata": _platform_video([], call, tracks, processed)["metadata"]
+    },
     error=lambda code, message, detail: {"error": message if detail == message else f"{message}: {detail}"},
 )
 FORMATS: dict[ApiFormat, Format] = {f.name: f for f in (SEED, PLATFORM)}

@@ -5,7 +5,9 @@ Each image's `results` are exactly what Ultralytics' `Results.summary(normalize,
 keypoints with NumPy's after a float32 division. The contract forbids any key it does not list.
 Semantic results are one `{"name", "class", "pixel_ratio"}` per class present
 (`Results.summary()`), and the image entry carries the class map (`semantic_mask`); depth
-results are empty and the entry carries `depth` (see `pipeline.render_maps`).
+results are empty and the entry carries `depth` (see `pipeline.render_maps`). With `track`, a
+tracked video frame's results carry `track_id` after `box`, as `summary()` of `model.track()`'s
+results does, and the video's `metadata` its `tracks`; an ordinary answer keeps the exact shape.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.contract import PredictOptions
-from pipeline.render_seed import CORNER_KEYS, rounded, xy_scale
+from pipeline.render_seed import CORNER_KEYS, add_track_ids, rounded, xy_scale
 from pipeline.result import Result, Speed
 from postprocess.maps import pixel_ratios
 
@@ -55,6 +57,7 @@ def platform_results(result: Result, options: PredictOptions) -> list[dict[str, 
         boxes = rounded(result.xyxy.astype(np.float64) / (w, h, w, h), d)
         for row, (x1, y1, x2, y2) in zip(rows, boxes, strict=True):
             row["box"] = {"x1": x1, "y1": y1, "x2": x2, "y2": y2}
+    add_track_ids(rows, result)
     scale = np.array([w, h], np.float32)
     if result.polygons is not None:
         for row, poly in zip(rows, result.polygons, strict=True):

@@ -5,6 +5,7 @@ bit (vectorised: 300 boxes are 1,500 numbers), outlines with NumPy's rounding. `
 divides coordinates by the image's width and height first, as `summary(normalize=True)` does.
 Semantic predictions are one `{"class", "class_id", "pixel_ratio"}` per class present; depth has
 none. Their maps (`semantic_mask`, `depth`, `pipeline.render_maps`) sit next to `predictions`.
+A tracked video frame's rows carry `track_id`; no other answer has the key.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def rounded(array: NDArray[Any], decimals: int) -> list[Any]:
     return values
 
 
+def add_track_ids(rows: list[dict[str, Any]], result: Result) -> None:
+    """Each row's `track_id`, after its box, on a tracked frame only (as `Results.summary()`)."""
+    if result.track_id is not None:
+        for row, track_id in zip(rows, result.track_id.tolist(), strict=True):
+            row["track_id"] = track_id
+
+
 def _bases(result: Result, decimals: int) -> list[dict[str, Any]]:
     return [
         {"class": name, "class_id": c, "confidence": s}
@@ -65,10 +73,12 @@ def seed_predictions(result: Result, options: PredictOptions) -> list[dict[str, 
         xywhr = rounded(result.xywhr.reshape(-1, 5), d)
         for p, c, o in zip(predictions, corners, xywhr, strict=True):
             p["box"], p["obb"] = dict(zip(CORNER_KEYS, c, strict=True)), dict(zip(OBB_KEYS, o, strict=True))
+        add_track_ids(predictions, result)
         return predictions
     boxes = rounded(result.xyxy.astype(np.float64) / (w, h, w, h), d)
     for p, (x1, y1, x2, y2) in zip(predictions, boxes, strict=True):
         p["box"] = {"x1": x1, "y1": y1, "x2": x2, "y2": y2}
+    add_track_ids(predictions, result)
     if result.polygons is not None:
         for p, poly in zip(predictions, result.polygons, strict=True):
             p["segments"] = np.round((poly / np.array([w, h], np.float32)).astype(np.float64), d).tolist()

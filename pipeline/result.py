@@ -54,7 +54,8 @@ class Result:
     `xywhr` and `corners` (obb: centre, size, angle in radians; and the four corners `(n, 4, 2)`).
     Dense tasks have no rows (`cls` and `conf` empty) but one map at the original image size, as
     Ultralytics' `Results` holds it: `semantic_mask` (semantic: `(H, W)` uint8 class ids) or
-    `depth` (depth: `(H, W)` float32 metres).
+    `depth` (depth: `(H, W)` float32 metres). A tracked video frame has `track_id`, one per row
+    (`pipeline.tracking`); it is None everywhere else, as Ultralytics' `boxes.id` is.
     """
 
     task: Task
@@ -69,6 +70,7 @@ class Result:
     corners: NDArray[np.float32] | None = None
     semantic_mask: NDArray[np.uint8] | None = None
     depth: NDArray[np.float32] | None = None
+    track_id: NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
         return len(self.conf)

@@ -109,8 +109,15 @@ def decode_and_render(
     """The result, its predictions and its map (semantic, depth: a PNG) already serialised, off
     the event loop (often the largest part of the body)."""
     result = decode(outputs, served.spec, options, prep)
+    return result, *render(result, options, contract)
+
+
+def render(
+    result: Result, options: PredictOptions, contract: Format
+) -> tuple[orjson.Fragment, dict[str, object]]:
+    """A result's predictions and its map, serialised."""
     rows = contract.rows(result, options)
     maps: dict[str, object] = {
         key: orjson.Fragment(orjson.dumps(value)) for key, value in map_objects(result, options.bits).items()
     }
-    return result, orjson.Fragment(orjson.dumps(rows)), maps
+    return orjson.Fragment(orjson.dumps(rows)), maps

@@ -7,7 +7,9 @@ waits in its queue, and decoding (a worker thread) and postprocessing (the pool)
 them, so the event loop only moves bytes. Every frame is one `Result`, rendered
 by the image renderers. With `Accept: application/x-ndjson` each processed frame is one JSON line
 as soon as its batch is done, then a summary line; a client that goes away stops the work within
-one batch. The request has its own deadline (`video_timeout_s`), upload excluded.
+one batch. The request has its own deadline (`video_timeout_s`), upload excluded. With `track`,
+each frame's `Result` goes through the request's tracker (`pipeline.tracking`) as its batch is
+rendered; batches are rendered one after another, so the tracker sees the frames in order.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ from frontend.errors import InferenceTimeout, ServiceUnavailable, ServingError
 from frontend.metrics import record_video_frames, record_video_request
 from frontend.serving.catalog import ServedModel
 from frontend.serving.engine import Engine
-from frontend.serving.inference import decode_and_render, run_cpu, run_model
+from frontend.serving.inference import render, run_cpu, run_model
 from frontend.serving.video_input import VideoReader
 from pipeline.contract import PredictOptions
 from pipeline.decode import Decoder
 from pipeline.formats import Call, Format
 from pipeline.prepare import Prepared, prepare
 from pipeline.result import Speed
+from pipeline.tracking import VideoTracking, motion_frame
 
 T = TypeVar("T")
 NDJSON = "application/x-ndjson"
@@ -56,6 +59,7 @@ class Batch:
     preps: list[Prepared]
     stacked: Prepared  # the frames' model inputs as one tensor
     read_ms: float  # decoding and letterboxing the whole batch
+    motion: list[NDArray[np.uint8]] | None  # with BoT-SORT: what its motion compensation reads of each frame
 
 
 @dataclass(frozen=True)
@@ -68,33 +72,39 @@ class VideoCall:
     options: PredictOptions
     contract: Format
     call: Call
+    tracking: VideoTracking | None = None  # with `track`: this video's tracker
 
 
-def _read_batch(reader: VideoReader, size: int, served: ServedModel, imgsz: int) -> Batch | None:
+def _read_batch(call: VideoCall, reader: VideoReader, size: int) -> Batch | None:
     """The next `size` frames as one model input (a worker thread), or None at the end."""
     start = time.perf_counter()
     frames = reader.read(size)
     if not frames:
         return None
+    served, imgsz = call.served, call.options.imgsz
     preps = [prepare(image, served.spec, imgsz, served.u8_input) for _, image in frames]
     tensor = np.concatenate([p.tensor for p in preps]) if len(preps) > 1 else preps[0].tensor
     stacked = Prepared(tensor, preps[0].input_hw, preps[0].orig_hw)
-    return Batch([i for i, _ in frames], preps, stacked, (time.perf_counter() - start) * 1000)
+    keep = call.tracking is not None and call.tracking.wants_frames
+    motion = [motion_frame(image) for _, image in frames] if keep else None
+    return Batch([i for i, _ in frames], preps, stacked, (time.perf_counter() - start) * 1000, motion)
 
 
 def _render_batch(
     call: VideoCall, outputs: dict[str, NDArray[Any]], batch: Batch, infer_ms: float
 ) -> list[dict[str, Any]]:
     """One answer object per frame (a worker thread), from one `Result` each, as the image route
-    renders it."""
+    renders it; with `track`, each frame goes through the video's tracker first (batches are
+    rendered one after the other, in the video's order)."""
     n = len(batch.indices)
     frames = []
     for i, (index, prep) in enumerate(zip(batch.indices, batch.preps, strict=True)):
         start = time.perf_counter()
         one = {name: array[i : i + 1] for name, array in outputs.items()}
-        result, rows, maps = decode_and_render(
-            call.decode, one, call.served, call.options, prep, call.contract
-        )
+        result = call.decode(one, call.served.spec, call.options, prep)
+        if call.tracking is not None:
+            result = call.tracking.step(result, None if batch.motion is None else batch.motion[i])
+        rows, maps = render(result, call.options, call.contract)
         post_ms = (time.perf_counter() - start) * 1000
         speed = Speed(round(batch.read_ms / n, 2), round(infer_ms / n, 2), round(post_ms, 2))
         frames.append(call.contract.frame(index, rows, result, speed, maps))
@@ -136,7 +146,7 @@ async def _frames(
         return Inferred(batch, outputs, time.perf_counter(), sent)
 
     def decode_next() -> asyncio.Future[Batch | None]:
-        return spawn(run_cpu(engine, _read_batch, reader, size, served, call.options.imgsz))
+        return spawn(run_cpu(engine, _read_batch, call, reader, size))
 
     decoding: asyncio.Future[Batch | None] | None = decode_next()
     inferring: collections.deque[asyncio.Future[Inferred]] = collections.deque()
@@ -169,6 +179,11 @@ async def _frames(
             if future is not None:
                 future.cancel()
         asyncio.get_running_loop().run_in_executor(None, reader.close)
+
+
+def _counts(call: VideoCall) -> dict[int, int] | None:
+    """A tracked video's distinct ids by class, for its summary; None untracked."""
+    return None if call.tracking is None else call.tracking.counts()
 
 
 def _timeout(settings: Settings) -> InferenceTimeout:
@@ -268,7 +283,7 @@ async def _whole(
                     raise ClientGone  # nobody is waiting for the answer: stop at this batch
     except TimeoutError:
         raise _timeout(settings) from None
-    body = call.contract.video(frames, reader.answered_info, call.call)
+    body = call.contract.video(frames, reader.answered_info, call.call, _counts(call))
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -288,7 +303,8 @@ async def _stream(
             count += len(batch)
             yield b"".join(orjson.dumps(frame) + b"\n" for frame in batch)
         ended[0] = None
-        yield orjson.dumps(call.contract.video_end(count, reader.answered_info, call.call)) + b"\n"
+        end = call.contract.video_end(count, reader.answered_info, call.call, _counts(call))
+        yield orjson.dumps(end) + b"\n"
     except TimeoutError:
         error = ended[0] = _timeout(settings)
         yield orjson.dumps(error.body(call.contract)) + b"\n"

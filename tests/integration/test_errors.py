@@ -140,8 +140,17 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
         "decimals",
         "bits",
         "vid_stride",
+        "track",
+        "tracker",
+        "track_high_thresh",
+        "track_low_thresh",
+        "new_track_thresh",
+        "track_buffer",
+        "match_thresh",
+        "fuse_score",
     }
     assert form["bits"]["enum"] == [8, 12, 16] and form["bits"]["default"] == 8
+    assert form["track"]["default"] is False and form["tracker"]["enum"] == ["bytetrack", "botsort"]
     bounds = {n: (f["minimum"], f["maximum"], f["default"]) for n, f in form.items() if "minimum" in f}
     assert bounds == {
         "conf": (0, 1, 0.25),
@@ -149,6 +158,11 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
         "imgsz": (32, 1280, 640),
         "decimals": (0, 10, 5),
         "vid_stride": (1, 1000, 1),
+        "track_high_thresh": (0, 1, 0.25),
+        "track_low_thresh": (0, 1, 0.1),
+        "new_track_thresh": (0, 1, 0.25),
+        "track_buffer": (0, 10000, 30),
+        "match_thresh": (0, 1, 0.8),
     }
     assert form["source"]["maxLength"] == 4096 and form["normalize"]["default"] is False
     assert {"200", "400", "401", "404", "413", "429", "503"} <= set(op["responses"])
@@ -180,6 +194,7 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
         "segments",
         "keypoints",
         "obb",
+        "track_id",  # with track, on tracked video frames
     }
     assert set(schemas["PlatformPredictResponse"]["properties"]) == {"images", "metadata"}
     assert set(schemas["PlatformImage"]["properties"]) == {
@@ -198,6 +213,7 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
         "box",
         "segments",
         "keypoints",
+        "track_id",  # only when track was asked for
     }
     assert set(schemas["PlatformMetadata"]["properties"]) == {
         "imageCount",
@@ -207,6 +223,7 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
         "task",
         "version",
         "classNames",
+        "tracks",  # only when track was asked for
     }
     platform = [name for name in schemas if name.startswith("Platform")]
     assert all(schemas[name].get("additionalProperties") is False for name in platform), platform

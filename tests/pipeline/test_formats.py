@@ -79,10 +79,10 @@ def test_the_seed_video_answer_whole_and_streamed() -> None:
     frames = [SEED.frame(i, SEED.rows(result, OPTIONS), result, SPEED, {}) for i in (0, 3)]
     for frame in frames:
         VideoFrame.model_validate(parsed(frame))  # each is also one NDJSON line
-    whole = parsed(SEED.video(frames, VIDEO, call()))
+    whole = parsed(SEED.video(frames, VIDEO, call(), None))
     VideoResponse.model_validate(whole)
     assert [f["frame"] for f in whole["frames"]] == [0, 3] and whole["video"]["frames"] == 90
-    end = parsed(SEED.video_end(2, VIDEO, call()))
+    end = parsed(SEED.video_end(2, VIDEO, call(), None))
     VideoSummary.model_validate(end)
     assert end["processed"] == 2 and end["video"] == whole["video"]
 
@@ -92,10 +92,10 @@ def test_the_platform_video_answer_is_one_image_per_frame() -> None:
     frames = [PLATFORM.frame(i, PLATFORM.rows(result, OPTIONS), result, SPEED, {}) for i in (0, 3)]
     for frame in frames:
         PlatformImage.model_validate(parsed(frame))
-    whole = parsed(PLATFORM.video(frames, VIDEO, call()))
+    whole = parsed(PLATFORM.video(frames, VIDEO, call(), None))
     PlatformPredictResponse.model_validate(whole)
     assert whole["metadata"]["imageCount"] == 2 and len(whole["images"]) == 2
-    end = parsed(PLATFORM.video_end(2, VIDEO, call()))
+    end = parsed(PLATFORM.video_end(2, VIDEO, call(), None))
     assert list(end) == ["metadata"] and end["metadata"]["imageCount"] == 2
     assert end["metadata"]["model"] == MODEL.slug
 

@@ -1,0 +1,69 @@
+"""A video's frames through a tracker: each frame's `Result` as `model.track()` shows it.
+
+One `VideoTracking` per request follows the processed frames in order (`update` must see them
+in the video's order, one at a time). A tracked frame shows the detections of its confirmed
+tracks, with their ids and the tracker's filtered boxes (not the detections' boxes), and their
+masks, keypoints, scores and classes as detected; a frame without tracks shows its detections
+untracked (`track_id` None), or none while a new track waits to be confirmed
+(`postprocess.trackers.shown`). BoT-SORT's motion compensation needs each frame's image: only
+its grey version is kept (`motion_frame`), which is what the compensation reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from pipeline.contract import PredictOptions
+from pipeline.result import Result
+from postprocess.obb import OrientedBoxes
+from postprocess.trackers import make_tracker, shown
+
+
+def motion_frame(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """The part of a BGR frame BoT-SORT's compensation reads: its grey image, `(h, w, 1)`, the
+    conversion the compensation itself would make (a third of the frame's bytes)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return np.asarray(grey, dtype=np.uint8)[..., None]
+
+
+class VideoTracking:
+    """One video's tracker, and the ids it has shown, by class."""
+
+    def __init__(self, options: PredictOptions) -> None:
+        self.tracker = make_tracker(options.tracker, options.tracker_config())
+        self.wants_frames = options.tracker == "botsort"  # ByteTrack never looks at the image
+        self.seen: dict[int, set[int]] = {}
+
+    def step(self, result: Result, frame: NDArray[np.uint8] | None) -> Result:
+        """The next frame's detections (every one down to `conf`) as `model.track()` shows them."""
+        oriented = result.xywhr is not None
+        boxes = result.xywhr if result.xywhr is not None else result.xyxy
+        tracks = self.tracker.update(boxes, result.conf, result.cls, frame if self.wants_frames else None)
+        view = shown(tracks, len(result), result.orig_hw)
+        rows = view.rows
+        kept = replace(
+            result,
+            cls=result.cls[rows],
+            conf=result.conf[rows],
+            xyxy=result.xyxy if oriented else result.xyxy[rows],
+            polygons=None if result.polygons is None else [result.polygons[i] for i in rows.tolist()],
+            keypoints=None if result.keypoints is None else result.keypoints[rows],
+            xywhr=None if result.xywhr is None else result.xywhr[rows],
+            corners=None if result.corners is None else result.corners[rows],
+        )
+        if view.track_id is None or view.boxes is None:
+            return kept
+        for c, i in zip(kept.cls.tolist(), view.track_id.tolist(), strict=True):
+            self.seen.setdefault(c, set()).add(i)
+        if oriented:
+            turned = OrientedBoxes(view.boxes, kept.conf, kept.cls)
+            return replace(kept, xywhr=view.boxes, corners=turned.corners(), track_id=view.track_id)
+        return replace(kept, xyxy=view.boxes, track_id=view.track_id)
+
+    def counts(self) -> dict[int, int]:
+        """Distinct ids shown so far, by class id (a track whose class changed counts in each)."""
+        return {c: len(ids) for c, ids in sorted(self.seen.items())}
