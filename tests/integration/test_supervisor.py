@@ -335,20 +335,11 @@ def test_sigterm_after_a_triton_crash_and_restart_exits_0_leaving_no_process_or_
     server = running.child("tritonserver")
     regions = {a for args in running.stubs(server) for a in args if a.startswith(STUB_SHM_PREFIX)}
     tree = pids_of(str(running.folder))
-    api_shm = shm_of(tree)
-    assert old_regions and regions and api_shm, "stub regions of both servers, the API's segments"
-    asked = time.monotonic()
-    running.process.send_signal(signal.SIGTERM)
-    code = running.process.wait(60)
-    took = time.monotonic() - asked
-    print(f"\nSIGTERM after a Triton crash and restart: exit code {code} after {took:.1f} s")
-    assert code == 0, running.stderr[-3000:]
-    assert running.stderr.rstrip().endswith("stopped")
-    left = pids_of(str(running.folder))
-    assert left == [], [argv(p) for p in left]
-    assert not [p for p in tree if Path(f"/proc/{p}").exists() and argv(p)], "a process outlived the run"
-    assert not [r for r in old_regions | regions if (Path("/dev/shm") / r).exists()], "a stub's region"
-    assert shm_of(tree) == [], f"the API's segments {api_shm} outlived it"
+    assert shm_of(tree), "the API's segments"
+    assert old_regions and regions, "stub regions of both servers"
+    sigterm_leaves_nothing(
+        running, running.folder, tree, old_regions | regions, "after a Triton crash and restart"
+    )
 
 
 def _live(run: Run) -> bool:
@@ -368,24 +359,28 @@ def test_sigterm_during_a_triton_restart_exits_cleanly_leaving_no_process(
         regions = {a for args in run.stubs(server) for a in args if a.startswith(STUB_SHM_PREFIX)}
         tree = pids_of(str(tmp_path))
         assert len(tree) >= 3, "tritonserver, its stub, the frontend"
-        api_shm = shm_of(tree)
-        assert api_shm, "the API's shared memory with Triton"
+        assert shm_of(tree), "the API's shared memory with Triton"
         os.kill(server, signal.SIGKILL)
         run.wait("a new tritonserver", lambda: _restarted(run, server), timeout_s=10)
-        asked = time.monotonic()
-        run.process.send_signal(signal.SIGTERM)
-        code = run.process.wait(60)
-        took = time.monotonic() - asked
-        print(f"\nSIGTERM during a Triton restart: exit code {code} after {took:.1f} s")
-        assert code == 0, run.stderr[-3000:]
-        assert run.stderr.rstrip().endswith("stopped")
-        left = pids_of(str(tmp_path))
-        assert left == [], [argv(p) for p in left]
-        assert not [p for p in tree if Path(f"/proc/{p}").exists() and argv(p)], "a process outlived the run"
-        assert not [r for r in regions if (Path("/dev/shm") / r).exists()]
-        assert shm_of(tree) == [], f"the API's segments {api_shm} outlived it"
+        sigterm_leaves_nothing(run, tmp_path, tree, regions, "during a Triton restart")
     finally:
         end(run)
+
+
+def sigterm_leaves_nothing(run: Run, folder: Path, tree: list[int], regions: set[str], when: str) -> None:
+    """SIGTERM to `trident run`: exit 0 and "stopped", no process of `tree` (or under `folder`)
+    left, no stub's shared-memory region in `regions`, no segment of the API's."""
+    asked = time.monotonic()
+    run.process.send_signal(signal.SIGTERM)
+    code = run.process.wait(60)
+    print(f"\nSIGTERM {when}: exit code {code} after {time.monotonic() - asked:.1f} s")
+    assert code == 0, run.stderr[-3000:]
+    assert run.stderr.rstrip().endswith("stopped")
+    left = pids_of(str(folder))
+    assert left == [], [argv(p) for p in left]
+    assert not [p for p in tree if Path(f"/proc/{p}").exists() and argv(p)], "a process outlived the run"
+    assert not [r for r in regions if (Path("/dev/shm") / r).exists()], "a stub's region outlived it"
+    assert shm_of(tree) == [], "the API's segments outlived it"
 
 
 def _restarted(run: Run, old: int) -> bool:
