@@ -4,7 +4,6 @@ folder, no status left in progress, and the deployment serving the model its row
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from frontend.deployments.deployer import STEPS
 from frontend.deployments.lifecycle import STALE_AFTER_S, Lifecycle
 from store.audit import SYSTEM
 from store.deployments import IN_PROGRESS
+from tests.helpers.aio import run
 from tests.helpers.deployment_crash import CRASHED
 from tests.helpers.deployments import OWNER, FakeTriton, export, lifecycle
 
@@ -29,8 +29,8 @@ def served_model(lc: Lifecycle, deployment_id: str) -> str:
     """What the deployment answers with: a probe through the model its row names."""
     d = lc.store.by_id(deployment_id)
     assert d is not None
-    served = asyncio.run(lc.deployer.served(lc.deployer.route(d), d))
-    asyncio.run(lc.deployer.probe(served))
+    served = run(lc.deployer.served(lc.deployer.route(d), d))
+    run(lc.deployer.probe(served))
     return served.slug.model
 
 
@@ -53,7 +53,7 @@ def test_a_restart_after_a_crash_at_any_step_reconciles(tmp_path: Path, action: 
         owner=OWNER, name="shop", display_name="Shop", project="p", model="a", version="1",
         triton_name="", status="creating", instances=1, memory_gi=2, region="us",
     )  # fmt: skip
-    asyncio.run(first.deploy(d.id, first.deployer.source(Slug(OWNER, "p", "a")), "deploy", SYSTEM, None))
+    run(first.deploy(d.id, first.deployer.source(Slug(OWNER, "p", "a")), "deploy", SYSTEM, None))
 
     crashed = subprocess.run(
         [
@@ -76,7 +76,7 @@ def test_a_restart_after_a_crash_at_any_step_reconciles(tmp_path: Path, action: 
     assert crashed.returncode == CRASHED, crashed.stderr  # it died at that step
 
     restarted = lifecycle(database, repository, FakeTriton(repository).start())  # Triton loads what is there
-    asyncio.run(restarted.reconcile(time.time() + STALE_AFTER_S + 1))
+    run(restarted.reconcile(time.time() + STALE_AFTER_S + 1))
     agree(restarted, repository)
     after = restarted.store.by_id(d.id)
     assert after is not None
@@ -86,8 +86,6 @@ def test_a_restart_after_a_crash_at_any_step_reconciles(tmp_path: Path, action: 
     switched = STEPS.index(step) >= STEPS.index("switched")
     assert after.status == "ready" and served_model(restarted, d.id) == ("b" if switched else "a")
     # and it goes on: another replace succeeds and leaves one folder
-    asyncio.run(
-        restarted.deploy(d.id, restarted.deployer.source(Slug(OWNER, "p", "a")), "replace", SYSTEM, None)
-    )
+    run(restarted.deploy(d.id, restarted.deployer.source(Slug(OWNER, "p", "a")), "replace", SYSTEM, None))
     agree(restarted, repository)
     assert served_model(restarted, d.id) == "a" and len(list(repository.glob("dep~*"))) == 1

@@ -33,6 +33,7 @@ from store.deployments import (
     IllegalTransition,
     deployments,
 )
+from tests.helpers.aio import run
 from tests.helpers.deployments import OWNER, FakeTriton, export, lifecycle
 
 ACTOR = Actor.key("k1", "127.0.0.1")
@@ -90,12 +91,12 @@ def force(store: DeploymentStore, deployment_id: str, **values: object) -> None:
 
 def deploy(lc: Lifecycle, d: Deployment, model: str = "a", action: str = "deploy") -> Deployment | None:
     source = lc.deployer.source(Slug(OWNER, "p", model))
-    return asyncio.run(lc.deploy(d.id, source, action, ACTOR, "k1"))
+    return run(lc.deploy(d.id, source, action, ACTOR, "k1"))
 
 
 def act(lc: Lifecycle, d: Deployment, action: str) -> object:
     if action == "stop":
-        return asyncio.run(lc.stop(d.id, ACTOR, "k1"))
+        return run(lc.stop(d.id, ACTOR, "k1"))
     return deploy(lc, d, "b", action)
 
 
@@ -217,11 +218,11 @@ def test_stop_is_stopping_while_it_drains_then_stopped_and_start_deploys_again(
     lc: Lifecycle, serving: Deployment, repository: Path, triton: FakeTriton
 ) -> None:
     seen = statuses_at_steps(lc, serving)
-    assert asyncio.run(lc.stop(serving.id, ACTOR, "k1")) is True
+    assert run(lc.stop(serving.id, ACTOR, "k1")) is True
     assert seen == {"routed": "stopping", "unloaded": "stopping", "removed": "stopping"}
     assert lc.store.by_id(serving.id).status == "stopped"  # type: ignore[union-attr]
     assert folders(repository) == set() and serving.triton_name not in triton.loaded
-    assert asyncio.run(lc.stop(serving.id, ACTOR, "k1")) is False  # already stopped: nothing to do
+    assert run(lc.stop(serving.id, ACTOR, "k1")) is False  # already stopped: nothing to do
 
     seen = statuses_at_steps(lc, serving)
     started = deploy(lc, serving, "a", "start")
@@ -233,7 +234,7 @@ def test_stop_is_stopping_while_it_drains_then_stopped_and_start_deploys_again(
 def test_delete_removes_the_row_and_the_model_whatever_the_status(
     lc: Lifecycle, serving: Deployment, repository: Path
 ) -> None:
-    asyncio.run(lc.delete(serving, ACTOR, "k1"))
+    run(lc.delete(serving, ACTOR, "k1"))
     assert lc.store.by_id(serving.id) is None and folders(repository) == set()
     assert deploy(lc, serving) is None  # a deploy of a deleted deployment does nothing
 
@@ -278,7 +279,7 @@ def test_a_stop_of_a_deleted_deployment_is_refused(lc: Lifecycle) -> None:
     d = row(lc.store)
     lc.store.delete(d.id)
     with pytest.raises(Conflict, match="deleted"):
-        asyncio.run(lc.stop(d.id, ACTOR, "k1"))
+        run(lc.stop(d.id, ACTOR, "k1"))
 
 
 # --- one Triton request
@@ -288,7 +289,7 @@ def test_the_probe_sends_the_request_predicts_send(lc: Lifecycle, triton: FakeTr
     """A model taking `conf` gets it and is asked for its candidates, as a predict asks."""
     ready = deploy(lc, row(lc.store), "b")
     assert ready is not None
-    served = asyncio.run(lc.deployer.served(ready.triton_name, ready))
+    served = run(lc.deployer.served(ready.triton_name, ready))
     inputs, outputs = triton_request(served, blank_tensor(served), 0.25)
     assert sorted(inputs) == sorted(["images", CONF_INPUT]) and outputs == [CANDIDATES_OUTPUT]
     assert inputs["images"].shape == (1, 3, 32, 32) and inputs["images"].dtype == np.float32
@@ -306,10 +307,10 @@ def test_reconcile_finishes_stale_changes_and_leaves_young_ones(
     orphan = repository / triton_name(OWNER, "gone", 1)
     orphan.mkdir()
     triton.loaded.add(orphan.name)
-    assert asyncio.run(lc.reconcile()) == []  # all young: maybe another process's change in flight
+    assert run(lc.reconcile()) == []  # all young: maybe another process's change in flight
     assert {lc.store.by_id(d.id).status for d in stuck.values()} == set(IN_PROGRESS)  # type: ignore[union-attr]
 
-    done = asyncio.run(lc.reconcile(time.time() + STALE_AFTER_S + 1))
+    done = run(lc.reconcile(time.time() + STALE_AFTER_S + 1))
     assert sorted(done) == sorted(
         [
             "alice/creating: creating -> failed",
@@ -340,11 +341,11 @@ def test_reconcile_spares_an_old_folder_a_process_is_still_retiring(lc: Lifecycl
 
     (repository / name).mkdir()
     os.utime(repository / name, (old, old))
-    assert asyncio.run(reconcile_while_draining()) == []
+    assert run(reconcile_while_draining()) == []
     assert not (repository / name).exists()  # the retire removed it once drained
     (repository / name).mkdir()
     os.utime(repository / name, (old, old))
-    assert asyncio.run(lc.reconcile()) == [f"removed {name}"]  # nobody's: removed
+    assert run(lc.reconcile()) == [f"removed {name}"]  # nobody's: removed
 
 
 def test_reconcile_fails_a_ready_deployment_whose_folder_is_gone(
@@ -355,6 +356,6 @@ def test_reconcile_fails_a_ready_deployment_whose_folder_is_gone(
         path.unlink() if not path.is_dir() or path.is_symlink() else path.rmdir()
     (repository / ready.triton_name).rmdir()
     force(lc.store, ready.id, updated_at=datetime.now(UTC) - timedelta(days=1))
-    done = asyncio.run(lc.reconcile())
+    done = run(lc.reconcile())
     assert done == ["alice/shop: ready -> failed"]
     assert lc.store.by_id(ready.id).status == "failed"  # type: ignore[union-attr]
