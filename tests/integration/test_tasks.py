@@ -7,6 +7,7 @@ arguments, the YOLO26 ones also with `nms=False` (NMS-free heads), and one model
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +99,17 @@ def test_api_matches_ultralytics_for_every_task(
     stack: Stack, task_models: dict[str, Path], slug: str, all_images: list[Path]
 ) -> None:
     reference = YOLO(str(task_models[slug]), task=stack.exported[slug].spec.task)
-    total = 0
-    for image in all_images:
-        response = stack.predict(slug, image, conf=CONF, iou=IOU)
-        assert response.status_code == 200, response.text
-        preds = response.json()["predictions"]
-        total += len(preds)
-        compare(slug, preds, reference.predict(str(image), conf=CONF, iou=IOU, verbose=False)[0])
+    with ThreadPoolExecutor(1) as pool:  # Ultralytics computes while the API answers (2 cores)
+        expected = pool.map(
+            lambda i: reference.predict(str(i), conf=CONF, iou=IOU, verbose=False)[0], all_images
+        )
+        answers = [stack.predict(slug, image, conf=CONF, iou=IOU) for image in all_images]
+        total = 0
+        for response, ref in zip(answers, expected, strict=True):
+            assert response.status_code == 200, response.text
+            preds = response.json()["predictions"]
+            total += len(preds)
+            compare(slug, preds, ref)
     assert total >= (25 if slug.endswith("/cls") else 100), f"{slug}: too few results ({total}) to mean much"
 
 
