@@ -27,8 +27,7 @@ typecheck: $(BIN)/trident
 unit: $(BIN)/trident  ## the tests that need no Triton
 	$(BIN)/pytest -m "not integration"
 
-test:  ## everything CI runs: the Triton runtime installs while ruff and mypy check (2 jobs), then pytest
-	$(MAKE) --no-print-directory -j2 setup lint typecheck
+test: setup lint typecheck  ## everything CI runs
 	$(BIN)/pytest
 
 clean:
