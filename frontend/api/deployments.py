@@ -532,7 +532,15 @@ async def predict_deployment(
                     outcome["model"], outcome["version"] = str(served.slug), served.version
                     request.state.model, request.state.task = str(served.slug), served.spec.task
                     response = await predict_form(
-                        request, services.engine, settings, served, form, PLATFORM, call_start
+                        request,
+                        services.engine,
+                        settings,
+                        served,
+                        form,
+                        PLATFORM,
+                        call_start,
+                        services.track_sessions,
+                        caller,
                     )
                     break
                 except ServiceUnavailable:
