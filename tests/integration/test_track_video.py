@@ -25,7 +25,7 @@ from demo.models import weights
 from demo.train import RECIPES
 from frontend.schemas import PlatformPredictResponse, VideoFrame, VideoResponse, VideoSummary
 from tests.helpers.clips import write_clip
-from tests.integration.test_tasks import compare
+from tests.integration.test_tasks import compare, settled
 
 pytestmark = pytest.mark.integration
 FRAMES = 90  # 3.75 s at 24 fps; at vid_stride 3, 30 processed frames
@@ -90,7 +90,7 @@ def reference(
             stream=True,
             verbose=False,
         )
-        _REFERENCES[key] = list(results)
+        _REFERENCES[key] = [settled(r) for r in results]
     return _REFERENCES[key]
 
 

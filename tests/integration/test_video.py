@@ -31,7 +31,7 @@ from frontend.schemas import VideoFrame, VideoResponse, VideoSummary
 from tests.helpers.models import build_busy_model
 from tests.helpers.sdk_contract import assert_matches
 from tests.helpers.stack import Stack, assert_error
-from tests.integration.test_tasks import compare
+from tests.integration.test_tasks import compare, settled
 from trident import runtime
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,8 @@ def post_video(
 
 def reference(onnx: Path, video: Path, stride: int) -> list[Any]:
     model = YOLO(str(onnx))
-    return list(model.predict(str(video), vid_stride=stride, conf=CONF, iou=IOU, stream=True, verbose=False))
+    results = model.predict(str(video), vid_stride=stride, conf=CONF, iou=IOU, stream=True, verbose=False)
+    return [settled(r) for r in results]
 
 
 def assert_same_boxes(frames: list[dict[str, Any]], refs: list[Any], where: str) -> int:
