@@ -1,0 +1,208 @@
+// The Webcam source of the Test tab: the browser's camera plays in a <video>; its frames are
+// grabbed into a canvas, encoded as JPEG and sent one after the other (the next only once the
+// previous answer is in: nothing queues), and each answer is drawn on a canvas laid over the
+// camera. For a model that finds boxes, with Track on, the frames go to a tracking session
+// (`track_session=<id>`, a random id made here) that keeps the tracker between requests: boxes
+// carry ids, drawn with their trails. Stopping the camera ends the session (DELETE), and so does
+// leaving the page (a keepalive request). Capture hands the current frame over as a still image.
+import { api } from "/static/common.js";
+import { TRAIL, draw, trailsOf } from "/static/draw.js";
+
+const JPEG_QUALITY = 0.9;
+
+/** A random session id: 24 hex digits from the browser's cryptographic generator. */
+export function sessionId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return `cam-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+const round = (v) => Math.round(v * 10) / 10;
+
+export class WebcamView {
+  /**
+   * `stage` holds the camera; `status` is the element the session, frame and answer time go in.
+   * `onAnswer(result, roundTrip)` is called with each answer drawn; `onFailure(response)` with the
+   * failed answer that stopped the loop (the camera is stopped by then).
+   */
+  constructor(stage, status, onAnswer, onFailure) {
+    this.stage = stage;
+    this.status = status;
+    this.onAnswer = onAnswer;
+    this.onFailure = onFailure;
+    this.live = null; // {stream, session, history, frames, inFlight, stopped}: the running camera
+    this.wrap = document.createElement("div");
+    this.wrap.className = "video-wrap";
+    this.wrap.hidden = true;
+    this.video = document.createElement("video");
+    this.video.id = "webcam";
+    this.video.muted = true;
+    this.video.playsInline = true;
+    this.overlay = document.createElement("canvas");
+    this.overlay.id = "webcam-overlay";
+    this.blank = document.createElement("canvas"); // draw() paints an image first: a transparent one
+    this.grabber = document.createElement("canvas");
+    this.wrap.append(this.video, this.overlay);
+    Object.assign(this.wrap.style, { position: "relative", width: "100%" });
+    Object.assign(this.video.style, { display: "block", width: "100%", height: "auto" });
+    Object.assign(this.overlay.style, {
+      position: "absolute", left: "0", top: "0", width: "100%", height: "100%", pointerEvents: "none",
+    });
+    stage.append(this.wrap);
+    // leaving the page ends the session; the request outlives the page (keepalive)
+    addEventListener("pagehide", () => this.stop({ wait: false }));
+  }
+
+  get running() {
+    return this.live !== null;
+  }
+
+  /** Open the camera and start predicting. `fields()` gives the form fields of each frame (read
+   * per frame: a slider moved applies to the next one); `track` asks for a tracking session.
+   * Resolves to an error message, or "" once the camera runs. */
+  async start(endpoint, fields, track) {
+    await this.stop();
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      return "This browser cannot open a camera here (it needs HTTPS or localhost).";
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    } catch (error) {
+      const denied = error && error.name === "NotAllowedError";
+      return denied ? "The camera was not allowed. Allow it in the browser to use the webcam." : `No camera could be opened (${error && error.name}).`;
+    }
+    const live = { stream, session: track ? sessionId() : "", history: [], frames: 0, inFlight: null, stopped: false };
+    this.live = live;
+    this.video.srcObject = stream;
+    this.wrap.hidden = false;
+    this.stage.dataset.cam = "live";
+    this.stage.dataset.camSession = live.session;
+    this.stage.dataset.camFrame = "0";
+    this.stage.dataset.camAnswers = "0";
+    this.stage.dataset.camIds = "";
+    this.stage.dataset.camTracks = "[]";
+    this.stage.dataset.camTrails = "0";
+    this.showStatus(null);
+    try {
+      await this.video.play();
+    } catch {
+      // play() is refused only when the stream ended meanwhile (stopped): nothing to do
+    }
+    this.loop(live, endpoint, fields);
+    return "";
+  }
+
+  async loop(live, endpoint, fields) {
+    while (this.live === live) {
+      const blob = await this.grab();
+      if (this.live !== live) return;
+      if (!blob) {
+        await new Promise((resolve) => setTimeout(resolve, 50)); // no picture yet
+        continue;
+      }
+      const form = new FormData();
+      form.append("file", blob, "webcam.jpg");
+      for (const [name, value] of Object.entries(fields())) form.append(name, String(value));
+      if (live.session) form.append("track_session", live.session);
+      const started = performance.now();
+      live.inFlight = api(endpoint, { method: "POST", body: form });
+      const response = await live.inFlight;
+      live.inFlight = null;
+      const roundTrip = performance.now() - started;
+      if (this.live !== live) return; // stopped while the frame was out: its answer is not drawn
+      if (!response.ok) {
+        // a session ended by the server (410) or an unknown one needs no DELETE
+        await this.stop({ forget: response.status === 410 || response.status === 404 || response.status === 401 });
+        this.stage.dataset.cam = "error";
+        this.stage.dataset.camStatus = String(response.status);
+        this.onFailure(response);
+        return;
+      }
+      live.frames += 1;
+      const frame = Number(response.headers.get("Trident-Track-Frame")) || live.frames;
+      live.history.push(response.body.predictions);
+      if (live.history.length > TRAIL) live.history.shift();
+      this.show(response.body, frame, roundTrip, response.headers.get("Trident-Track-Session-Evicted"));
+    }
+  }
+
+  /** The camera's current picture as a JPEG blob (null before the first frame arrives). */
+  grab() {
+    const { videoWidth: width, videoHeight: height } = this.video;
+    if (!width || !height) return Promise.resolve(null);
+    this.grabber.width = width;
+    this.grabber.height = height;
+    this.grabber.getContext("2d").drawImage(this.video, 0, 0, width, height);
+    return new Promise((resolve) => this.grabber.toBlob(resolve, "image/jpeg", JPEG_QUALITY));
+  }
+
+  show(result, frame, roundTrip, evicted) {
+    const live = this.live;
+    const { width, height } = this.grabber; // the answer's boxes are in the grabbed frame's pixels
+    for (const c of [this.overlay, this.blank]) {
+      c.width = width;
+      c.height = height;
+    }
+    const drawn = draw(this.overlay, this.blank, result, -1, null, live.session ? trailsOf(live.history) : null);
+    const tracks = result.predictions
+      .filter((p) => p.track_id !== undefined && p.box && "x1" in p.box && !("x4" in p.box))
+      .map((p) => [p.track_id, round(p.box.x1), round(p.box.y1), round(p.box.x2), round(p.box.y2)]);
+    Object.assign(this.stage.dataset, {
+      camFrame: String(frame),
+      camAnswers: String(live.frames),
+      camBoxes: String(drawn.boxes + drawn.obb),
+      camIds: drawn.ids.join(","),
+      camTracks: JSON.stringify(tracks),
+      camTrails: String(drawn.trails),
+      camMs: roundTrip.toFixed(0),
+    });
+    this.showStatus({ frame, roundTrip, evicted });
+    this.onAnswer(result, roundTrip);
+  }
+
+  showStatus(answer) {
+    const live = this.live;
+    if (!live) {
+      this.status.textContent = "";
+      return;
+    }
+    const parts = [live.session ? `Tracking session ${live.session}` : "Predicting frame by frame"];
+    if (answer) {
+      parts.push(`frame ${answer.frame}`, `answered in ${answer.roundTrip.toFixed(0)} ms`);
+      if (answer.evicted) parts.push(`(ended your older session ${answer.evicted})`);
+    } else {
+      parts.push("starting…");
+    }
+    this.status.textContent = parts.join(" · ");
+  }
+
+  /** The current picture, then the camera stopped: a still for the image view. */
+  async capture() {
+    const blob = await this.grab();
+    await this.stop();
+    return blob;
+  }
+
+  /**
+   * Stop the camera and end its session. `wait`: let a frame still out come back first, so that
+   * the session is ended after its last frame, not re-opened by it (false when the page goes).
+   * `forget`: the session is already gone on the server (no DELETE).
+   */
+  async stop({ wait = true, forget = false } = {}) {
+    const live = this.live;
+    if (!live) return;
+    this.live = null;
+    for (const track of live.stream.getTracks()) track.stop();
+    this.video.pause();
+    this.video.srcObject = null;
+    this.wrap.hidden = true;
+    this.stage.dataset.cam = "stopped";
+    this.stage.dataset.camTrack = live.stream.getVideoTracks().map((t) => t.readyState).join(",");
+    this.status.textContent = "";
+    if (!live.session || forget) return;
+    if (wait && live.inFlight) await live.inFlight;
+    const path = `/api/track-sessions/${encodeURIComponent(live.session)}`;
+    const response = await api(path, { method: "DELETE", keepalive: true });
+    this.stage.dataset.camEnded = String(response.status);
+  }
+}
