@@ -48,7 +48,7 @@ def palette() -> list[tuple[int, int, int]]:
     """The Test tab's colours (draw.js' PALETTE, Ultralytics'), as RGB: a class's, or a track id's."""
     source = (Path(__file__).parents[2] / "frontend" / "static" / "draw.js").read_text()
     block = source.split("export const PALETTE = [", 1)[1].split("];", 1)[0]
-    return [tuple(bytes.fromhex(h)) for h in re.findall(r'"([0-9A-F]{6})"', block)]  # type: ignore[misc]
+    return [(r, g, b) for r, g, b in map(bytes.fromhex, re.findall(r'"([0-9A-F]{6})"', block))]
 
 
 def id_colour(track_id: int) -> tuple[int, int, int]:

@@ -88,13 +88,13 @@ def write_clip(task: Task, path: Path, frames: int = 90, fps: float = 24.0, seed
 def read_frames(path: Path) -> list[NDArray[np.uint8]]:
     """Every frame of a video file, BGR."""
     capture = cv2.VideoCapture(str(path))
-    frames = []
+    frames: list[NDArray[np.uint8]] = []
     try:
         while True:
             ok, frame = capture.read()
             if not ok:
                 return frames
-            frames.append(frame)
+            frames.append(np.asarray(frame, dtype=np.uint8))
     finally:
         capture.release()
 

@@ -1,0 +1,186 @@
+"""The Test tab's Webcam source, in a Chromium whose camera is a generated clip.
+
+Chromium's fake camera (`--use-fake-device-for-media-stream`) plays a `.y4m` of shapes that move,
+cross and hide (`tests.helpers.clips`), and its fake prompt allows it. With "Track objects", the
+page sends frame after frame (never two at once) in a tracking session; what it draws for a
+frame must be the ids and boxes the API answered for that frame, the session's frame count
+advances, ids persist from frame to frame, and Stop ends the camera and the session. Capture
+predicts one frame without the session, as a still.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Playwright, Response
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, EDGE_PIXELS, PREDICT, TestTab, id_colour
+from tests.helpers.clips import to_y4m, write_clip
+from tests.helpers.stack import Stack
+
+pytestmark = pytest.mark.integration
+FPS = 10
+FRAMES = 40  # the camera loops over 4 s of the clip
+SNAPSHOTS = 6  # answers drawn and checked
+# what the page shows of the latest answer (the stage's data-cam-*) and the overlay's colour at
+# each drawn box's left edge, read in one go: no answer can be drawn in between
+SNAPSHOT = f"""stage => {{
+  const shown = {{...stage.dataset}};
+  const boxes = JSON.parse(shown.camTracks || "[]").map((t) => t.slice(1));
+  const canvas = document.getElementById("webcam-overlay");
+  return [shown, boxes.length ? ({EDGE_PIXELS})(canvas, boxes) : []];
+}}"""
+
+
+@pytest.fixture(scope="module")
+def camera_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("browser-webcam")
+    clip = write_clip("detect", folder / "camera.mp4", frames=FRAMES, fps=FPS, seed=1)
+    return to_y4m(clip, folder / "camera.y4m", FPS)
+
+
+@pytest.fixture(scope="module")
+def camera_browser(playwright: Playwright, camera_clip: Path) -> Iterator[Browser]:
+    """A Chromium of its own whose camera plays `camera_clip`, allowed without a prompt."""
+    camera = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera_clip}",
+    ]
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *camera])
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def cam(camera_browser: Browser, stack: Stack) -> Iterator[TestTab]:
+    context = camera_browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = TestTab(context.new_page(), stack.base_url, stack.api_key)
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert tab.unexpected_errors() == [], "the browser console reported errors"
+
+
+def shown(tab: TestTab) -> dict[str, str]:
+    data: dict[str, str] = tab.page.eval_on_selector("#stage", "el => ({...el.dataset})")
+    return data
+
+
+def wait_shown(tab: TestTab, key: str, wanted: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (value := shown(tab).get(key, "")) != wanted:
+        assert time.monotonic() < deadline, f"#stage data-{key} is {value!r}, not {wanted!r}"
+        tab.page.wait_for_timeout(50)
+
+
+def start_tracking(tab: TestTab, slug: str) -> list[Response]:
+    """Open `slug`'s Test tab, tick Track objects, start the webcam; the predict answers, as they come."""
+    answers: list[Response] = []
+    tab.open(slug)
+    page = tab.page
+    page.on("response", lambda r: answers.append(r) if r.url.endswith(PREDICT) else None)
+    page.wait_for_selector("#track-controls:not([hidden])")
+    page.check("#track")
+    page.click("#webcam-start")
+    return answers
+
+
+def tracks_of(body: dict[str, Any]) -> list[list[float]]:
+    return [[p["track_id"], *(p["box"][k] for k in ("x1", "y1", "x2", "y2"))] for p in body["predictions"]]
+
+
+def test_the_webcam_tracks_frame_after_frame_and_stop_ends_the_session(
+    cam: TestTab, shapes_model: str, stack: Stack
+) -> None:
+    answers = start_tracking(cam, shapes_model)
+    page = cam.page
+    snapshots: list[tuple[dict[str, str], list[list[int]]]] = []
+    deadline = time.monotonic() + 30
+    while len(snapshots) < SNAPSHOTS:
+        assert time.monotonic() < deadline, f"{len(snapshots)} answers drawn in 30 s"
+        data, edges = page.eval_on_selector("#stage", SNAPSHOT)
+        drawn_before = {s["camFrame"] for s, _ in snapshots}
+        if data.get("camAnswers", "0") != "0" and data["camFrame"] not in drawn_before:
+            snapshots.append((data, edges))
+        page.wait_for_timeout(40)
+    assert cam.max_in_flight == 1  # the next frame leaves once the previous answer is in
+
+    session = snapshots[0][0]["camSession"]
+    assert re.fullmatch(r"cam-[0-9a-f]{24}", session)
+    assert all(cam.sent(i)["track_session"] == session for i in range(len(cam.predicts)))
+    by_frame = {int(r.headers["trident-track-frame"]): r for r in answers if r.ok}
+    assert all(r.headers["trident-track-session"] == session for r in by_frame.values())
+    assert sorted(by_frame) == list(range(1, len(by_frame) + 1))  # the session's frames, counted
+    frames = [int(data["camFrame"]) for data, _ in snapshots]
+    assert frames == sorted(frames) and len(set(frames)) == SNAPSHOTS  # advancing
+
+    ids_seen = []
+    for data, edges in snapshots:
+        body = by_frame[int(data["camFrame"])].json()
+        expected = tracks_of(body)
+        drawn = json.loads(data["camTracks"])
+        assert len(drawn) == len(expected) >= 3, (data, expected)
+        for got, want in zip(drawn, expected, strict=True):  # the ids and boxes of that frame's answer
+            assert got[0] == want[0] and got[1:] == pytest.approx(want[1:], abs=0.051)
+        ids = [int(t[0]) for t in expected]
+        assert data["camIds"] == ",".join(map(str, ids))  # each labelled "#id"
+        coloured = sum(tuple(px) == (*id_colour(i), 255) for px, i in zip(edges, ids, strict=True))
+        assert coloured >= max(len(ids) // 2, 2), (edges, ids)  # stroked where the API put it
+        ids_seen.append(set(ids))
+    for before, after in itertools.pairwise(ids_seen):
+        assert len(before & after) >= 2, ids_seen  # the same objects keep their ids
+    assert int(snapshots[-1][0]["camTrails"]) > 0
+    status = page.text_content("#webcam-status") or ""
+    assert f"session {session}" in status and "frame" in status and " ms" in status
+    cam.screenshot("test-tab-webcam.png")
+
+    with page.expect_response(lambda r: "/api/track-sessions/" in r.url, timeout=30_000) as ended:
+        page.click("#webcam-stop")
+    assert (ended.value.request.method, ended.value.status) == ("DELETE", 204)
+    assert ended.value.url.endswith(f"/api/track-sessions/{session}")
+    wait_shown(cam, "camTrack", "ended")  # the camera itself is off
+    assert page.locator("#webcam").is_hidden()
+    sent = len(cam.predicts)
+    listed = httpx.get(
+        f"{stack.base_url}/api/track-sessions", headers={"Authorization": f"Bearer {stack.api_key}"}
+    )
+    assert listed.status_code == 200 and session not in listed.text
+    page.wait_for_timeout(300)
+    assert len(cam.predicts) == sent  # nothing more is sent
+
+
+def test_capture_predicts_the_current_frame_as_a_still_without_the_session(
+    cam: TestTab, shapes_model: str
+) -> None:
+    start_tracking(cam, shapes_model)
+    page = cam.page
+    deadline = time.monotonic() + 30
+    while int(shown(cam).get("camAnswers", "0")) < 2:
+        assert time.monotonic() < deadline, "no answer drawn in 30 s"
+        page.wait_for_timeout(50)
+    runs = cam.run_count()
+
+    def still(r: Response) -> bool:
+        return r.url.endswith(PREDICT) and b'name="track_session"' not in (r.request.post_data_buffer or b"")
+
+    with page.expect_response(still, timeout=30_000) as answer:
+        page.click("#webcam-capture")
+    cam.wait_run(runs + 1)
+    body = answer.value.json()
+    assert answer.value.status == 200 and "trident-track-session" not in answer.value.headers
+    assert body["predictions"] and all("track_id" not in p for p in body["predictions"])
+    assert int(cam.stage["boxes"]) == len(body["predictions"])  # drawn on the image canvas
+    assert page.locator("#canvas").is_visible() and page.locator("#webcam").is_hidden()
+    assert "track_session" not in cam.sent()
+    wait_shown(cam, "camEnded", "204")  # the session was ended with the camera
+    assert shown(cam)["camTrack"] == "ended"
