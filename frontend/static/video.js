@@ -74,6 +74,7 @@ export class VideoView {
     Object.assign(this.video.style, { display: "block", width: "100%", height: "auto" });
     Object.assign(this.overlay.style, {
       position: "absolute", left: "0", top: "0", width: "100%", height: "100%", pointerEvents: "none",
+      maxWidth: "none", maxHeight: "none", // exactly the picture's box, whatever the stage's canvas rule says
     });
     stage.append(this.wrap);
     this.progress = document.createElement("progress");

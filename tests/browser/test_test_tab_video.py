@@ -119,6 +119,8 @@ def test_a_tracked_video_draws_each_frames_ids_and_trails(
     frames = [line for line in lines if "frame" in line]
     assert [f["frame"] for f in frames] == list(range(TRACK_FRAMES))
     assert all("track_id" in p for f in frames for p in f["predictions"])
+    # the overlay covers the picture exactly (a square video is taller than the stage's canvas rule)
+    assert page.locator("#video-overlay").bounding_box() == page.locator("#video").bounding_box()
 
     for index in (3, 12, TRACK_FRAMES - 1):
         page.locator("#video-frames li").nth(index).click()  # seeks the player to that frame
