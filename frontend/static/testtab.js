@@ -157,6 +157,7 @@ const webcam = new WebcamView(
   (result, roundTrip) => renderDetails(result, roundTrip),
   (failure) => {
     webcamShown(false);
+    stage.querySelector(".placeholder").hidden = false;
     say(failure.status === 410 ? `The tracking session ended: ${describeError(failure)}` : describeError(failure));
     if (failure.status === 401) askKey("That key was not accepted. Paste a valid API key.");
   },

@@ -1,14 +1,17 @@
 // The Webcam source of the Test tab: the browser's camera plays in a <video>; its frames are
 // grabbed into a canvas, encoded as JPEG and sent one after the other (the next only once the
-// previous answer is in: nothing queues), and each answer is drawn on a canvas laid over the
-// camera. For a model that finds boxes, with Track on, the frames go to a tracking session
+// previous answer is in: nothing queues, and no picture is sent twice), and each answer is drawn
+// with the picture it was made from on a canvas laid over the camera: boxes never lag behind the
+// picture they belong to. For a model that finds boxes, with Track on, the frames go to a tracking session
 // (`track_session=<id>`, a random id made here) that keeps the tracker between requests: boxes
 // carry ids, drawn with their trails. Stopping the camera ends the session (DELETE), and so does
 // leaving the page (a keepalive request). Capture hands the current frame over as a still image.
 import { api } from "/static/common.js";
 import { TRAIL, draw, trailsOf } from "/static/draw.js";
+import { decodeMap } from "/static/maps.js";
 
 const JPEG_QUALITY = 0.9;
+const FRAME_WAIT_MS = 500; // the longest wait for a new picture (a camera that stalls sends its last)
 
 /** A random session id: 24 hex digits from the browser's cryptographic generator. */
 export function sessionId() {
@@ -29,7 +32,8 @@ export class WebcamView {
     this.status = status;
     this.onAnswer = onAnswer;
     this.onFailure = onFailure;
-    this.live = null; // {stream, session, history, frames, inFlight, stopped}: the running camera
+    this.live = null; // {stream, session, history, frames, sent, inFlight}: the running camera
+    this.starts = 0; // counts start() and stop() calls: a camera opened after a stop is closed again
     this.wrap = document.createElement("div");
     this.wrap.className = "video-wrap";
     this.wrap.hidden = true;
@@ -39,15 +43,23 @@ export class WebcamView {
     this.video.playsInline = true;
     this.overlay = document.createElement("canvas");
     this.overlay.id = "webcam-overlay";
-    this.blank = document.createElement("canvas"); // draw() paints an image first: a transparent one
     this.grabber = document.createElement("canvas");
     this.wrap.append(this.video, this.overlay);
     Object.assign(this.wrap.style, { position: "relative", width: "100%" });
     Object.assign(this.video.style, { display: "block", width: "100%", height: "auto" });
     Object.assign(this.overlay.style, {
       position: "absolute", left: "0", top: "0", width: "100%", height: "100%", pointerEvents: "none",
+      maxWidth: "none", maxHeight: "none", // exactly the picture's box, whatever the stage's canvas rule says
     });
     stage.append(this.wrap);
+    this.pictures = 0; // pictures the camera has shown (requestVideoFrameCallback's count)
+    this.waiting = null; // resolves nextPicture()'s wait
+    const tick = (now, meta) => {
+      this.pictures = meta.presentedFrames;
+      if (this.waiting) this.waiting();
+      this.video.requestVideoFrameCallback(tick);
+    };
+    this.video.requestVideoFrameCallback(tick);
     // leaving the page ends the session; the request outlives the page (keepalive)
     addEventListener("pagehide", () => this.stop({ wait: false }));
   }
@@ -61,6 +73,7 @@ export class WebcamView {
    * Resolves to an error message, or "" once the camera runs. */
   async start(endpoint, fields, track) {
     await this.stop();
+    const start = ++this.starts;
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       return "This browser cannot open a camera here (it needs HTTPS or localhost).";
     }
@@ -68,10 +81,14 @@ export class WebcamView {
     try {
       stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
     } catch (error) {
-      const denied = error && error.name === "NotAllowedError";
-      return denied ? "The camera was not allowed. Allow it in the browser to use the webcam." : `No camera could be opened (${error && error.name}).`;
+      if (error && error.name === "NotAllowedError") return "The camera was not allowed. Allow it to use the webcam.";
+      return `No camera could be opened (${error && error.name}).`;
     }
-    const live = { stream, session: track ? sessionId() : "", history: [], frames: 0, inFlight: null, stopped: false };
+    if (start !== this.starts) {
+      for (const t of stream.getTracks()) t.stop(); // stopped while the browser was asking
+      return "";
+    }
+    const live = { stream, session: track ? sessionId() : "", history: [], frames: 0, sent: 0, inFlight: null };
     this.live = live;
     this.video.srcObject = stream;
     this.wrap.hidden = false;
@@ -94,6 +111,8 @@ export class WebcamView {
 
   async loop(live, endpoint, fields) {
     while (this.live === live) {
+      if (live.frames) await this.nextPicture(live.sent);
+      live.sent = this.pictures;
       const blob = await this.grab();
       if (this.live !== live) return;
       if (!blob) {
@@ -122,8 +141,24 @@ export class WebcamView {
       const frame = Number(response.headers.get("Trident-Track-Frame")) || live.frames;
       live.history.push(response.body.predictions);
       if (live.history.length > TRAIL) live.history.shift();
-      this.show(response.body, frame, roundTrip, response.headers.get("Trident-Track-Session-Evicted"));
+      const map = await decodeMap(response.body).catch(() => null); // semantic and depth
+      if (this.live !== live) return;
+      this.show(response.body, map, frame, roundTrip, response.headers.get("Trident-Track-Session-Evicted"));
     }
+  }
+
+  /** Until the camera shows a picture after the `sent` one (at most FRAME_WAIT_MS). */
+  nextPicture(sent) {
+    if (this.pictures > sent) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiting = null;
+        resolve();
+      };
+      const timer = setTimeout(done, FRAME_WAIT_MS);
+      this.waiting = done;
+    });
   }
 
   /** The camera's current picture as a JPEG blob (null before the first frame arrives). */
@@ -136,14 +171,11 @@ export class WebcamView {
     return new Promise((resolve) => this.grabber.toBlob(resolve, "image/jpeg", JPEG_QUALITY));
   }
 
-  show(result, frame, roundTrip, evicted) {
+  show(result, map, frame, roundTrip, evicted) {
     const live = this.live;
-    const { width, height } = this.grabber; // the answer's boxes are in the grabbed frame's pixels
-    for (const c of [this.overlay, this.blank]) {
-      c.width = width;
-      c.height = height;
-    }
-    const drawn = draw(this.overlay, this.blank, result, -1, null, live.session ? trailsOf(live.history) : null);
+    this.overlay.width = this.grabber.width; // the picture sent, still in the grabber
+    this.overlay.height = this.grabber.height;
+    const drawn = draw(this.overlay, this.grabber, result, -1, map, live.session ? trailsOf(live.history) : null);
     const tracks = result.predictions
       .filter((p) => p.track_id !== undefined && p.box && "x1" in p.box && !("x4" in p.box))
       .map((p) => [p.track_id, round(p.box.x1), round(p.box.y1), round(p.box.x2), round(p.box.y2)]);
@@ -189,6 +221,7 @@ export class WebcamView {
    * `forget`: the session is already gone on the server (no DELETE).
    */
   async stop({ wait = true, forget = false } = {}) {
+    this.starts += 1;
     const live = this.live;
     if (!live) return;
     this.live = null;

@@ -142,6 +142,7 @@ def test_the_webcam_tracks_frame_after_frame_and_stop_ends_the_session(
     assert int(snapshots[-1][0]["camTrails"]) > 0
     status = page.text_content("#webcam-status") or ""
     assert f"session {session}" in status and "frame" in status and " ms" in status
+    assert page.locator("#webcam-overlay").bounding_box() == page.locator("#webcam").bounding_box()
     cam.screenshot("test-tab-webcam.png")
 
     with page.expect_response(lambda r: "/api/track-sessions/" in r.url, timeout=30_000) as ended:
