@@ -2,10 +2,12 @@
 // grabbed into a canvas, encoded as JPEG and sent one after the other (the next only once the
 // previous answer is in: nothing queues, and no picture is sent twice), and each answer is drawn
 // with the picture it was made from on a canvas laid over the camera: boxes never lag behind the
-// picture they belong to. For a model that finds boxes, with Track on, the frames go to a tracking session
-// (`track_session=<id>`, a random id made here) that keeps the tracker between requests: boxes
-// carry ids, drawn with their trails. Stopping the camera ends the session (DELETE), and so does
-// leaving the page (a keepalive request). Capture hands the current frame over as a still image.
+// picture they belong to. For a model that finds boxes, with Track on, the frames go to a
+// tracking session (`track_session=<id>`, a random id made here) that keeps the tracker between
+// requests: boxes carry ids, drawn with their trails. A session is bound to the options it started
+// with (the server answers 409 to others): a slider moved ends it and the next frame starts a new
+// one. Stopping the camera ends the session (DELETE), and so does leaving the page (a keepalive
+// request). Capture hands the current frame over as a still image.
 import { api } from "/static/common.js";
 import { TRAIL, draw, trailsOf } from "/static/draw.js";
 import { decodeMap } from "/static/maps.js";
@@ -69,7 +71,8 @@ export class WebcamView {
   }
 
   /** Open the camera and start predicting. `fields()` gives the form fields of each frame (read
-   * per frame: a slider moved applies to the next one); `track` asks for a tracking session.
+   * per frame: a slider moved applies to the next one, in a new session); `track` asks for
+   * tracking sessions.
    * Resolves to an error message, or "" once the camera runs. */
   async start(endpoint, fields, track) {
     await this.stop();
@@ -88,7 +91,7 @@ export class WebcamView {
       for (const t of stream.getTracks()) t.stop(); // stopped while the browser was asking
       return "";
     }
-    const live = { stream, session: track ? sessionId() : "", history: [], frames: 0, sent: 0, inFlight: null };
+    const live = { stream, session: track ? sessionId() : "", bound: "", history: [], frames: 0, sent: 0, inFlight: null };
     this.live = live;
     this.video.srcObject = stream;
     this.wrap.hidden = false;
@@ -119,9 +122,13 @@ export class WebcamView {
         await new Promise((resolve) => setTimeout(resolve, 50)); // no picture yet
         continue;
       }
+      const sent = fields();
+      if (live.session && live.frames && JSON.stringify(sent) !== live.bound) await this.renew(live);
+      if (this.live !== live) return;
+      live.bound = JSON.stringify(sent);
       const form = new FormData();
       form.append("file", blob, "webcam.jpg");
-      for (const [name, value] of Object.entries(fields())) form.append(name, String(value));
+      for (const [name, value] of Object.entries(sent)) form.append(name, String(value));
       if (live.session) form.append("track_session", live.session);
       const started = performance.now();
       live.inFlight = api(endpoint, { method: "POST", body: form });
@@ -159,6 +166,23 @@ export class WebcamView {
       const timer = setTimeout(done, FRAME_WAIT_MS);
       this.waiting = done;
     });
+  }
+
+  /** End the session (its options changed) and go on in a new one: ids and trails start again. */
+  async renew(live) {
+    await this.end(live.session);
+    live.session = sessionId();
+    live.history = [];
+    live.frames = 0;
+    this.stage.dataset.camSession = live.session;
+  }
+
+  /** DELETE a session (keepalive: it outlives the page); the answer's status. */
+  async end(session) {
+    const path = `/api/track-sessions/${encodeURIComponent(session)}`;
+    const response = await api(path, { method: "DELETE", keepalive: true });
+    this.stage.dataset.camEnded = String(response.status);
+    return response.status;
   }
 
   /** The camera's current picture as a JPEG blob (null before the first frame arrives). */
@@ -234,8 +258,6 @@ export class WebcamView {
     this.status.textContent = "";
     if (!live.session || forget) return;
     if (wait && live.inFlight) await live.inFlight;
-    const path = `/api/track-sessions/${encodeURIComponent(live.session)}`;
-    const response = await api(path, { method: "DELETE", keepalive: true });
-    this.stage.dataset.camEnded = String(response.status);
+    await this.end(live.session);
   }
 }

@@ -4,8 +4,9 @@ Chromium's fake camera (`--use-fake-device-for-media-stream`) plays a `.y4m` of 
 cross and hide (`tests.helpers.clips`), and its fake prompt allows it. With "Track objects", the
 page sends frame after frame (never two at once) in a tracking session; what it draws for a
 frame must be the ids and boxes the API answered for that frame, the session's frame count
-advances, ids persist from frame to frame, and Stop ends the camera and the session. Capture
-predicts one frame without the session, as a still.
+advances, ids persist from frame to frame, a slider moved starts a new session (the server binds
+one to its options), and Stop ends the camera and the session. Capture predicts one frame
+without the session, as a still.
 """
 
 from __future__ import annotations
@@ -145,17 +146,30 @@ def test_the_webcam_tracks_frame_after_frame_and_stop_ends_the_session(
     assert page.locator("#webcam-overlay").bounding_box() == page.locator("#webcam").bounding_box()
     cam.screenshot("test-tab-webcam.png")
 
+    # a slider moved: the session is bound to its options (409 for others), so it is ended and
+    # the next frames go to a new one
+    with page.expect_response(lambda r: "/api/track-sessions/" in r.url, timeout=30_000) as renewed:
+        page.fill("#conf", "0.3")
+    assert (renewed.value.request.method, renewed.value.status) == ("DELETE", 204)
+    assert renewed.value.url.endswith(f"/api/track-sessions/{session}")
+    deadline = time.monotonic() + 30
+    while (now := shown(cam))["camSession"] == session or now["camAnswers"] == "0":
+        assert time.monotonic() < deadline, "no frame drawn in a new session"
+        page.wait_for_timeout(50)
+    renewal = now["camSession"]
+    assert (cam.sent()["track_session"], cam.sent()["conf"]) == (renewal, "0.3")
+
     with page.expect_response(lambda r: "/api/track-sessions/" in r.url, timeout=30_000) as ended:
         page.click("#webcam-stop")
     assert (ended.value.request.method, ended.value.status) == ("DELETE", 204)
-    assert ended.value.url.endswith(f"/api/track-sessions/{session}")
+    assert ended.value.url.endswith(f"/api/track-sessions/{renewal}")
     wait_shown(cam, "camTrack", "ended")  # the camera itself is off
     assert page.locator("#webcam").is_hidden()
     sent = len(cam.predicts)
     listed = httpx.get(
         f"{stack.base_url}/api/track-sessions", headers={"Authorization": f"Bearer {stack.api_key}"}
     )
-    assert listed.status_code == 200 and session not in listed.text
+    assert listed.status_code == 200 and session not in listed.text and renewal not in listed.text
     page.wait_for_timeout(300)
     assert len(cam.predicts) == sent  # nothing more is sent
 
