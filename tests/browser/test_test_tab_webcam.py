@@ -199,3 +199,30 @@ def test_capture_predicts_the_current_frame_as_a_still_without_the_session(
     assert "track_session" not in cam.sent()
     wait_shown(cam, "camEnded", "204")  # the session was ended with the camera
     assert shown(cam)["camTrack"] == "ended"
+
+
+def test_leaving_the_page_ends_the_session(cam: TestTab, shapes_model: str, stack: Stack) -> None:
+    start_tracking(cam, shapes_model)
+    page = cam.page
+    deadline = time.monotonic() + 30
+    while shown(cam).get("camAnswers", "0") == "0":
+        assert time.monotonic() < deadline, "no answer drawn in 30 s"
+        page.wait_for_timeout(50)
+    session = shown(cam)["camSession"]
+
+    def listed() -> str:
+        r = httpx.get(
+            f"{stack.base_url}/api/track-sessions", headers={"Authorization": f"Bearer {stack.api_key}"}
+        )
+        assert r.status_code == 200, r.text
+        return r.text
+
+    assert session in listed()
+    cam.hold()  # the next frame stays in the browser: none reaches the server after the DELETE
+    while cam.in_flight == 0:
+        page.wait_for_timeout(20)
+    page.goto(f"{stack.base_url}/")  # pagehide: a keepalive DELETE
+    deadline = time.monotonic() + 10
+    while session in listed():
+        assert time.monotonic() < deadline, f"{session} still listed 10 s after the page went"
+        time.sleep(0.1)
