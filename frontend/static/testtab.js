@@ -158,7 +158,9 @@ const webcam = new WebcamView(
   (failure) => {
     webcamShown(false);
     stage.querySelector(".placeholder").hidden = false;
-    say(failure.status === 410 ? `The tracking session ended: ${describeError(failure)}` : describeError(failure));
+    renderDetails(null);
+    const detail = failure.status === 410 && failure.body && failure.body.error && failure.body.error.detail;
+    say(`The webcam stopped: ${detail || describeError(failure)}`); // 410: why the server ended the session
     if (failure.status === 401) askKey("That key was not accepted. Paste a valid API key.");
   },
 );
@@ -193,6 +195,7 @@ $("webcam-stop").addEventListener("click", async () => {
   webcamShown(false);
   await webcam.stop();
   stage.querySelector(".placeholder").hidden = false;
+  renderDetails(null);
 });
 
 $("webcam-capture").addEventListener("click", async () => {

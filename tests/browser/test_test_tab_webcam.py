@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Playwright, Response
 
@@ -219,10 +221,59 @@ def test_leaving_the_page_ends_the_session(cam: TestTab, shapes_model: str, stac
 
     assert session in listed()
     cam.hold()  # the next frame stays in the browser: none reaches the server after the DELETE
-    while cam.in_flight == 0:
+    while not cam.held:  # a frame is held (one already out when hold() began is not)
         page.wait_for_timeout(20)
     page.goto(f"{stack.base_url}/")  # pagehide: a keepalive DELETE
     deadline = time.monotonic() + 10
     while session in listed():
         assert time.monotonic() < deadline, f"{session} still listed 10 s after the page went"
         time.sleep(0.1)
+
+
+def test_a_session_the_server_ended_stops_the_camera_with_the_reason(
+    cam: TestTab, shapes_model: str, stack: Stack
+) -> None:
+    """Other sessions of the same key push the page's out (the per-key bound): its next frame is
+    answered 410, and the page stops the camera and says so."""
+    start_tracking(cam, shapes_model)
+    page = cam.page
+    deadline = time.monotonic() + 30
+    while shown(cam).get("camAnswers", "0") == "0":
+        assert time.monotonic() < deadline, "no answer drawn in 30 s"
+        page.wait_for_timeout(50)
+    session = shown(cam)["camSession"]
+    cam.hold()  # the page's next frame waits in the browser while its session is pushed out
+    while not cam.held:  # a frame is held (one already out when hold() began is not)
+        page.wait_for_timeout(20)
+    image = cv2.imencode(".jpg", np.full((64, 64, 3), 127, np.uint8))[1].tobytes()
+    auth = {"Authorization": f"Bearer {stack.api_key}"}
+    others: list[str] = []
+    for i in range(32):  # at most the bound (8) plus whatever older sessions the key holds
+        other = f"browser-evict-{i}"
+        r = httpx.post(
+            f"{stack.base_url}/api/models/{shapes_model}/predict",
+            headers=auth,
+            files={"file": ("grey.jpg", image, "image/jpeg")},
+            data={"track_session": other},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        others.append(other)
+        if r.headers.get("trident-track-session-evicted") == session:
+            break
+    else:
+        raise AssertionError(f"{session} was never evicted")
+    cam.allowed_statuses.add(410)
+    with page.expect_response(lambda r: r.url.endswith(PREDICT)) as gone:
+        cam.release()
+    assert gone.value.status == 410
+    wait_shown(cam, "cam", "error")
+    assert shown(cam)["camTrack"] == "ended" and "camEnded" not in shown(cam)  # no DELETE: it is gone
+    message = page.text_content("#message") or ""
+    assert page.locator("#message").is_visible() and message.startswith(
+        f"The webcam stopped: track session '{session}' has ended"
+    ), message
+    assert page.locator("#webcam-start").is_enabled() and page.locator("#webcam-bar").is_hidden()
+    cam.screenshot("test-tab-webcam-gone.png")
+    for other in others:
+        httpx.delete(f"{stack.base_url}/api/track-sessions/{other}", headers=auth)
