@@ -95,6 +95,7 @@ export class WebcamView {
     this.live = live;
     this.video.srcObject = stream;
     this.wrap.hidden = false;
+    for (const key of ["camEnded", "camStatus", "camTrack", "camMs", "camBoxes"]) delete this.stage.dataset[key];
     this.stage.dataset.cam = "live";
     this.stage.dataset.camSession = live.session;
     this.stage.dataset.camFrame = "0";
