@@ -1,6 +1,6 @@
 """Video through Trident against Ultralytics in process, on this machine, in one interleaved run.
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/video.py [--rounds 2] [--frames 300]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/video.py [--rounds 2] [--frames 300] [--track]
 
 It writes a 1080p video (`--frames` frames, mp4v) of moving crops of bus.jpg and zidane.jpg,
 builds a YAML `yolo11n` made to find many boxes, exports it with Trident's exporter (static 640,
@@ -9,7 +9,10 @@ rotate the order so that machine drift hits all alike, times the whole video thr
 
 - `trident`: one predict request answered with the whole JSON;
 - `trident-stream`: the same request with `Accept: application/x-ndjson`, read line by line;
-- `ultralytics`: `YOLO(<the same model.onnx>).predict(video, stream=True)` in this process.
+- `ultralytics`: `YOLO(<the same model.onnx>).predict(video, stream=True)` in this process;
+- with `--track`, also `trident-bytetrack` and `trident-botsort`: the first request with
+  `track=true` and that tracker, at the same `conf`, so the frames and detections are the same
+  and the difference is the tracker's cost (issue 27's bound: at most 5 % of the frames per second).
 
 It prints frames per second (median over rounds) and their ratio, the CPU milliseconds each system
 spent per frame by process (the frontend, Triton with its Python-backend stubs, and this process:
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-stride", type=int, default=10)
     parser.add_argument("--skip-rss", action="store_true", help="skip the peak-memory part")
     parser.add_argument("--data-dir", default=".trident", help="where the local Triton runtime lives")
+    parser.add_argument("--track", action="store_true", help="also time the video with each tracker")
     args = parser.parse_args(argv)
 
     from ultralytics import YOLO
@@ -154,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         auth = {"Authorization": f"Bearer {key}"}
         fields = {"conf": str(CONF), "iou": str(IOU)}
 
-        speeds: dict[str, list[dict[str, float]]] = {"trident": [], "trident-stream": []}
+        speeds: dict[str, list[dict[str, float]]] = {}
 
-        def trident(path: Path, stream: bool = False, target: str = url, **extra: str) -> int:
+        def trident(path: Path, stream: bool = False, target: str = url, name: str = "", **extra: str) -> int:
             with path.open("rb") as f:
                 files = {"file": (path.name, f)}
                 data = {**fields, **extra}
@@ -172,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                         r.raise_for_status()
                         *frames, last = [json.loads(line) for line in r.iter_lines() if line]
                     assert last.get("success") is True, last
-            speeds["trident-stream" if stream else "trident"].extend(f["speed"] for f in frames)
+            speeds.setdefault(name or ("trident-stream" if stream else "trident"), []).extend(
+                f["speed"] for f in frames
+            )
             return len(frames)
 
         model = YOLO(str(onnx))
@@ -195,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
             "trident-stream": lambda: trident(video, stream=True),
             "ultralytics": lambda: ultralytics(video),
         }
+        if args.track:
+            for tracker in ("bytetrack", "botsort"):
+                systems[f"trident-{tracker}"] = lambda t=tracker: trident(
+                    video, name=f"trident-{t}", track="true", tracker=t
+                )
 
         def cpu_s() -> dict[str, float]:
             return {
@@ -208,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_ms: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
         names = list(systems)
         for r in range(args.rounds):
-            for name in names[r % 3 :] + names[: r % 3]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 cpu0, start = cpu_s(), time.perf_counter()
                 frames = systems[name]()
                 seconds = time.perf_counter() - start
@@ -263,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{k} {v:.1f}" for k, v in per.items())
             + f" (total {sum(per.values()):.1f})"
         )
+    if args.track:
+        for tracker in ("bytetrack", "botsort"):
+            cost = 1 - medians[f"trident-{tracker}"] / medians["trident"]
+            print(f"  tracking with {tracker}: {cost:+.1%} of the frames per second of `trident`")
     for name, ms in stage_ms.items():
         print(f"  {name:15s} per-frame median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in ms.items()))
     executions = {b: after.get(b, 0) - before.get(b, 0) for b in sorted(after)}

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     )
     video_timeout_s: float = Field(300.0, gt=0, description="deadline of one video request, upload excluded")
 
+    track_session_idle_s: float = Field(
+        60.0, gt=0, description="a track session unused this long ends (then 410 for 10x as long, >= 10 min)"
+    )
+    track_sessions_per_key: int = Field(
+        8, ge=1, description="track sessions one key keeps; starting one more ends its least recently used"
+    )
+
     deployment_log_lines: int = Field(
         10_000, ge=1, description="recent log lines kept per deployment (older ones are dropped)"
     )

@@ -26,6 +26,7 @@ from frontend.api.docs import router as docs_router
 from frontend.api.models import router as platform_models_router
 from frontend.api.pages import router as web_router
 from frontend.api.predict import router
+from frontend.api.track_sessions import router as track_sessions_router
 from frontend.deployments.deployer import Deployer
 from frontend.deployments.lifecycle import STALE_AFTER_S, Lifecycle
 from frontend.deps import Services
@@ -45,6 +46,7 @@ from pipeline.formats import Format
 from store.clock import Clock, utc_now
 from store.deployments import DeploymentStore, Telemetry
 from store.keys import LAST_USE_FLUSH_S, KeyStore
+from store.track_sessions import MemoryTrackSessions, RedisTrackSessions, TrackSessions
 from store.usage import UsageLog
 
 log = logging.getLogger("trident.frontend")
@@ -109,6 +111,12 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         telemetry = Telemetry(keys.engine, settings.deployment_log_lines)
         deployer = Deployer(triton, DeploymentStore(keys.engine), settings.model_repository.resolve())
         lifecycle = Lifecycle(deployer, telemetry, keys.clock)
+        idle_s, per_key = settings.track_session_idle_s, settings.track_sessions_per_key
+        sessions: TrackSessions = (
+            RedisTrackSessions(settings.redis_url, idle_s, per_key, settings.redis_timeout_s)
+            if settings.redis_url
+            else MemoryTrackSessions(idle_s, per_key)
+        )
         app.state.services = Services(
             engine=Engine(
                 triton,
@@ -126,6 +134,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             deployer=deployer,
             lifecycle=lifecycle,
             telemetry=telemetry,
+            track_sessions=sessions,
         )
         refresher = asyncio.create_task(ModelLoader(triton, catalog, settings.model_refresh_s).run())
         flusher = asyncio.create_task(_flush_every(LAST_USE_FLUSH_S, keys, usage))
@@ -158,6 +167,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             await triton.close()
             if isinstance(counter, RedisCounter):
                 await counter.close()
+            await sessions.close()
             keys.engine.dispose()
 
     app = FastAPI(
@@ -173,6 +183,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(platform_models_router)
     app.include_router(account_router)
     app.include_router(deployments_router)
+    app.include_router(track_sessions_router)
     install_log_handler()
     app.add_middleware(
         BodyLimit,

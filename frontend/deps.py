@@ -29,6 +29,7 @@ from pipeline.contract import ApiFormat
 from pipeline.formats import Format
 from store.deployments import DeploymentStore, Telemetry
 from store.keys import KeyStore, Principal
+from store.track_sessions import TrackSessions
 from store.usage import UsageLog
 
 
@@ -46,6 +47,7 @@ class Services:
     deployer: Deployer
     lifecycle: Lifecycle  # the deployer's changes, as a state machine
     telemetry: Telemetry  # deployments' request counts and log lines, written in batches
+    track_sessions: TrackSessions  # trackers kept between the frames of a track session
 
 
 async def get_settings(request: Request) -> Settings:

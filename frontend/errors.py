@@ -9,6 +9,7 @@
     ├── DeploymentNotFound (404 Deployment not found)
     ├── NotFound (404 Not found)               a static file or example image
     ├── Conflict (409 Conflict)
+    ├── Gone (410 Gone)                        a track session the idle timeout or the bound ended
     ├── PayloadTooLarge (413 Payload too large)
     ├── RateLimited (429 Rate limited, Retry-After)
     ├── ServiceUnavailable (503 Service unavailable, Retry-After)
@@ -116,6 +117,12 @@ class Conflict(ServingError):
     status_code = 409
     code = "conflict"
     message = "Conflict"
+
+
+class Gone(ServingError):
+    status_code = 410
+    code = "gone"
+    message = "Gone"
 
 
 class BodyTooLarge(Exception):

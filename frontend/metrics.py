@@ -12,6 +12,7 @@ otherwise, so random URLs cannot grow the series), the plan comes from `request.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import time
 from dataclasses import fields
@@ -81,6 +82,19 @@ TRITON_READY = Gauge(
     "1 when Triton answered ready at the last scrape",
     multiprocess_mode="livemostrecent",
 )
+TRACK_SESSIONS_ACTIVE = Gauge(
+    "trident_track_sessions_active",
+    "Live track sessions (all keys; read from the session store at each scrape)",
+    multiprocess_mode="livemostrecent",
+)
+TRACKED_FRAMES = Counter(
+    "trident_tracked_frames", "Frames through a tracker (videos and track sessions)", ["model", "tracker"]
+)
+TRACK_STEP_SECONDS = Histogram(
+    "trident_track_step_seconds",
+    "Time of one frame's tracker update",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
 
 # Series that exist from the start, so dashboards and alerts see 0 rather than nothing.
 for _kind in TRITON_ERROR_KINDS:
@@ -107,6 +121,12 @@ def record_input_transport(transport: str) -> None:
     TRITON_INPUTS.labels(transport if transport in INPUT_TRANSPORTS else "grpc").inc()
 
 
+def record_tracked(model: str, tracker: str, seconds: float) -> None:
+    """Count one tracked frame of a served model (video or session) and time its tracker update."""
+    TRACKED_FRAMES.labels(model, tracker).inc()
+    TRACK_STEP_SECONDS.observe(seconds)
+
+
 def _multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
@@ -120,6 +140,10 @@ async def metrics_endpoint(request: Request) -> Response:
     services = getattr(request.app.state, "services", None)
     triton = services.engine.triton if services is not None else None
     TRITON_READY.set(1 if triton is not None and await triton.is_ready() else 0)
+    sessions = getattr(services, "track_sessions", None)
+    if sessions is not None:
+        with contextlib.suppress(Exception):  # an unreachable Redis leaves the last count
+            TRACK_SESSIONS_ACTIVE.set(await sessions.active())
     if _multiprocess():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

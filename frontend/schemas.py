@@ -262,7 +262,7 @@ def error_docs(*statuses: int, shared: bool = False) -> dict[int | str, dict[str
     return {status: {"model": model} for status in statuses}
 
 
-ERRORS = error_docs(400, 401, 403, 404, 413, 429, 500, 503, 504, shared=True)
+ERRORS = error_docs(400, 401, 403, 404, 409, 410, 413, 429, 500, 503, 504, shared=True)
 PLATFORM_ERRORS = error_docs(401, 403, 404, 429, 503)
 NDJSON_LINES = (
     "A video with `Accept: application/x-ndjson`: one JSON line per processed frame as soon as its "

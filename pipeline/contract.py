@@ -49,7 +49,8 @@ def _true(value: Any) -> bool:
 _BOOL = TypeAdapter(bool)
 DepthBits = Annotated[Literal[8, 12, 16], BeforeValidator(_int_from_text)]
 TRACK_CONF = 0.1  # `model.track()`'s `conf` when none is given: the trackers' second stage needs weak boxes
-TRACKABLE = ("detect", "segment", "pose", "obb")  # the tasks `model.track()` accepts
+TRACKABLE = ("detect", "segment", "pose", "obb")
+TRACK_SESSION_PATTERN = r"^[A-Za-z0-9._-]+$"  # the tasks `model.track()` accepts
 _TRACKER = TrackerConfig()  # the defaults of Ultralytics' `botsort.yaml` and `bytetrack.yaml` (equal)
 
 
@@ -112,11 +113,24 @@ class PredictOptions(BaseModel):
     fuse_score: bool = Field(
         _TRACKER.fuse_score, description="with track: weigh IoU by the detection's score"
     )
+    track_session: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=TRACK_SESSION_PATTERN,
+        description=(
+            "single images of detect, segment, pose and obb models: the server keeps the tracker "
+            "between requests naming this id (yours alone), so frames sent one at a time get the ids "
+            "a video of them would; implies track. 1-64 characters of letters, digits, '.', '_', '-'"
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _track_conf(cls, data: Any) -> Any:
-        """`track` without `conf` predicts at 0.1, as `model.track()` does."""
+        """`track_session` implies `track`; `track` without `conf` predicts at 0.1, as `model.track()`."""
+        if isinstance(data, dict) and data.get("track_session") not in (None, ""):
+            data = {**data, "track": True}
         if isinstance(data, dict) and "conf" not in data and _true(data.get("track", False)):
             return {**data, "conf": TRACK_CONF}
         return data
@@ -127,6 +141,17 @@ class PredictOptions(BaseModel):
             f.name: getattr(self, f.name) for f in fields(TrackerConfig) if f.name in type(self).model_fields
         }
         return TrackerConfig(**given)
+
+    def tracking_binding(self) -> str:
+        """The options a track session is bound to besides the model and tracker: every one that
+        changes which boxes the tracker sees or how it matches them, as `name=value` pairs."""
+        names = (
+            "conf",
+            "iou",
+            "imgsz",
+            *(f.name for f in fields(TrackerConfig) if f.name in type(self).model_fields),
+        )
+        return ", ".join(f"{name}={getattr(self, name)}" for name in names)
 
 
 def bounds(name: str) -> tuple[float, float]:

@@ -21,6 +21,7 @@ from pipeline.contract import PredictOptions
 from pipeline.result import Result
 from postprocess.obb import OrientedBoxes
 from postprocess.trackers import make_tracker, shown
+from postprocess.trackers.state import dumps, loads
 
 
 def motion_frame(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -31,10 +32,15 @@ def motion_frame(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 
 class VideoTracking:
-    """One video's tracker, and the ids it has shown, by class."""
+    """One video's tracker, and the ids it has shown, by class; or a track session's, resumed from
+    the state its last frame left (`state`, `dumps`)."""
 
-    def __init__(self, options: PredictOptions) -> None:
-        self.tracker = make_tracker(options.tracker, options.tracker_config())
+    def __init__(self, options: PredictOptions, state: bytes | None = None) -> None:
+        config = options.tracker_config()
+        self.tracker = (
+            make_tracker(options.tracker, config) if state is None else loads(state, options.tracker, config)
+        )
+        self.name = options.tracker
         self.wants_frames = options.tracker == "botsort"  # ByteTrack never looks at the image
         self.seen: dict[int, set[int]] = {}
 
@@ -63,6 +69,10 @@ class VideoTracking:
             turned = OrientedBoxes(view.boxes, kept.conf, kept.cls)
             return replace(kept, xywhr=view.boxes, corners=turned.corners(), track_id=view.track_id)
         return replace(kept, xyxy=view.boxes, track_id=view.track_id)
+
+    def dumps(self) -> bytes:
+        """The tracker's state, for the next frame of a track session (no pickle)."""
+        return dumps(self.tracker)
 
     def counts(self) -> dict[int, int]:
         """Distinct ids shown so far, by class id (a track whose class changed counts in each)."""

@@ -70,7 +70,7 @@ from store.keys import Principal
 
 # every answer these routes can give besides 200, in the Platform's error shape: 400 a bad parameter,
 # 409 a name taken, 413 a body too large, 422 a model that failed to load or warm up, 504 a deadline
-DEPLOYMENT_ERRORS = error_docs(400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
+DEPLOYMENT_ERRORS = error_docs(400, 401, 403, 404, 409, 410, 413, 422, 429, 503, 504)
 router = APIRouter(responses=DEPLOYMENT_ERRORS)
 log = logging.getLogger("trident.deployments")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -532,7 +532,15 @@ async def predict_deployment(
                     outcome["model"], outcome["version"] = str(served.slug), served.version
                     request.state.model, request.state.task = str(served.slug), served.spec.task
                     response = await predict_form(
-                        request, services.engine, settings, served, form, PLATFORM, call_start
+                        request,
+                        services.engine,
+                        settings,
+                        served,
+                        form,
+                        PLATFORM,
+                        call_start,
+                        services.track_sessions,
+                        caller,
                     )
                     break
                 except ServiceUnavailable:

@@ -62,7 +62,17 @@ async def predict(
         if not caller.anonymous:  # for `GET /api/usage`, counted in memory
             services.usage.record(caller.user, str(served.slug), services.keys.clock())
         form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
-        response = await predict_form(request, services.engine, settings, served, form, contract, started)
+        response = await predict_form(
+            request,
+            services.engine,
+            settings,
+            served,
+            form,
+            contract,
+            started,
+            services.track_sessions,
+            caller,
+        )
     except ServingError as exc:
         exc.headers.update(quota.headers())
         raise

@@ -41,6 +41,8 @@ def _field_rule(name: str) -> str:
     field = PredictOptions.model_fields[name]
     if field.annotation is bool:
         return f"{name} must be true or false"
+    if name == "track_session":
+        return f"{name} must be 1 to 64 characters of letters, digits, '.', '_' or '-'"
     if get_origin(field.annotation) is Literal:
         *first, last = (str(v) for v in get_args(field.annotation))
         return f"{name} must be {', '.join(first)} or {last}"

@@ -7,27 +7,45 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+from numpy.typing import NDArray
 from starlette.requests import Request
 from starlette.responses import Response
 
 from core.settings import Settings
 from frontend.errors import ServiceUnavailable
 from frontend.formats import json_response
+from frontend.metrics import record_tracked
 from frontend.serving.catalog import ServedModel
 from frontend.serving.engine import Engine
 from frontend.serving.form import PredictForm
 from frontend.serving.imaging import decode_image
-from frontend.serving.inference import decode_and_render, run_cpu, run_model
+from frontend.serving.inference import Track, decode_and_render, run_cpu, run_model
 from frontend.serving.source import read_source
 from pipeline.decode import Decoder
 from pipeline.formats import Call, Format
 from pipeline.prepare import Prepared, prepare
-from pipeline.result import Speed
+from pipeline.result import Result, Speed
+from pipeline.tracking import VideoTracking, motion_frame
 
 
-def _decode_and_prepare(data: bytes, max_pixels: int, served: ServedModel, imgsz: int) -> Prepared:
-    """Upload bytes -> model input, in one trip to the pool (each trip is a thread wake-up)."""
-    return prepare(decode_image(data, max_pixels), served.spec, imgsz, served.u8_input)
+def _decode_and_prepare(
+    data: bytes, max_pixels: int, served: ServedModel, imgsz: int, motion: bool
+) -> tuple[Prepared, NDArray[np.uint8] | None]:
+    """Upload bytes -> model input (and, for BoT-SORT, the frame's grey image), in one trip to the
+    pool (each trip is a thread wake-up)."""
+    image = decode_image(data, max_pixels)
+    return prepare(image, served.spec, imgsz, served.u8_input), motion_frame(image) if motion else None
+
+
+def _tracked(tracking: VideoTracking, model: str, motion: NDArray[np.uint8] | None) -> Track:
+    def track(result: Result) -> Result:
+        start = time.perf_counter()
+        shown = tracking.step(result, motion)
+        record_tracked(model, tracking.name, time.perf_counter() - start)
+        return shown
+
+    return track
 
 
 def _ms(start: float) -> float:
@@ -43,12 +61,17 @@ async def predict_image(
     form: PredictForm,
     contract: Format,
     call: Call,
+    tracking: VideoTracking | None = None,
 ) -> Response:
-    """One image through the pipeline, answered in `contract`, with Server-Timing."""
+    """One image through the pipeline, answered in `contract`, with Server-Timing; with `tracking`
+    (a track session's frame) its result goes through the tracker before it is rendered."""
     options = form.options
     start = time.perf_counter()
     data = form.data if form.data is not None else await read_source(form.source or "", settings)
-    prep = await run_cpu(engine, _decode_and_prepare, data, settings.max_image_pixels, served, options.imgsz)
+    motion = tracking is not None and tracking.wants_frames
+    prep, grey = await run_cpu(
+        engine, _decode_and_prepare, data, settings.max_image_pixels, served, options.imgsz, motion
+    )
     pre_ms = _ms(start)
 
     start = time.perf_counter()
@@ -60,8 +83,9 @@ async def predict_image(
     infer_ms = _ms(start)
 
     start = time.perf_counter()
+    track = None if tracking is None else _tracked(tracking, str(served.slug), grey)
     result, rows, maps = await run_cpu(
-        engine, decode_and_render, decode, outputs, served, options, prep, contract
+        engine, decode_and_render, decode, outputs, served, options, prep, contract, track
     )
     speed = Speed(pre_ms, infer_ms, _ms(start))
     request.state.timings = speed.as_dict()  # for metrics

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from frontend.serving.triton import Triton
 
 T = TypeVar("T")
+Track = Callable[[Result], Result]  # a frame's result through its tracker
 
 
 _thread = threading.local()
@@ -105,10 +106,13 @@ def decode_and_render(
     options: PredictOptions,
     prep: Prepared,
     contract: Format,
+    track: Track | None = None,
 ) -> tuple[Result, orjson.Fragment, dict[str, object]]:
-    """The result, its predictions and its map (semantic, depth: a PNG) already serialised, off
-    the event loop (often the largest part of the body)."""
+    """The result (through `track` when given), its predictions and its map (semantic, depth: a
+    PNG) already serialised, off the event loop (often the largest part of the body)."""
     result = decode(outputs, served.spec, options, prep)
+    if track is not None:
+        result = track(result)
     return result, *render(result, options, contract)
 
 

@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from core.settings import Settings
 from frontend.errors import InferenceTimeout, ServiceUnavailable, ServingError
-from frontend.metrics import record_video_frames, record_video_request
+from frontend.metrics import record_tracked, record_video_frames, record_video_request
 from frontend.serving.catalog import ServedModel
 from frontend.serving.engine import Engine
 from frontend.serving.inference import render, run_cpu, run_model
@@ -103,7 +103,9 @@ def _render_batch(
         one = {name: array[i : i + 1] for name, array in outputs.items()}
         result = call.decode(one, call.served.spec, call.options, prep)
         if call.tracking is not None:
+            stepped = time.perf_counter()
             result = call.tracking.step(result, None if batch.motion is None else batch.motion[i])
+            record_tracked(str(call.served.slug), call.tracking.name, time.perf_counter() - stepped)
         rows, maps = render(result, call.options, call.contract)
         post_ms = (time.perf_counter() - start) * 1000
         speed = Speed(round(batch.read_ms / n, 2), round(infer_ms / n, 2), round(post_ms, 2))

@@ -9,9 +9,6 @@ updates is dropped. The order of every list is Ultralytics' own, since ids are h
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -71,9 +68,13 @@ class ByteTracker:
         """Forget every track and start the ids again at 1, as for a new video."""
         self.tracked: list[STrack] = []
         self.lost: list[STrack] = []
-        self.removed: list[STrack] = []
+        self.removed: list[int] = []  # ids only: a removed track is only ever told apart by its id
         self.frame_id = 0
-        self._ids: Iterator[int] = itertools.count(1)
+        self.next_id = 1
+
+    def new_id(self) -> int:
+        given, self.next_id = self.next_id, self.next_id + 1
+        return given
 
     def update(
         self,
@@ -161,7 +162,7 @@ class ByteTracker:
             self.track_kind(row, s, c) for row, s, c in zip(table, scores[rows], classes[rows], strict=True)
         ]
         for track in found:
-            track.next_id = self._ids.__next__
+            track.next_id = self.new_id
         return found
 
     def _compensate(
@@ -203,9 +204,10 @@ class ByteTracker:
         tracked = [t for t in self.tracked if t.state == TrackState.Tracked]
         tracked = _joint(_joint(tracked, activated), refound)
         still_lost = _sub(self.lost, tracked) + lost
-        still_lost = _sub(still_lost, self.removed)
+        gone = set(self.removed)
+        still_lost = [t for t in still_lost if t.track_id not in gone]
         self.tracked, self.lost = _without_duplicates(tracked, still_lost)
-        self.removed = (self.removed + removed)[-REMOVED_KEPT:]
+        self.removed = (self.removed + [t.track_id for t in removed])[-REMOVED_KEPT:]
 
     def _report(self) -> Tracks:
         shown = [t for t in self.tracked if t.is_activated]

@@ -36,12 +36,12 @@ class SparseOptFlow:
     downscale = 2
 
     def __init__(self) -> None:
-        self._previous: NDArray[np.uint8] | None = None
-        self._points: NDArray[np.float32] | None = None
+        self.previous: NDArray[np.uint8] | None = None
+        self.points: NDArray[np.float32] | None = None
 
     def reset(self) -> None:
-        self._previous = None
-        self._points = None
+        self.previous = None
+        self.points = None
 
     def apply(self, image: NDArray[np.uint8]) -> NDArray[np.float64]:
         """The `2 x 3` warp from the previous frame to this one (identity on the first)."""
@@ -50,12 +50,12 @@ class SparseOptFlow:
         frame = np.asarray(cv2.resize(grey, (width // self.downscale, height // self.downscale)), np.uint8)
         warp = np.eye(2, 3)
         points = _corners(frame)
-        if self._previous is None or self._points is None:
-            self._previous, self._points = frame.copy(), points
+        if self.previous is None or self.points is None:
+            self.previous, self.points = frame.copy(), points
             return warp
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(self._previous, frame, self._points, None)
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(self.previous, frame, self.points, None)
         good = status.ravel().astype(bool)
-        before, after = self._points[good], moved[good]
+        before, after = self.points[good], moved[good]
         if before.shape[0] > 4:
             estimate = cv2.estimateAffinePartial2D(before, after, method=cv2.RANSAC)[0]
             if estimate is None:
@@ -66,7 +66,7 @@ class SparseOptFlow:
                 warp[1, 2] *= self.downscale
         else:
             log.warning("GMC: not enough matching points, the tracks are not moved")
-        self._previous, self._points = frame.copy(), points
+        self.previous, self.points = frame.copy(), points
         return warp
 
 

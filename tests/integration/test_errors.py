@@ -148,7 +148,10 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
         "track_buffer",
         "match_thresh",
         "fuse_score",
+        "track_session",
     }
+    [session] = [s for s in form["track_session"]["anyOf"] if s["type"] == "string"]
+    assert (session["minLength"], session["maxLength"]) == (1, 64) and session["pattern"]
     assert form["bits"]["enum"] == [8, 12, 16] and form["bits"]["default"] == 8
     assert form["track"]["default"] is False and form["tracker"]["enum"] == ["bytetrack", "botsort"]
     bounds = {n: (f["minimum"], f["maximum"], f["default"]) for n, f in form.items() if "minimum" in f}
@@ -165,7 +168,7 @@ def test_openapi_docs_describe_the_predict_call(stack: Stack) -> None:
         "match_thresh": (0, 1, 0.8),
     }
     assert form["source"]["maxLength"] == 4096 and form["normalize"]["default"] is False
-    assert {"200", "400", "401", "404", "413", "429", "503"} <= set(op["responses"])
+    assert {"200", "400", "401", "404", "409", "410", "413", "429", "503"} <= set(op["responses"])
     assert [p["name"] for p in op["parameters"] if p["in"] == "query"] == ["format"]
     # both contracts' answers, every field of each, with the Platform's closed objects
     shapes = op["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]

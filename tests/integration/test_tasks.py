@@ -2,7 +2,9 @@
 
 YAML-built models of every task in the YOLO11 and YOLO26 families exported with default
 arguments, the YOLO26 ones also with `nms=False` (NMS-free heads), and one model with `nms=True`
-(NMS inside the graph); on bus.jpg, zidane.jpg and three odd-size images, at conf 0.001.
+(NMS inside the graph); on bus.jpg, zidane.jpg and three odd-size images, at conf 0.001 (OBB at
+0.1: Ultralytics' rotated NMS compares every pair of candidates, 9 s an image on two cores at
+0.001; at 0.1 each image still fills `max_det`, 300 boxes, so the comparison covers 1,500).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tests.helpers.models import build_busy_model
 from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.integration
-CONF, IOU = 0.001, 0.45
+CONF, OBB_CONF, IOU = 0.001, 0.1, 0.45
 
 # slug -> (yaml, nms flag)
 MODELS: dict[str, tuple[str, bool | None]] = {
@@ -99,18 +101,19 @@ def test_api_matches_ultralytics_for_every_task(
     stack: Stack, task_models: dict[str, Path], slug: str, all_images: list[Path]
 ) -> None:
     reference = YOLO(str(task_models[slug]), task=stack.exported[slug].spec.task)
+    conf = OBB_CONF if slug.endswith("/obb") else CONF
     with ThreadPoolExecutor(1) as pool:  # Ultralytics computes while the API answers (2 cores)
         expected = pool.map(
-            lambda i: reference.predict(str(i), conf=CONF, iou=IOU, verbose=False)[0], all_images
+            lambda i: reference.predict(str(i), conf=conf, iou=IOU, verbose=False)[0], all_images
         )
-        answers = [stack.predict(slug, image, conf=CONF, iou=IOU) for image in all_images]
+        answers = [stack.predict(slug, image, conf=conf, iou=IOU) for image in all_images]
         total = 0
         for response, ref in zip(answers, expected, strict=True):
             assert response.status_code == 200, response.text
             preds = response.json()["predictions"]
             total += len(preds)
             compare(slug, preds, ref)
-    assert total >= (25 if slug.endswith("/cls") else 100), f"{slug}: too few results ({total}) to mean much"
+    assert total >= (25 if slug.endswith("/cls") else 300), f"{slug}: too few results ({total}) to mean much"
 
 
 def test_the_pipeline_follows_metadata_not_names(stack: Stack, task_models: dict[str, Path]) -> None:
