@@ -1,5 +1,7 @@
 // Drawing predictions over an image on a canvas, the way Ultralytics' plotter does:
 // class colours from its palette, labels "class 0.87", translucent masks, the COCO pose skeleton.
+// Tracked predictions (with a `track_id`) take their id's colour and a "#id" label, and may carry
+// a trail: the centres of their last boxes, fading with age.
 // Pure functions of (canvas, image, result): the same drawing is shown and downloaded.
 
 export const PALETTE = [
@@ -72,7 +74,48 @@ function polygon(ctx, points) {
   ctx.closePath();
 }
 
-function label(ctx, text, x, y, classId, lw) {
+/** The palette index a prediction is coloured by: its track id when tracked, else its class. */
+export const colourKey = (p) => (p.track_id === undefined || p.track_id === null ? p.class_id : p.track_id);
+const tracked = (p) => p.track_id !== undefined && p.track_id !== null;
+
+/** Centre of a prediction's box (the mean of its corners; an oriented box's too). */
+export function centre(box) {
+  const points = corners(box);
+  return [points.reduce((s, c) => s + c[0], 0) / 4, points.reduce((s, c) => s + c[1], 0) / 4];
+}
+
+export const TRAIL = 30; // frames a trail spans
+
+/** Trails from `history` (the predictions of consecutive frames, oldest first, the shown one last):
+ * track id -> the centres of its boxes in those frames, oldest first. */
+export function trailsOf(history) {
+  const trails = new Map();
+  for (const predictions of history.slice(-TRAIL)) {
+    for (const p of predictions || []) {
+      if (!tracked(p) || !p.box) continue;
+      if (!trails.has(p.track_id)) trails.set(p.track_id, []);
+      trails.get(p.track_id).push(centre(p.box));
+    }
+  }
+  return trails;
+}
+
+function drawTrail(ctx, points, colour, lw) {
+  ctx.strokeStyle = colour;
+  ctx.lineWidth = lw;
+  ctx.lineCap = "round";
+  for (let j = 1; j < points.length; j++) {
+    ctx.globalAlpha = 0.15 + (0.85 * j) / (points.length - 1); // the newest segment opaque
+    ctx.beginPath();
+    ctx.moveTo(...points[j - 1]);
+    ctx.lineTo(...points[j]);
+    ctx.stroke();
+  }
+  ctx.globalAlpha = 1;
+  ctx.lineCap = "butt";
+}
+
+function label(ctx, text, x, y, key, lw) {
   const size = Math.max(Math.round(lw * 5), 12);
   ctx.font = `${size}px system-ui, sans-serif`;
   const pad = Math.ceil(size * 0.25);
@@ -80,25 +123,27 @@ function label(ctx, text, x, y, classId, lw) {
   const h = size + 2 * pad;
   const top = y - h >= 0 ? y - h : Math.max(y, 0); // above the box when it fits, inside otherwise
   const left = Math.min(Math.max(x - lw / 2, 0), Math.max(ctx.canvas.width - w, 0));
-  ctx.fillStyle = classColor(classId);
+  ctx.fillStyle = classColor(key);
   ctx.fillRect(left, top, w, h);
-  ctx.fillStyle = textColor(classId);
+  ctx.fillStyle = textColor(key);
   ctx.textBaseline = "top";
   ctx.fillText(text, left + pad, top + pad);
 }
 
 /**
  * Draw `image` and `result` on `canvas` (sized to the image's natural size).
- * Returns what was drawn: {boxes, masks, obb, keypoints, limbs, labels, overlays}.
+ * Returns what was drawn: {boxes, masks, obb, keypoints, limbs, labels, overlays, ids, trails}
+ * (`ids`: the track ids labelled, in the order of the predictions; `trails`: trails drawn).
  * `highlight` is the index of a prediction to emphasise (the others fade), or -1.
  * `map` is a semantic or depth answer's decoded map (maps.js): drawn over the whole image.
+ * `trails` (from `trailsOf`) adds the trail of each tracked prediction drawn.
  */
-export function draw(canvas, image, result, highlight = -1, map = null) {
+export function draw(canvas, image, result, highlight = -1, map = null, trails = null) {
   const ctx = canvas.getContext("2d");
   const { width, height } = canvas;
   ctx.clearRect(0, 0, width, height);
   ctx.drawImage(image, 0, 0, width, height);
-  const drawn = { boxes: 0, masks: 0, obb: 0, keypoints: 0, limbs: 0, labels: 0, overlays: 0 };
+  const drawn = { boxes: 0, masks: 0, obb: 0, keypoints: 0, limbs: 0, labels: 0, overlays: 0, ids: [], trails: 0 };
   if (!result) return drawn;
   if (result.semantic_mask || result.depth) {
     if (!map) return drawn;
@@ -120,22 +165,32 @@ export function draw(canvas, image, result, highlight = -1, map = null) {
   preds.forEach((p, i) => {
     if (!p.segments || p.segments.length < 3) return;
     ctx.globalAlpha = alpha(i) * (highlight === i ? 0.6 : 0.4);
-    ctx.fillStyle = classColor(p.class_id);
+    ctx.fillStyle = classColor(colourKey(p));
     polygon(ctx, p.segments);
     ctx.fill();
     drawn.masks += 1;
   });
+  if (trails) {
+    preds.forEach((p) => {
+      const points = tracked(p) && trails.get(p.track_id);
+      if (!points || points.length < 2) return;
+      drawTrail(ctx, points, classColor(p.track_id), Math.max(Math.round(lw * 0.75), 2));
+      drawn.trails += 1;
+    });
+  }
   preds.forEach((p, i) => {
     ctx.globalAlpha = alpha(i);
-    ctx.strokeStyle = classColor(p.class_id);
+    ctx.strokeStyle = classColor(colourKey(p));
     ctx.lineWidth = highlight === i ? lw * 2 : lw;
     ctx.lineJoin = "miter";
     polygon(ctx, corners(p.box));
     ctx.stroke();
     if ("x4" in p.box) drawn.obb += 1;
     else drawn.boxes += 1;
-    label(ctx, `${p.class} ${p.confidence.toFixed(2)}`, p.box.x1, p.box.y1, p.class_id, lw);
+    const text = `${tracked(p) ? `#${p.track_id} ` : ""}${p.class} ${p.confidence.toFixed(2)}`;
+    label(ctx, text, p.box.x1, p.box.y1, colourKey(p), lw);
     drawn.labels += 1;
+    if (tracked(p)) drawn.ids.push(p.track_id);
   });
   preds.forEach((p, i) => {
     if (!p.keypoints) return;

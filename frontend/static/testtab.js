@@ -2,10 +2,14 @@
 //
 // Requests are serial and "latest wins": a slider burst becomes one request after a 500 ms pause,
 // and a change while a request is in flight waits for it, then sends only the newest state.
+// A video plays with its predictions (video.js); the webcam predicts frame after frame (webcam.js).
+// For models that find boxes, "Track objects" asks for track ids: on a video's frames, or through a
+// tracking session on the webcam's.
 import { api, describeError, hasToken, keyForm, session } from "/static/common.js";
-import { classColor, draw, hitTest, taskOf } from "/static/draw.js";
+import { classColor, colourKey, draw, hitTest, taskOf } from "/static/draw.js";
 import { decodeMap, describe, drawScale, metres, valueAt } from "/static/maps.js";
 import { VideoView, isVideo } from "/static/video.js";
+import { WebcamView } from "/static/webcam.js";
 
 // The server's upload limits (TRIDENT_MAX_UPLOAD_BYTES, TRIDENT_MAX_VIDEO_BYTES), checked here
 // before sending; without them the API alone checks.
@@ -14,6 +18,7 @@ const megabytes = (bytes) => `${+(bytes / 1024 / 1024).toFixed(1)} MB`;
 const TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
 const EXTENSIONS = /\.(jpe?g|png|webp|gif)$/i;
 const DEBOUNCE_MS = 500;
+const TRACKABLE = ["detect", "segment", "pose", "obb"]; // the tasks `track` accepts
 
 const $ = (id) => document.getElementById(id);
 const slug = decodeURIComponent(location.pathname.replace(/^\/models\//, "").replace(/\/+$/, ""));
@@ -26,6 +31,7 @@ if (LIMITS) {
   $("limits").textContent = `JPG, PNG, WebP or GIF up to ${images}; videos up to ${videos}`;
 }
 const controls = { conf: $("conf"), iou: $("iou"), imgsz: $("imgsz") };
+const tracking = { track: $("track"), tracker: $("tracker") };
 
 const state = {
   input: null, // {blob, name, image}: what the next request sends
@@ -55,6 +61,19 @@ function params() {
   return { conf: Number(controls.conf.value), iou: Number(controls.iou.value), imgsz: Number(controls.imgsz.value) };
 }
 
+/** Whether track ids are asked for: the box is ticked and the model's task can be tracked. */
+const tracks = () => tracking.track.checked && TRACKABLE.includes(state.task);
+
+/** A video's fields: the sliders', and `track` with its tracker when tracking. */
+function videoParams() {
+  return tracks() ? { ...params(), track: true, tracker: tracking.tracker.value } : params();
+}
+
+/** A webcam frame's fields: the sliders', and the tracker when the frames go to a session. */
+function webcamParams() {
+  return tracks() ? { ...params(), tracker: tracking.tracker.value } : params();
+}
+
 // --- input: files, drops, examples ---------------------------------------------------------
 
 /** Why a file cannot be sent, or "" when it can (the server checks again). */
@@ -77,6 +96,10 @@ function rejectReason(blob, name) {
 async function useImage(blob, name) {
   const reason = rejectReason(blob, name);
   if (reason) return say(reason);
+  if (webcam.running) {
+    webcamShown(false);
+    await webcam.stop();
+  }
   if (isVideo(blob, name)) return useVideo(blob, name);
   video.hide();
   const image = new Image();
@@ -113,7 +136,7 @@ function useVideo(blob, name) {
 
 async function predictVideo(input) {
   stage.dataset.state = "loading";
-  const failure = await video.run(input.blob, input.name, endpoint, params());
+  const failure = await video.run(input.blob, input.name, endpoint, videoParams());
   if (state.input !== input) return; // another file was chosen meanwhile
   if (failure) {
     stage.dataset.state = "error";
@@ -125,6 +148,61 @@ async function predictVideo(input) {
   stage.dataset.status = "200";
   stage.dataset.state = "done";
 }
+
+// --- webcam: frames predicted one after the other, drawn live (webcam.js) ---------------------
+
+const webcam = new WebcamView(
+  stage,
+  $("webcam-status"),
+  (result, roundTrip) => renderDetails(result, roundTrip),
+  (failure) => {
+    webcamShown(false);
+    stage.querySelector(".placeholder").hidden = false;
+    renderDetails(null);
+    const detail = failure.status === 410 && failure.body && failure.body.error && failure.body.error.detail;
+    say(`The webcam stopped: ${detail || describeError(failure)}`); // 410: why the server ended the session
+    if (failure.status === 401) askKey("That key was not accepted. Paste a valid API key.");
+  },
+);
+
+/** Show the webcam's controls (or the other sources' again). */
+function webcamShown(live) {
+  $("webcam-bar").hidden = !live;
+  $("webcam-start").disabled = live;
+  for (const input of Object.values(tracking)) input.disabled = live; // a session keeps its tracker
+}
+
+$("webcam-start").addEventListener("click", async () => {
+  if (!hasToken()) return askKey("Enter your API key to run the model. It is never stored in this browser.");
+  clearTimeout(debounce);
+  state.input = null; // the sliders now apply to the next frame, not to a file
+  state.shown = null;
+  video.hide();
+  canvas.hidden = true;
+  stage.querySelector(".placeholder").hidden = true;
+  $("download").disabled = true;
+  say("");
+  webcamShown(true);
+  const failure = await webcam.start(endpoint, webcamParams, tracks());
+  if (failure) {
+    webcamShown(false);
+    stage.querySelector(".placeholder").hidden = false;
+    say(failure);
+  }
+});
+
+$("webcam-stop").addEventListener("click", async () => {
+  webcamShown(false);
+  await webcam.stop();
+  stage.querySelector(".placeholder").hidden = false;
+  renderDetails(null);
+});
+
+$("webcam-capture").addEventListener("click", async () => {
+  webcamShown(false);
+  const blob = await webcam.capture();
+  if (blob) useImage(blob, "webcam.jpg"); // predicted as a still, without the session
+});
 
 $("file").addEventListener("change", (event) => {
   const [file] = event.target.files;
@@ -181,6 +259,14 @@ for (const [name, input] of Object.entries(controls)) {
     debounce = setTimeout(run, DEBOUNCE_MS);
   });
 }
+for (const input of Object.values(tracking)) {
+  input.addEventListener("change", () => {
+    updateCode();
+    if (!state.input || !state.input.video) return; // an image is never tracked
+    clearTimeout(debounce);
+    run();
+  });
+}
 
 // --- requests ----------------------------------------------------------------------------------
 
@@ -204,6 +290,7 @@ async function run() {
 
 async function predictOnce() {
   const input = state.input;
+  updateCode();
   if (input.video) return predictVideo(input);
   const sent = params();
   const form = new FormData();
@@ -341,8 +428,8 @@ function predictionRow(p, i) {
     : "";
   row.innerHTML = `<td></td><td><span class="swatch"></span><span class="cls"></span></td><td></td><td class="muted"></td>`;
   row.cells[0].textContent = String(i + 1);
-  row.querySelector(".swatch").style.background = classColor(p.class_id);
-  row.querySelector(".cls").textContent = p.class;
+  row.querySelector(".swatch").style.background = classColor(colourKey(p));
+  row.querySelector(".cls").textContent = p.track_id === undefined ? p.class : `#${p.track_id} ${p.class}`;
   row.cells[2].textContent = p.confidence.toFixed(3);
   row.cells[3].textContent = box;
   row.addEventListener("mouseenter", () => highlight(i));
@@ -421,11 +508,12 @@ function updateCode() {
   const url = `${location.origin}${endpoint}`;
   const { conf, iou, imgsz } = params();
   const name = state.input ? state.input.name : "image.jpg";
+  const track = tracks() && state.input && state.input.video ? { track: "true", tracker: tracking.tracker.value } : null;
   $("code-curl").textContent = [
     `curl -X POST ${shellQuote(url)} \\`,
     `  -H "Authorization: Bearer $TRIDENT_API_KEY" \\`,
     `  -F ${shellQuote(`file=@${name}`)} \\`,
-    `  -F conf=${conf} -F iou=${iou} -F imgsz=${imgsz}`,
+    `  -F conf=${conf} -F iou=${iou} -F imgsz=${imgsz}${track ? ` -F track=true -F tracker=${track.tracker}` : ""}`,
   ].join("\n");
   $("code-python").textContent = [
     "import os",
@@ -434,7 +522,7 @@ function updateCode() {
     "",
     `url = ${JSON.stringify(url)}`,
     `headers = {"Authorization": f"Bearer {os.environ['TRIDENT_API_KEY']}"}`,
-    `data = {"conf": ${conf}, "iou": ${iou}, "imgsz": ${imgsz}}`,
+    `data = {"conf": ${conf}, "iou": ${iou}, "imgsz": ${imgsz}${track ? `, "track": "true", "tracker": "${track.tracker}"` : ""}}`,
     `with open(${JSON.stringify(name)}, "rb") as f:`,
     `    response = requests.post(url, headers=headers, data=data, files={"file": f})`,
     "response.raise_for_status()",
@@ -482,6 +570,7 @@ async function loadModels() {
   state.task = model.task;
   $("task").textContent = model.task;
   $("task").hidden = false;
+  $("track-controls").hidden = !TRACKABLE.includes(model.task);
 }
 
 $("model-select").addEventListener("change", (event) => {

@@ -2,7 +2,9 @@
 // (one line per processed frame, a progress bar while it arrives), and every frame the player
 // shows gets the predictions of the latest processed frame at or before it, drawn on a canvas laid
 // over the player, in sync through requestVideoFrameCallback. A per-frame list seeks on click.
-import { draw } from "/static/draw.js";
+// Tracked (`track=true`), each box is labelled with its id, in its id's colour, with a trail of
+// its centres over the processed frames up to the one shown.
+import { TRAIL, draw, trailsOf } from "/static/draw.js";
 
 const VIDEO_EXTENSIONS = /\.(mp4|m4v|mov|webm|mkv|avi|wmv|asf|mpe?g|ts)$/i;
 
@@ -72,6 +74,7 @@ export class VideoView {
     Object.assign(this.video.style, { display: "block", width: "100%", height: "auto" });
     Object.assign(this.overlay.style, {
       position: "absolute", left: "0", top: "0", width: "100%", height: "100%", pointerEvents: "none",
+      maxWidth: "none", maxHeight: "none", // exactly the picture's box, whatever the stage's canvas rule says
     });
     stage.append(this.wrap);
     this.progress = document.createElement("progress");
@@ -166,7 +169,9 @@ export class VideoView {
     const item = document.createElement("li");
     const counts = {};
     for (const p of frame.predictions) counts[p.class] = (counts[p.class] || 0) + 1;
-    const summary = Object.entries(counts).map(([cls, n]) => `${n} ${cls}`).join(", ") || "nothing";
+    let summary = Object.entries(counts).map(([cls, n]) => `${n} ${cls}`).join(", ") || "nothing";
+    const ids = frame.predictions.filter((p) => p.track_id !== undefined).map((p) => `#${p.track_id}`);
+    if (ids.length) summary += ` (${ids.join(" ")})`;
     item.textContent = `frame ${frame.frame} (${(frame.frame / this.fps).toFixed(2)} s): ${summary}`;
     item.dataset.frame = String(frame.frame);
     item.addEventListener("click", () => {
@@ -196,9 +201,12 @@ export class VideoView {
     }
     const frame = at >= 0 ? this.frames[at] : null;
     const result = frame ? { predictions: frame.predictions } : null;
-    const drawn = draw(this.overlay, this.blank, result);
+    const history = this.frames.slice(Math.max(at - TRAIL + 1, 0), at + 1).map((f) => f.predictions);
+    const drawn = draw(this.overlay, this.blank, result, -1, null, frame ? trailsOf(history) : null);
     this.stage.dataset.shownFrame = frame ? String(frame.frame) : "";
     this.stage.dataset.boxes = String(drawn.boxes);
+    this.stage.dataset.ids = drawn.ids.join(",");
+    this.stage.dataset.trails = String(drawn.trails);
     for (const item of this.list.children) item.classList.toggle("hot", item.dataset.frame === String(frame && frame.frame));
     this.onShow(frame);
   }

@@ -32,6 +32,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 DETECT = "test/coco/yolo11n"
+SHAPES = "browser/shapes/det"  # the demo detection model of shapes, for tracking
 # slug -> Ultralytics YAML of the extra task models the browser tests need
 TASK_MODELS = {
     "browser/coco/seg": "yolo11n-seg.yaml",
@@ -41,6 +42,24 @@ TASK_MODELS = {
     "browser/maps/sem": "yolo26n-sem.yaml",
     "browser/maps/depth": "yolo26n-depth.yaml",
 }
+
+
+def palette() -> list[tuple[int, int, int]]:
+    """The Test tab's colours (draw.js' PALETTE, Ultralytics'), as RGB: a class's, or a track id's."""
+    source = (Path(__file__).parents[2] / "frontend" / "static" / "draw.js").read_text()
+    block = source.split("export const PALETTE = [", 1)[1].split("];", 1)[0]
+    return [(r, g, b) for r, g, b in map(bytes.fromhex, re.findall(r'"([0-9A-F]{6})"', block))]
+
+
+def id_colour(track_id: int) -> tuple[int, int, int]:
+    colours = palette()
+    return colours[track_id % len(colours)]
+
+
+# The colour of an overlay canvas at the middle of each box's left edge (x1, (y1 + y2) / 2): the
+# pixel the box's stroke (2 px wide, centred on the edge) covers whole. `[[x1, y1, x2, y2], ...]`
+EDGE_PIXELS = """(canvas, boxes) => boxes.map(([x1, y1, x2, y2]) =>
+  Array.from(canvas.getContext("2d").getImageData(Math.floor(x1), Math.floor((y1 + y2) / 2), 1, 1).data))"""
 
 
 def to_fixed(x: float, digits: int) -> str:
@@ -69,6 +88,19 @@ def task_models(stack: Stack, model_dir: Path) -> dict[str, str]:
     for slug in TASK_MODELS:
         stack.wait_model(slug, timeout_s=120)
     return {stack.exported[slug].spec.task: slug for slug in TASK_MODELS}
+
+
+@pytest.fixture(scope="session")
+def shapes_model(stack: Stack) -> str:
+    """The committed demo detection model of moving shapes (what `tests.helpers.clips` draws),
+    exported into the stack at its training size: boxes a tracker can follow. Its slug."""
+    from demo.models import weights
+    from demo.train import RECIPES
+
+    recipe = RECIPES["shapes-detect"]
+    stack.export(weights(recipe), SHAPES, imgsz=recipe.imgsz)
+    stack.wait_model(SHAPES, timeout_s=120)
+    return SHAPES
 
 
 class TestTab:

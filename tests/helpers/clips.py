@@ -83,3 +83,43 @@ def write_clip(task: Task, path: Path, frames: int = 90, fps: float = 24.0, seed
     finally:
         writer.release()
     return path
+
+
+def read_frames(path: Path) -> list[NDArray[np.uint8]]:
+    """Every frame of a video file, BGR."""
+    capture = cv2.VideoCapture(str(path))
+    frames: list[NDArray[np.uint8]] = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return frames
+            frames.append(np.asarray(frame, dtype=np.uint8))
+    finally:
+        capture.release()
+
+
+def to_webm(clip: Path, path: Path, fps: float) -> Path:
+    """The frames of `clip` as a VP8 WebM (what Chromium plays) at `fps`."""
+    frames = read_frames(clip)
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"VP80"), fps, (width, height))
+    try:
+        for frame in frames:
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
+
+
+def to_y4m(clip: Path, path: Path, fps: int) -> Path:
+    """The frames of `clip` as a YUV4MPEG2 file (4:2:0, full range), what Chromium's fake camera
+    (`--use-file-for-fake-video-capture`) plays in a loop."""
+    frames = read_frames(clip)
+    height, width = frames[0].shape[:2]
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            out.write(b"FRAME\n")
+            out.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())  # Y, then U, then V
+    return path
