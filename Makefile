@@ -27,8 +27,8 @@ typecheck: $(BIN)/trident
 unit: $(BIN)/trident  ## the tests that need no Triton
 	$(BIN)/pytest -m "not integration"
 
-test: setup lint typecheck  ## everything CI runs
-	$(BIN)/pytest
+test: setup lint typecheck  ## everything CI runs (two workers: one on the session stack, one on the rest)
+	$(BIN)/pytest -n 2
 
 clean:
 	rm -rf $(VENV) .trident .mypy_cache .ruff_cache .pytest_cache
