@@ -26,7 +26,7 @@ from postprocess.trackers import TrackerConfig, TrackerName
 
 ApiFormat = Literal["seed", "platform"]
 MAX_SOURCE_CHARS = 4096
-IMAGE_FORMATS = "JPEG, PNG, WebP or GIF (first frame)"
+IMAGE_FORMATS = "JPEG, PNG, WebP, AVIF, HEIC, JP2, TIFF, BMP, DNG, MPO or GIF (first frame)"
 # the containers `frontend.serving.video_input` recognises by their bytes
 VIDEO_FORMATS = "MP4, MOV, M4V, WebM, MKV, AVI, ASF/WMV, MPEG or TS"
 
