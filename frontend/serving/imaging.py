@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,10 +43,11 @@ HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b
 AVIF_BRANDS = frozenset({b"avif", b"avis"})
 GENERIC_IMAGE_BRANDS = frozenset({b"mif1", b"msf1", b"mif2", b"miaf"})
 DNG_VERSION_TAG = 50706
+BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)
 
 
 def iso_image_brand(head: bytes) -> str | None:
-    """"heic" or "avif" when `head` starts an ISO media file whose `ftyp` box names a still image
+    """ "heic" or "avif" when `head` starts an ISO media file whose `ftyp` box names a still image
     brand (major brand first, then the compatible ones), else None."""
     if head[4:8] != b"ftyp":
         return None
@@ -89,7 +91,11 @@ def sniff(data: bytes) -> str | None:
         return "webp"
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "dng" if _is_dng(data) else "tiff"
-    if data[:2] == b"BM" and len(data) >= 26 and int.from_bytes(data[14:18], "little") in (12, 40, 52, 56, 64, 108, 124):
+    if (
+        data[:2] == b"BM"
+        and len(data) >= 26
+        and int.from_bytes(data[14:18], "little") in (12, 40, 52, 56, 64, 108, 124)
+    ):
         return "bmp"  # the info header's size names a BMP version
     if data.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")):
         return "jp2"  # the JP2 container, or a bare JPEG 2000 codestream
@@ -139,9 +145,9 @@ def _check_pixels(data: bytes, fmt: str, max_pixels: int) -> None:
         raise InvalidImage("the image has no pixels")
 
 
-def _eight_bit(image: NDArray[np.generic]) -> NDArray[np.uint8]:
+def _eight_bit(image: NDArray[Any]) -> NDArray[np.uint8]:
     if image.dtype == np.uint16:
-        return (image >> 8).astype(np.uint8)  # Ultralytics' imread keeps the high byte
+        return np.asarray(image >> 8, dtype=np.uint8)  # Ultralytics' imread keeps the high byte
     if image.dtype != np.uint8:
         raise InvalidImage(f"unsupported sample type {image.dtype} (8 or 16 bits per sample)")
     return np.asarray(image, dtype=np.uint8)
@@ -149,7 +155,7 @@ def _eight_bit(image: NDArray[np.generic]) -> NDArray[np.uint8]:
 
 def _opencv(data: bytes, fmt: str) -> NDArray[np.uint8]:
     buffer = np.frombuffer(data, np.uint8)
-    decoded: NDArray[np.generic] | None = None
+    decoded: NDArray[Any] | None = None
     if fmt == "tiff":
         success, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
         if success and pages and pages[0].ndim == 3:

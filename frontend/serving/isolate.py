@@ -1,12 +1,12 @@
 """Decoders that could take the process down run in worker processes, one request at a time each.
 
 TIFF, DNG, BMP, JP2, HEIC and AVIF are decoded by C libraries new to Trident (libtiff, OpenJPEG,
-libheif and libde265, libavif and dav1d). Each decode is sent to a worker process (`python -m
-frontend.serving.isolate`, which imports the decoders once: about half a second to start), whose address space is capped at its baseline plus
-`memory_budget(max_pixels)` and which is given `DECODE_SECONDS`: a decoder that segfaults, aborts,
-loops or runs out of memory costs that request a 400, and the worker is replaced. Healthy workers
-are reused (a decode costs a copy of the file and of the pixels through a pipe, about a millisecond a
-megapixel).
+libheif and libde265, libavif and dav1d). Each decode is sent to a worker process
+(`python -m frontend.serving.isolate`, which imports the decoders once: about half a second to
+start), whose address space is capped at its baseline plus `memory_budget(max_pixels)` and which
+is given `DECODE_SECONDS`: a decoder that segfaults, aborts, loops or runs out of memory costs that
+request a 400, and the worker is replaced. Healthy workers are reused (a decode costs a copy of the
+file and of the pixels through a socket, about a millisecond a megapixel).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _serve(conn: Connection, max_pixels: int) -> None:
             conn.send(("invalid", f"the {fmt.upper()} file could not be decoded"))
         else:
             conn.send(("ok", image.shape))
-            conn.send_bytes(memoryview(image).cast("B"))
+            conn.send_bytes(image.tobytes())
         del data
 
 
@@ -74,7 +74,8 @@ class _Worker:
     def __init__(self, max_pixels: int) -> None:
         self.max_pixels = max_pixels
         ours, theirs = socket.socketpair()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        path = os.pathsep.join(p for p in sys.path if p)
+        env = {**os.environ, "PYTHONPATH": path, "OPENCV_LOG_LEVEL": "OFF"}  # a bad file is a 400, not a log
         self.process = subprocess.Popen(
             [sys.executable, "-m", "frontend.serving.isolate", str(theirs.fileno()), str(max_pixels)],
             pass_fds=(theirs.fileno(),),
@@ -139,7 +140,7 @@ def decode_isolated(data: bytes, fmt: str, max_pixels: int) -> NDArray[np.uint8]
         status, payload = worker.conn.recv()
         if status == "ok":
             image = np.empty(payload, dtype=np.uint8)
-            worker.conn.recv_bytes_into(memoryview(image).cast("B"))
+            worker.conn.recv_bytes_into(image.data.cast("B"))
             healthy = True
             return image
         healthy = status == "invalid"
