@@ -2,8 +2,9 @@
 
 Form parsing (`frontend.serving.form`), the OpenAPI document at `/docs` and the CLI derive from these
 declarations. Where the reference page and the Platform's OpenAPI contract give different bounds
-(`conf` 0-1 vs 0.01-1, `iou` 0-1 vs 0-0.95) the wider range is accepted in both formats; the
-defaults are the reference page's.
+(`conf` 0-1 vs 0.01-1, `iou` 0-1 vs 0-0.95) the wider range is accepted in both formats. The
+defaults are the same in both but for `iou` (`CONTRACT_DEFAULTS`): 0.45 in the reference page's
+contract, 0.70 in the Platform's (its current docs and the SDK's CLI: Ultralytics' own default).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from postprocess.trackers import TrackerConfig, TrackerName
 
 ApiFormat = Literal["seed", "platform"]
 MAX_SOURCE_CHARS = 4096
-IMAGE_FORMATS = "JPEG, PNG, WebP or GIF (first frame)"
+IMAGE_FORMATS = "JPEG, PNG, WebP, AVIF, HEIC, JP2, TIFF, BMP, DNG, MPO or GIF (first frame)"
 # the containers `frontend.serving.video_input` recognises by their bytes
 VIDEO_FORMATS = "MP4, MOV, M4V, WebM, MKV, AVI, ASF/WMV, MPEG or TS"
 
@@ -51,7 +52,12 @@ DepthBits = Annotated[Literal[8, 12, 16], BeforeValidator(_int_from_text)]
 TRACK_CONF = 0.1  # `model.track()`'s `conf` when none is given: the trackers' second stage needs weak boxes
 TRACKABLE = ("detect", "segment", "pose", "obb")
 TRACK_SESSION_PATTERN = r"^[A-Za-z0-9._-]+$"  # the tasks `model.track()` accepts
-_TRACKER = TrackerConfig()  # the defaults of Ultralytics' `botsort.yaml` and `bytetrack.yaml` (equal)
+_TRACKER = TrackerConfig()
+# the defaults that differ by contract, applied when the request does not give the field
+CONTRACT_DEFAULTS: dict[ApiFormat, dict[str, float]] = {
+    "seed": {"iou": 0.45},
+    "platform": {"iou": 0.70},
+}  # the defaults of Ultralytics' `botsort.yaml` and `bytetrack.yaml` (equal)
 
 
 class PredictOptions(BaseModel):
@@ -65,7 +71,16 @@ class PredictOptions(BaseModel):
         le=1.0,
         description="minimum confidence (with track: 0.1 unless given, as model.track())",
     )
-    iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
+    iou: float = Field(
+        CONTRACT_DEFAULTS["seed"]["iou"],
+        ge=0.0,
+        le=1.0,
+        description=(
+            f"NMS IoU threshold; when none is given {CONTRACT_DEFAULTS['platform']['iou']:.2f} in the "
+            f"Platform contract (Ultralytics' default), {CONTRACT_DEFAULTS['seed']['iou']:.2f} in the "
+            "reference page's (`seed`)"
+        ),
+    )
     imgsz: int = Field(
         640, ge=32, le=1280, description="inference size (dynamic models; static ones use their export size)"
     )
@@ -176,10 +191,17 @@ def _default_mb(setting: str) -> int:
     return default // MB
 
 
-def form_schema(upload: bool = True) -> dict[str, object]:
+def with_defaults(given: dict[str, Any], contract: ApiFormat) -> dict[str, Any]:
+    """A request's fields with `contract`'s own defaults for the fields it does not give."""
+    return {**CONTRACT_DEFAULTS[contract], **given}
+
+
+def form_schema(upload: bool = True, contract: ApiFormat = "seed") -> dict[str, object]:
     """The form as OpenAPI describes it: the image (`file`, multipart only, or `source`) plus the
-    options."""
+    options, with `contract`'s defaults."""
     options = PredictOptions.model_json_schema()["properties"]
+    for name, default in CONTRACT_DEFAULTS[contract].items():
+        options[name]["default"] = default
     file = {
         "type": "string",
         "format": "binary",

@@ -521,7 +521,9 @@ async def predict_deployment(
                 raise ServiceUnavailable(f"the deployment is {found.status}", retry_after=retry)
             if found.rate_limit:
                 await _endpoint_limit(services, found, found.rate_limit)
-            form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
+            form = await read_predict_form(
+                request, settings.max_upload_bytes, settings.max_video_bytes, "platform"
+            )
             for attempt in range(2):
                 name = deployer.route(found)
                 if not name:

@@ -61,7 +61,9 @@ async def predict(
         request.state.model, request.state.task = str(served.slug), served.spec.task  # for metrics
         if not caller.anonymous:  # for `GET /api/usage`, counted in memory
             services.usage.record(caller.user, str(served.slug), services.keys.clock())
-        form = await read_predict_form(request, settings.max_upload_bytes, settings.max_video_bytes)
+        form = await read_predict_form(
+            request, settings.max_upload_bytes, settings.max_video_bytes, contract.name
+        )
         response = await predict_form(
             request,
             services.engine,

@@ -17,7 +17,14 @@ from starlette.requests import Request
 from core.settings import MB
 from frontend.errors import BodyTooLarge, InvalidImage, InvalidRequest, PayloadTooLarge
 from frontend.serving.video_input import sniff_video
-from pipeline.contract import MAX_FORM_FIELDS, MAX_SOURCE_CHARS, PredictOptions, bounds
+from pipeline.contract import (
+    MAX_FORM_FIELDS,
+    MAX_SOURCE_CHARS,
+    ApiFormat,
+    PredictOptions,
+    bounds,
+    with_defaults,
+)
 
 # multipart for uploads; a URL-encoded form carries `source` (the SDK sends one when there is no file)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -51,21 +58,25 @@ def _field_rule(name: str) -> str:
     return f"{name} must be {kind} between {low:g} and {high:g}"
 
 
-def parse_options(fields: dict[str, Any]) -> PredictOptions:
-    """`PredictOptions` from form strings; empty strings take the default."""
+def parse_options(fields: dict[str, Any], contract: ApiFormat = "seed") -> PredictOptions:
+    """`PredictOptions` from form strings; empty strings take `contract`'s default."""
     given = {k: v for k, v in fields.items() if k in PredictOptions.model_fields and v not in (None, "")}
     try:
-        return PredictOptions.model_validate(given)
+        return PredictOptions.model_validate(with_defaults(given, contract))
     except ValidationError as exc:
         name = str(exc.errors()[0]["loc"][0])
         raise InvalidRequest(f"{_field_rule(name)}, got {given[name]!r}") from None
 
 
 async def read_predict_form(
-    request: Request, max_upload_bytes: int, max_video_bytes: int | None = None
+    request: Request,
+    max_upload_bytes: int,
+    max_video_bytes: int | None = None,
+    contract: ApiFormat = "seed",
 ) -> PredictForm:
-    """The image (bytes or `source`) or video (spooled) and validated options (the body's size is
-    capped by `BodyLimit`). The upload is a video when its bytes say so, whatever its name."""
+    """The image (bytes or `source`) or video (spooled) and validated options, with `contract`'s
+    defaults (the body's size is capped by `BodyLimit`). The upload is a video when its bytes say
+    so, whatever its name (an HEIC or AVIF photo is an image)."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(FORM_TYPES):
         raise InvalidRequest(
@@ -84,7 +95,7 @@ async def read_predict_form(
             raise InvalidRequest("source must be text: an http(s) URL or a base64 image")
         if upload is not None and source:
             raise InvalidRequest("send either 'file' or 'source', not both")
-        options = parse_options({name: form.get(name) for name in PredictOptions.model_fields})
+        options = parse_options({name: form.get(name) for name in PredictOptions.model_fields}, contract)
         if source:
             if len(source) > MAX_SOURCE_CHARS:
                 raise InvalidRequest(f"source is longer than {MAX_SOURCE_CHARS} characters")

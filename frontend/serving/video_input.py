@@ -17,13 +17,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from frontend.errors import InvalidImage, PayloadTooLarge
+from frontend.serving.imaging import iso_image_brand
 from pipeline.result import VideoInfo
 
 _ASF = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 
 
 def sniff_video(head: bytes) -> str | None:
-    """The container named by the leading bytes (at least 16; 400 for TS), or None."""
+    """The container named by the leading bytes (at least 16; 400 for TS), or None. An ISO media
+    file whose `ftyp` brands name a still image (HEIC, AVIF) is not a video."""
+    if iso_image_brand(head) is not None:
+        return None
     if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
         return "mp4"  # MP4, MOV, M4V, 3GP (ISO base media / QuickTime)
     if head.startswith(b"\x1a\x45\xdf\xa3"):

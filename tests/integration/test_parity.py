@@ -110,8 +110,9 @@ def test_api_and_pytorch_boxes_match_both_ways(
     assert worst < 0.1, f"a box {worst:.3f} px from its .pt twin (the README says within a tenth of a pixel)"
 
 
-def test_default_parameters_are_the_platform_defaults(stack: Stack, bus: Path) -> None:
-    """No conf/iou/imgsz sent means conf 0.25, iou 0.45, imgsz 640."""
+def test_default_parameters_are_the_seed_contracts_defaults(stack: Stack, bus: Path) -> None:
+    """No conf/iou/imgsz sent means conf 0.25, iou 0.45 (the reference page's; the Platform
+    contract's is 0.70: tests/integration/test_platform_sdk.py), imgsz 640."""
     explicit = stack.predict(MODELS[0], bus, conf=0.25, iou=0.45, imgsz=640).json()["predictions"]
     default = stack.predict(MODELS[0], bus).json()["predictions"]
     assert default == explicit

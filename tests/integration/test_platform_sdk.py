@@ -154,8 +154,8 @@ def test_every_task_answers_the_sdk_contract_with_the_seed_answers_numbers(
         task = MODELS[label][1]
         counts[label] = 0
         for image in IMAGES:
-            platform = sdk_predict(sdk, slug, image, conf=CONF)
-            seed = seed_predict(platform_url, stack.api_key, slug, image, conf=CONF)
+            platform = sdk_predict(sdk, slug, image, conf=CONF, iou=0.7)
+            seed = seed_predict(platform_url, stack.api_key, slug, image, conf=CONF, iou=0.7)
             counts[label] += compare_to_seed(task, platform, seed, f"{label} ({slug}) on {image.name}")
             if task == "segment":
                 polygons += sum(bool(r["segments"]["x"]) for r in platform["images"][0]["results"])
@@ -163,6 +163,32 @@ def test_every_task_answers_the_sdk_contract_with_the_seed_answers_numbers(
     assert counts["classify"] == 5 * len(IMAGES), counts  # top 5 per image
     assert all(n >= 100 for label, n in counts.items() if label != "classify"), counts
     assert polygons >= 100, f"only {polygons} non-empty segment outlines"
+
+
+def boxes(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The predictions of a Platform answer (`images[0].results`) or a seed one (`predictions`)."""
+    return list(answer["images"][0]["results"] if "images" in answer else answer["predictions"])
+
+
+def test_the_sdk_without_iou_gets_the_platforms_default_iou_070(stack: Stack, sdk: Platform) -> None:
+    """The Platform contract's IoU default is Ultralytics' 0.70 (`pipeline.contract.CONTRACT_DEFAULTS`):
+    fails if it were the reference page's 0.45."""
+    slug, image = MODELS["detect"][0], IMAGES[0]  # the session's own export
+    default = boxes(sdk_predict(sdk, slug, image, conf=CONF))
+    at_070 = boxes(sdk_predict(sdk, slug, image, conf=CONF, iou=0.7))
+    at_045 = boxes(sdk_predict(sdk, slug, image, conf=CONF, iou=0.45))
+    assert default == at_070
+    assert at_070 != at_045  # the two defaults are told apart
+
+
+def test_the_seed_contract_without_iou_keeps_the_reference_pages_045(stack: Stack, platform_url: str) -> None:
+    """The same frontend answering `?format=seed`: no `iou` is 0.45, the reference page's default."""
+    slug, image = MODELS["detect"][0], IMAGES[0]  # the session's own export
+    default = boxes(seed_predict(platform_url, stack.api_key, slug, image, conf=CONF))
+    at_045 = boxes(seed_predict(platform_url, stack.api_key, slug, image, conf=CONF, iou=0.45))
+    at_070 = boxes(seed_predict(platform_url, stack.api_key, slug, image, conf=CONF, iou=0.7))
+    assert default == at_045
+    assert at_070 != at_045
 
 
 def coordinates(task: str, result: dict[str, Any]) -> list[tuple[str, float]]:
