@@ -13,6 +13,7 @@ reason, credentials never answered nor logged, and the service keeps answering.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ from demo.train import RECIPES
 from store.keys import KeyStore
 from tests.helpers.camera import MjpegCamera, garbage_server, silent_port
 from tests.helpers.clips import read_frames, write_clip
-from tests.helpers.stack import Stack
+from tests.helpers.stack import Stack, free_port
 from tests.integration.test_track_video import DETECT, MODELS
 from trident import runtime
 
@@ -298,3 +299,57 @@ def test_bad_sources_are_refused_or_fail_with_a_reason(
     assert httpx.get(f"{frontend.base}/readyz").status_code == 200
     png = bytes(cv2.imencode(".png", np.zeros((64, 64, 3), np.uint8))[1])
     predict(frontend, key, png)
+
+
+class RtspCamera:
+    """GStreamer's RTSP server (`tests/helpers/rtsp_server.py`, the system Python) on loopback."""
+
+    def __init__(self, folder: Path, frames: list[np.ndarray[Any, Any]]) -> None:
+        for i, frame in enumerate(frames):
+            cv2.imwrite(str(folder / f"{i:04d}.png"), frame)
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/cam"
+
+    def start(self) -> None:
+        script = Path(__file__).parents[1] / "helpers" / "rtsp_server.py"
+        self.process = subprocess.Popen(
+            ["/usr/bin/python3", str(script), str(self.port), str(self.folder), str(FPS)],
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None and self.process.stdout.readline() == b"ready\n"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
+def test_an_rtsp_camera_is_predicted_frame_by_frame_and_reconnected(
+    frontend: Frontend, key: str, model: str, tmp_path: Path
+) -> None:
+    clip = write_clip("detect", tmp_path / "detect.mp4", frames=16, seed=1)
+    rtsp = RtspCamera(tmp_path, read_frames(clip))
+    rtsp.start()
+    try:
+        r = create(frontend, key, rtsp.url, max_fps=4)
+        assert r.status_code == 201, r.text
+        stream = r.json()["id"]
+        boxes = 0
+        for event in events(frontend, key, stream, 4):
+            image = predict(frontend, key, recorded(frontend, stream, event["frame"]))
+            assert event["predictions"] == image["predictions"], event["frame"]
+            boxes += len(event["predictions"])
+        assert boxes >= 8, "too few boxes for the comparison to mean much"
+        rtsp.stop()
+        down = until(status_is(frontend, key, stream, "reconnecting"), what="reconnecting")
+        assert down["error"]
+        rtsp.start()
+        until(status_is(frontend, key, stream, "running"), what="running again")
+        assert api(frontend, key, "DELETE", f"/api/streams/{stream}").status_code == 204
+    finally:
+        rtsp.stop()
