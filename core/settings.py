@@ -109,6 +109,32 @@ class Settings(BaseSettings):
     source_connect_timeout_s: float = Field(5.0, gt=0, description="`source` fetch: connect deadline")
     source_timeout_s: float = Field(10.0, gt=0, description="`source` fetch: whole-download deadline")
 
+    streams_per_key: int = Field(4, ge=0, description="camera streams one key may define")
+    streams_run: bool = Field(
+        True,
+        description="this process runs camera streams (each stream runs in one process at a time, "
+        "the holder of its lease in the database); false: it only answers the API about them",
+    )
+    stream_lease_s: float = Field(
+        15.0, gt=0, description="a stream's lease; a process renews its own every third of it"
+    )
+    stream_events_buffer: int = Field(
+        300, ge=1, description="events kept per stream for clients resuming with Last-Event-ID"
+    )
+    stream_connect_timeout_s: float = Field(10.0, gt=0, description="a stream source's connect deadline")
+    stream_read_timeout_s: float = Field(
+        10.0, gt=0, description="a stream source silent this long is reconnected"
+    )
+    stream_backoff_max_s: float = Field(
+        30.0, gt=0, description="longest wait before reconnecting (0.5 s, 1 s, 2 s ... up to this)"
+    )
+    stream_give_up_after: int = Field(
+        0, ge=0, description="failed connections in a row before a stream is failed; 0: never"
+    )
+    stream_record_dir: Path | None = Field(
+        None, description="tests: each processed frame written there as <stream>/<frame>.png"
+    )
+
     # `trident run`'s supervision of its children (tritonserver, the frontend): see trident/supervisor.py
     restart_limit: int = Field(
         5, ge=0, description="restarts of one child allowed within restart_window_s; one more crash gives up"

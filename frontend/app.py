@@ -26,6 +26,7 @@ from frontend.api.docs import router as docs_router
 from frontend.api.models import router as platform_models_router
 from frontend.api.pages import router as web_router
 from frontend.api.predict import router
+from frontend.api.streams import router as streams_router
 from frontend.api.track_sessions import router as track_sessions_router
 from frontend.deployments.deployer import Deployer
 from frontend.deployments.lifecycle import STALE_AFTER_S, Lifecycle
@@ -41,11 +42,13 @@ from frontend.serving.catalog import Catalog
 from frontend.serving.engine import Engine, InFlight
 from frontend.serving.loader import ModelLoader
 from frontend.serving.triton import Triton
+from frontend.streams.runner import Streams
 from pipeline.decode import ModelOutputError
 from pipeline.formats import Format
 from store.clock import Clock, utc_now
 from store.deployments import DeploymentStore, Telemetry
 from store.keys import LAST_USE_FLUSH_S, KeyStore
+from store.streams import StreamStore
 from store.track_sessions import MemoryTrackSessions, RedisTrackSessions, TrackSessions
 from store.usage import UsageLog
 
@@ -117,14 +120,16 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             if settings.redis_url
             else MemoryTrackSessions(idle_s, per_key)
         )
+        engine = Engine(
+            triton,
+            catalog,
+            in_flight,
+            CapacityLimiter(settings.cpu_threads),
+            settings.cpu_nice,
+        )
+        streams = Streams(StreamStore(keys.engine, keys.clock), engine, settings)
         app.state.services = Services(
-            engine=Engine(
-                triton,
-                catalog,
-                in_flight,
-                CapacityLimiter(settings.cpu_threads),
-                settings.cpu_nice,
-            ),
+            engine=engine,
             keys=keys,
             limiter=RateLimiter(counter),
             auth_failures=FailedAuthLimiter(counter, settings.auth_failures_per_minute),
@@ -135,6 +140,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             lifecycle=lifecycle,
             telemetry=telemetry,
             track_sessions=sessions,
+            streams=streams,
         )
         refresher = asyncio.create_task(ModelLoader(triton, catalog, settings.model_refresh_s).run())
         flusher = asyncio.create_task(_flush_every(LAST_USE_FLUSH_S, keys, usage))
@@ -143,6 +149,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         )
         await _reconcile(lifecycle)  # before the first request: a restart repairs what a crash left
         reconciler = asyncio.create_task(_reconcile_every(STALE_AFTER_S / 2, lifecycle))
+        streams.start()  # the streams this process holds the lease of, from the database
         # Everything alive now (modules, the app, about 115,000 objects) lives as long as the
         # process: out of the collector's sight, a full collection no longer walks it (70 ms with
         # the GIL held, every few hundred requests, measured).
@@ -157,6 +164,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             yield
         finally:
             gc.unfreeze()
+            await streams.close()  # before Triton's channel: a runner may be mid-frame
             for task in (refresher, flusher, telemetry_flusher, reconciler):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -184,6 +192,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(account_router)
     app.include_router(deployments_router)
     app.include_router(track_sessions_router)
+    app.include_router(streams_router)
     install_log_handler()
     app.add_middleware(
         BodyLimit,

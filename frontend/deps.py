@@ -25,6 +25,7 @@ from frontend.guards.ratelimit import DAY_S, Decision, FailedAuthLimiter, Plan, 
 from frontend.metrics import record_rate_limited
 from frontend.serving.catalog import Catalog
 from frontend.serving.engine import Engine
+from frontend.streams.runner import Streams
 from pipeline.contract import ApiFormat
 from pipeline.formats import Format
 from store.deployments import DeploymentStore, Telemetry
@@ -48,6 +49,7 @@ class Services:
     lifecycle: Lifecycle  # the deployer's changes, as a state machine
     telemetry: Telemetry  # deployments' request counts and log lines, written in batches
     track_sessions: TrackSessions  # trackers kept between the frames of a track session
+    streams: Streams  # camera streams: the definitions, and the runners this process holds
 
 
 async def get_settings(request: Request) -> Settings:
@@ -104,7 +106,8 @@ def _scope(scope: str) -> object:
 
 
 # A key may do what its scopes say: `predict` runs and lists models (the default), `admin` manages
-# the user's keys through the API, `deployments` manages dedicated endpoints.
+# the user's keys through the API, `deployments` manages dedicated endpoints, `streams` camera streams.
+StreamsCallerDep = Annotated[Principal, _scope("streams")]
 PredictCallerDep = Annotated[Principal, _scope("predict")]
 AdminCallerDep = Annotated[Principal, _scope("admin")]
 DeploymentsCallerDep = Annotated[Principal, _scope("deployments")]

@@ -285,3 +285,36 @@ def record_deployment(deployment: str, status: int, seconds: float) -> None:
     """One deployment predict answer (the same numbers its metrics route aggregates)."""
     DEPLOYMENT_REQUESTS.labels(deployment, str(status)).inc()
     DEPLOYMENT_SECONDS.labels(deployment).observe(seconds)
+
+
+# Camera streams (`frontend.streams`): labelled by the stream's id alone, never its URL (it may
+# hold credentials). Rates are the counters' `rate()`.
+STREAM_FRAMES = Counter(
+    "trident_stream_frames",
+    "Frames of a camera stream: processed (through the model) or dropped (replaced by a newer "
+    "one before the model was free, or skipped by max_fps)",
+    ["stream", "outcome"],
+)
+STREAM_LAG_SECONDS = Histogram(
+    "trident_stream_lag_seconds",
+    "From a frame's capture (read whole from the source) to its result",
+    ["stream"],
+    buckets=BUCKETS,
+)
+STREAM_RECONNECTS = Counter(
+    "trident_stream_reconnects", "Failed connections or drops of a source", ["stream"]
+)
+
+
+def record_stream_frame(stream: str, lag_s: float) -> None:
+    STREAM_FRAMES.labels(stream, "processed").inc()
+    STREAM_LAG_SECONDS.labels(stream).observe(lag_s)
+
+
+def record_stream_dropped(stream: str, count: int) -> None:
+    if count > 0:
+        STREAM_FRAMES.labels(stream, "dropped").inc(count)
+
+
+def record_stream_reconnect(stream: str) -> None:
+    STREAM_RECONNECTS.labels(stream).inc()

@@ -116,6 +116,27 @@ deployment_logs = sa.Table(
     sa.Column("status", sa.Integer, nullable=True),
     sa.Column("latency_ms", sa.Float, nullable=True),
 )
+# camera streams (`store.streams`): each stream's definition, what its runner last said, and the
+# lease that makes one process run it (`lease_owner` until `lease_until`)
+streams = sa.Table(
+    "streams",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("key_id", sa.String(8), nullable=False, index=True),  # the key that created it
+    sa.Column("user_name", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),  # the slug
+    sa.Column("source", sa.Text, nullable=False),  # may hold credentials: never logged nor answered
+    sa.Column("options", sa.Text, nullable=False),  # the predict options, JSON
+    sa.Column("max_fps", sa.Float, nullable=False),
+    sa.Column("format", sa.String(16), nullable=False),  # the events' contract
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.String(512), nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+)
 
 
 def _add_missing_columns(db: sa.Connection) -> None:

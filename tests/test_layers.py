@@ -33,6 +33,7 @@ SKELETON = [
     "frontend.deployments",
     "frontend.guards",
     "frontend.serving",
+    "frontend.streams",
 ]
 STACK = "the stack points down"
 WEB = "inside the web layer"
