@@ -51,6 +51,7 @@ def app_and_spies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[A
         database_url=database,
         redis_url=f"redis://127.0.0.1:{_free_port()}/0",  # nothing listens: a call would be recorded
         triton_grpc_port=_free_port(),
+        streams_run=False,  # the stream runner's lease renewals are SQL of its own, not the request's
     )
 
     def record_sql(_conn: object, _cursor: object, statement: str, *_: object) -> None:

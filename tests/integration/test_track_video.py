@@ -201,8 +201,15 @@ def test_the_stream_gives_the_whole_answer_line_by_line(
 
 def test_the_platform_answer_adds_track_ids_only_when_asked(stack: Stack, clips: dict[str, Path]) -> None:
     seed = tracked(stack, DETECT, clips[DETECT], "bytetrack", 3)
-    r = post_video(
-        stack, DETECT, clips[DETECT], track="true", tracker="bytetrack", vid_stride=3, format="platform"
+    r = post_video(  # the seed contract's IoU: the Platform's own default is 0.70
+        stack,
+        DETECT,
+        clips[DETECT],
+        track="true",
+        tracker="bytetrack",
+        vid_stride=3,
+        format="platform",
+        iou=IOU,
     )
     assert r.status_code == 200, r.text
     body = r.json()
