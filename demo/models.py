@@ -10,6 +10,7 @@ from typing import Any, cast
 from demo.train import RECIPES, Recipe
 
 MODELS_DIR = Path(__file__).parent / "models"
+EXAMPLE_COUNT = 4  # example images each shapes model ships (`trident export --examples`)
 
 
 def weights(recipe: Recipe) -> Path:
@@ -19,6 +20,26 @@ def weights(recipe: Recipe) -> Path:
 def available() -> list[Recipe]:
     """The recipes whose trained weights are committed, in catalogue order."""
     return [r for r in RECIPES.values() if weights(r).exists()]
+
+
+def write_examples(recipe: Recipe, folder: Path) -> Path | None:
+    """Write the first `EXAMPLE_COUNT` scenes of the recipe's held-out test split (never trained on)
+    into `folder` as JPEGs, for the Test tab's examples; None for the examples detector, whose
+    examples are the two images it was fitted to (the Test tab's default `bus.jpg` and `zidane.jpg`)."""
+    from demo.dense import MAP_TASKS
+    from demo.dense import scene as map_scene
+    from demo.generate import TASKS, save_image, scene
+
+    if recipe.name.startswith("examples"):
+        return None
+    for index in range(EXAMPLE_COUNT):
+        if recipe.task in MAP_TASKS:
+            image = map_scene(recipe.task, "test", index)[0]
+        else:
+            assert recipe.task in TASKS
+            image = scene(recipe.task, "test", index)[0]
+        save_image(folder / f"{recipe.task}-{index}.jpg", image)
+    return folder
 
 
 def publish(recipe: Recipe, best: Path) -> Path:

@@ -16,6 +16,7 @@ from core.modelspec import ModelSpec
 from core.slug import Slug
 from exporter.checkpoint import load_checkpoint
 from exporter.errors import ExportError
+from exporter.examples import EXAMPLES_DIR, copy_examples
 from exporter.onnx_export import export_onnx, io_shapes, output_types, read_metadata
 from exporter.parity import ParityReport, check_parity
 from exporter.repository import next_version, publish, staging_dir
@@ -34,6 +35,7 @@ class ExportRequest:
     nms: bool | None = None  # Ultralytics' export flag: None raw head, False NMS-free head, True NMS in graph
     visibility: Literal["private", "public"] = "private"
     sample_image: Path | None = None  # defaults to Ultralytics' bus.jpg
+    examples: Path | None = None  # a folder of example images the Test tab shows (`exporter.examples`)
     options: ServingOptions = field(default_factory=ServingOptions)
 
 
@@ -101,6 +103,9 @@ def export_model(request: ExportRequest, console: Console | None = None) -> Expo
             parity = check_parity(request.weights, onnx_path, spec, sample, request.nms)
             console.log(f"parity ok: {parity.summary()}")
             shutil.copy(BACKEND_MODEL, version_dir / "model.py")
+            if request.examples is not None:
+                kept = copy_examples(request.examples, version_dir / EXAMPLES_DIR)
+                console.log(f"examples: {', '.join(kept)}")
             # compiled now: a __pycache__ appearing later would look like a change to Triton's poller
             py_compile.compile(str(version_dir / "model.py"), doraise=True)
             inputs, outputs = io_shapes(onnx_path)

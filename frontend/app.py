@@ -23,6 +23,7 @@ from frontend.api.account import router as account_router
 from frontend.api.deployments import install_log_handler
 from frontend.api.deployments import router as deployments_router
 from frontend.api.docs import router as docs_router
+from frontend.api.images import router as images_router
 from frontend.api.models import router as platform_models_router
 from frontend.api.pages import router as web_router
 from frontend.api.predict import router
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.state.settings = settings
     app.include_router(router)
     app.include_router(platform_models_router)
+    app.include_router(images_router)
     app.include_router(account_router)
     app.include_router(deployments_router)
     app.include_router(track_sessions_router)

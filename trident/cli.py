@@ -89,6 +89,10 @@ def export(
         bool, typer.Option(help="engine: INT8 (with --calibration images) on top of FP16")
     ] = False,
     calibration: Annotated[Path | None, typer.Option(help="engine --int8: folder of images")] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(help="folder of up to 8 JPEG, PNG or WebP images the Test tab shows as examples"),
+    ] = None,
 ) -> None:
     """Export WEIGHTS into the Triton repository as a new, parity-checked version."""
     settings = Settings()
@@ -112,6 +116,7 @@ def export(
         dynamic=dynamic,
         nms=nms,
         visibility="public" if public else "private",
+        examples=examples,
         options=ServingOptions(
             max_batch=max_batch,
             instances=instances,
@@ -231,11 +236,20 @@ def demo_export(
     repository: Annotated[Path | None, typer.Option(help="Triton model repository")] = None,
 ) -> None:
     """Export every committed demo model, public (what `trident run` does on an empty repository)."""
-    from demo.models import available, weights
+    from demo.models import available, weights, write_examples
 
     recipes = available()
     for recipe in recipes:
-        export(weights(recipe), slug=recipe.slug, repository=repository, imgsz=recipe.imgsz, public=True)
+        with tempfile.TemporaryDirectory(prefix="trident-examples-") as folder:
+            examples = write_examples(recipe, Path(folder))
+            export(
+                weights(recipe),
+                slug=recipe.slug,
+                repository=repository,
+                imgsz=recipe.imgsz,
+                public=True,
+                examples=examples,
+            )
     if not recipes:  # a checkout without trained weights still serves the documented JSON
         from exporter.demo import DEMO_SLUG, build_demo_weights
 

@@ -35,6 +35,19 @@ export async function api(path, options = {}) {
   return response;
 }
 
+/** Like `api`, for a call answered with a file: `blob` when ok, else the JSON error in `body`. */
+export async function apiFile(path, options = {}) {
+  try {
+    const response = await fetch(path, { ...options, credentials: "same-origin" });
+    if (response.status === 401) signedIn = false;
+    const { ok, status, headers } = response;
+    if (ok) return { ok, status, headers, body: null, blob: await response.blob() };
+    return { ok, status, headers, body: await response.json().catch(() => null), blob: null };
+  } catch {
+    return { ok: false, status: 0, headers: new Headers(), body: null, blob: null };
+  }
+}
+
 async function request(path, options) {
   try {
     const response = await fetch(path, { ...options, credentials: "same-origin" });

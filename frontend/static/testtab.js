@@ -5,7 +5,7 @@
 // A video plays with its predictions (video.js); the webcam predicts frame after frame (webcam.js).
 // For models that find boxes, "Track objects" asks for track ids: on a video's frames, or through a
 // tracking session on the webcam's.
-import { api, describeError, hasToken, keyForm, session } from "/static/common.js";
+import { api, apiFile, describeError, hasToken, keyForm, session } from "/static/common.js";
 import { classColor, colourKey, draw, hitTest, taskOf } from "/static/draw.js";
 import { decodeMap, describe, drawScale, metres, valueAt } from "/static/maps.js";
 import { VideoView, isVideo } from "/static/video.js";
@@ -15,8 +15,11 @@ import { WebcamView } from "/static/webcam.js";
 // before sending; without them the API alone checks.
 const LIMITS = await fetch("/limits").then((r) => (r.ok ? r.json() : null)).catch(() => null);
 const megabytes = (bytes) => `${+(bytes / 1024 / 1024).toFixed(1)} MB`;
-const TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
-const EXTENSIONS = /\.(jpe?g|png|webp|gif)$/i;
+// The formats the server decodes (frontend/serving/imaging.py), told by their bytes as it tells them.
+const FORMATS = "JPEG, PNG, WebP, AVIF, HEIC, JP2, TIFF, BMP, DNG, MPO or GIF";
+// What this page draws from the browser's own decoding; any other format is shown as the server
+// decodes it for predict (POST /api/preview), so the boxes land on the pixels the model saw.
+const SHOWN_AS_IS = ["jpeg", "png", "webp", "gif", "bmp"];
 const DEBOUNCE_MS = 500;
 const TRACKABLE = ["detect", "segment", "pose", "obb"]; // the tasks `track` accepts
 
@@ -28,7 +31,7 @@ const stage = $("stage");
 const canvas = $("canvas");
 if (LIMITS) {
   const images = megabytes(LIMITS.maxImageBytes), videos = megabytes(LIMITS.maxVideoBytes);
-  $("limits").textContent = `JPG, PNG, WebP or GIF up to ${images}; videos up to ${videos}`;
+  $("limits").textContent = `${FORMATS} up to ${images}; videos up to ${videos}`;
 }
 const controls = { conf: $("conf"), iou: $("iou"), imgsz: $("imgsz") };
 const tracking = { track: $("track"), tracker: $("tracker") };
@@ -45,6 +48,7 @@ let debounce = 0;
 
 const askKey = keyForm(() => {
   loadModels();
+  loadExamples();
   if (state.input) run();
 });
 
@@ -76,25 +80,68 @@ function webcamParams() {
 
 // --- input: files, drops, examples ---------------------------------------------------------
 
+const ascii = (bytes, start, end) => String.fromCharCode(...bytes.subarray(start, end));
+const startsWith = (bytes, prefix) => prefix.every((b, i) => bytes[i] === b);
+const HEIF_BRANDS = ["heic", "heix", "heim", "heis", "hevc", "hevx", "hevm", "hevs", "heif", "mif1", "msf1", "mif2", "miaf"];
+
+/** The image format a file's first bytes name, as the server's `sniff` reads them; null for none. */
+async function imageFormat(blob) {
+  const bytes = new Uint8Array(await blob.slice(0, 64).arrayBuffer());
+  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return "jpeg";
+  if (startsWith(bytes, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return "png";
+  if (["GIF87a", "GIF89a"].includes(ascii(bytes, 0, 6))) return "gif";
+  if (ascii(bytes, 0, 4) === "RIFF" && ascii(bytes, 8, 12) === "WEBP") return "webp";
+  if (["II*\0", "MM\0*"].includes(ascii(bytes, 0, 4))) return "tiff"; // a DNG is a TIFF too
+  if (ascii(bytes, 0, 2) === "BM") return "bmp";
+  if (startsWith(bytes, [0, 0, 0, 0x0c, 0x6a, 0x50, 0x20, 0x20]) || startsWith(bytes, [0xff, 0x4f, 0xff, 0x51])) return "jp2";
+  if (ascii(bytes, 4, 8) === "ftyp") {
+    const size = Math.min(new DataView(bytes.buffer).getUint32(0), bytes.length);
+    const brands = [ascii(bytes, 8, 12)];
+    for (let at = 16; at + 4 <= size; at += 4) brands.push(ascii(bytes, at, at + 4));
+    if (brands.some((b) => b === "avif" || b === "avis")) return "avif";
+    if (brands.some((b) => HEIF_BRANDS.includes(b))) return "heic";
+  }
+  return null;
+}
+
 /** Why a file cannot be sent, or "" when it can (the server checks again). */
-function rejectReason(blob, name) {
+async function rejectReason(blob, name) {
   if (isVideo(blob, name)) {
     const mb = (blob.size / 1024 / 1024).toFixed(1);
     const max = LIMITS?.maxVideoBytes ?? Infinity;
     return blob.size > max ? `"${name}" is ${mb} MB; videos must be ${megabytes(max)} or smaller.` : "";
   }
-  if (!TYPES.includes(blob.type) && !EXTENSIONS.test(name)) {
-    return `"${name}" is not a supported image. Use a JPG, PNG, WebP or GIF file.`;
-  }
   if (LIMITS && blob.size > LIMITS.maxImageBytes) {
     const max = megabytes(LIMITS.maxImageBytes);
     return `"${name}" is ${(blob.size / 1024 / 1024).toFixed(1)} MB; images must be ${max} or smaller.`;
   }
+  if (!(await imageFormat(blob))) return `"${name}" is not a supported image. Use ${FORMATS}.`;
   return "";
 }
 
+/** The picture to draw on: the file itself where the browser shows it as predict reads it, else the
+ * server's decoding of it (POST /api/preview). Resolves to an <img>, or to a failed response. */
+async function picture(blob, name) {
+  let source = blob;
+  if (!SHOWN_AS_IS.includes(await imageFormat(blob))) {
+    const form = new FormData();
+    form.append("file", blob, name);
+    const response = await apiFile("/api/preview", { method: "POST", body: form });
+    if (!response.ok) return { failure: response };
+    source = response.blob;
+  }
+  const image = new Image();
+  image.src = URL.createObjectURL(source);
+  try {
+    await image.decode();
+  } catch {
+    return { failure: null };
+  }
+  return { image };
+}
+
 async function useImage(blob, name) {
-  const reason = rejectReason(blob, name);
+  const reason = await rejectReason(blob, name);
   if (reason) return say(reason);
   if (webcam.running) {
     webcamShown(false);
@@ -102,12 +149,13 @@ async function useImage(blob, name) {
   }
   if (isVideo(blob, name)) return useVideo(blob, name);
   video.hide();
-  const image = new Image();
-  image.src = URL.createObjectURL(blob);
-  try {
-    await image.decode();
-  } catch {
-    return say(`"${name}" could not be read as an image.`);
+  if (!hasToken() && !SHOWN_AS_IS.includes(await imageFormat(blob))) {
+    return askKey("Enter your API key to run the model. It is never stored in this browser.");
+  }
+  const { image, failure } = await picture(blob, name);
+  if (!image) {
+    if (failure && failure.status === 401) askKey("That key was not accepted. Paste a valid API key.");
+    return say(failure ? describeError(failure) : `"${name}" could not be read as an image.`);
   }
   say("");
   state.input = { blob, name, image };
@@ -226,9 +274,17 @@ drop.addEventListener("drop", (event) => {
   if (file) useImage(file, file.name);
 });
 
+/** The model's own examples (stored with it at export), else Ultralytics' bus.jpg and zidane.jpg. */
 async function loadExamples() {
-  const response = await fetch("/examples");
-  const names = response.ok ? await response.json() : [];
+  const own = hasToken() ? await api(`/api/models/${slug}/examples`) : null;
+  let base = `/api/models/${slug}/examples`;
+  let names = own && own.ok ? own.body.examples : [];
+  if (!names.length) {
+    const response = await fetch("/examples");
+    names = response.ok ? await response.json() : [];
+    base = "/examples";
+  }
+  $("examples").dataset.source = base === "/examples" ? "default" : "model";
   $("examples").replaceChildren(
     ...names.map((name) => {
       const button = document.createElement("button");
@@ -237,11 +293,11 @@ async function loadExamples() {
       button.dataset.example = name;
       button.title = `Run on ${name}`;
       const thumb = document.createElement("img");
-      thumb.src = `/examples/${name}`;
+      thumb.src = `${base}/${name}`;
       thumb.alt = name;
       button.append(thumb, name);
       button.addEventListener("click", async () => {
-        const image = await fetch(`/examples/${name}`);
+        const image = await fetch(`${base}/${name}`, { credentials: "same-origin" });
         useImage(await image.blob(), name);
       });
       return button;
@@ -580,5 +636,7 @@ $("model-select").addEventListener("change", (event) => {
 document.title = `${slug} · Test · Trident`;
 $("model-select").append(new Option(slug, slug, true, true));
 updateCode();
-loadExamples();
-session.then(loadModels);
+session.then(() => {
+  loadModels();
+  loadExamples();
+});

@@ -91,14 +91,16 @@ def task_models(stack: Stack, model_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def shapes_model(stack: Stack) -> str:
+def shapes_model(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The committed demo detection model of moving shapes (what `tests.helpers.clips` draws),
-    exported into the stack at its training size: boxes a tracker can follow. Its slug."""
-    from demo.models import weights
+    exported into the stack at its training size, with the examples `trident demo export` gives it:
+    boxes a tracker can follow. Its slug."""
+    from demo.models import weights, write_examples
     from demo.train import RECIPES
 
     recipe = RECIPES["shapes-detect"]
-    stack.export(weights(recipe), SHAPES, imgsz=recipe.imgsz)
+    examples = write_examples(recipe, tmp_path_factory.mktemp("shapes-examples"))
+    stack.export(weights(recipe), SHAPES, imgsz=recipe.imgsz, examples=examples)
     stack.wait_model(SHAPES, timeout_s=120)
     return SHAPES
 

@@ -233,7 +233,8 @@ def test_files_are_checked_before_sending(tab: TestTab) -> None:
     tab.open(DETECT)
     tab.page.set_input_files("#file", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"})
     expect(tab.page.locator("#message")).to_have_text(
-        '"notes.txt" is not a supported image. Use a JPG, PNG, WebP or GIF file.'
+        '"notes.txt" is not a supported image.'
+        " Use JPEG, PNG, WebP, AVIF, HEIC, JP2, TIFF, BMP, DNG, MPO or GIF."
     )
     big = {"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": b"\xff" * (11 * 1024 * 1024)}
     tab.page.set_input_files("#file", big)
