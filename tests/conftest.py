@@ -4,13 +4,12 @@ stack (`tests/helpers/stack.py`, a plugin so that it is defined once); the integ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
-pytest_plugins = ["tests.helpers.stack"]
+pytest_plugins = ["tests.helpers.stack", "tests.helpers.scheduling"]
 ODD_SIZES = [(333, 517), (1001, 37), (12, 3000)]  # (width, height)
 INTEGRATION = ("integration", "browser")  # folders whose tests need the local Triton
 
@@ -22,20 +21,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.relative_to(tests).parts[0] in INTEGRATION:
             item.add_marker(pytest.mark.integration)
-
-
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under `make test` (`pytest -n 2`): the tests that need the session stack are one unit of
-    work, run in order by one worker on one stack (two stacks would export every model twice),
-    while the other worker takes the rest, test by test. xdist's own `--dist loadgroup` cannot
-    do this with pytest 9, whose node ids its group suffix no longer reaches."""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class StackAsOneUnit(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return "stack" if nodeid.split("/")[1] in INTEGRATION else nodeid
-
-    return StackAsOneUnit(config, log)
 
 
 def _assets() -> Path:
