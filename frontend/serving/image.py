@@ -17,13 +17,10 @@ from frontend.errors import ServiceUnavailable
 from frontend.formats import json_response
 from frontend.metrics import record_tracked
 from frontend.serving.catalog import ServedModel
-from frontend.serving.engine import Engine
 from frontend.serving.form import PredictForm
 from frontend.serving.imaging import decode_image
-from frontend.serving.inference import Track, decode_and_render, run_cpu, run_model
+from frontend.serving.inference import ModelCall, Track, decode_and_render, run_cpu, run_model
 from frontend.serving.source import read_source
-from pipeline.decode import Decoder
-from pipeline.formats import Call, Format
 from pipeline.prepare import Prepared, prepare
 from pipeline.result import Result, Speed
 from pipeline.tracking import VideoTracking, motion_frame
@@ -53,19 +50,11 @@ def _ms(start: float) -> float:
 
 
 async def predict_image(
-    request: Request,
-    engine: Engine,
-    settings: Settings,
-    served: ServedModel,
-    decode: Decoder,
-    form: PredictForm,
-    contract: Format,
-    call: Call,
-    tracking: VideoTracking | None = None,
+    request: Request, model: ModelCall, settings: Settings, form: PredictForm
 ) -> Response:
-    """One image through the pipeline, answered in `contract`, with Server-Timing; with `tracking`
-    (a track session's frame) its result goes through the tracker before it is rendered."""
-    options = form.options
+    """One image through the pipeline, answered in the call's contract, with Server-Timing; with
+    a tracker (a track session's frame) its result goes through it before it is rendered."""
+    engine, served, options, tracking = model.engine, model.served, model.options, model.tracking
     start = time.perf_counter()
     data = form.data if form.data is not None else await read_source(form.source or "", settings)
     motion = tracking is not None and tracking.wants_frames
@@ -85,11 +74,11 @@ async def predict_image(
     start = time.perf_counter()
     track = None if tracking is None else _tracked(tracking, str(served.slug), grey)
     result, rows, maps = await run_cpu(
-        engine, decode_and_render, decode, outputs, served, options, prep, contract, track
+        engine, decode_and_render, model.decode, outputs, served, options, prep, model.contract, track
     )
     speed = Speed(pre_ms, infer_ms, _ms(start))
     request.state.timings = speed.as_dict()  # for metrics
-    response = json_response(contract.image(rows, result, speed, maps, call))
+    response = json_response(model.contract.image(rows, result, speed, maps, model.call))
     response.headers["Server-Timing"] = ", ".join(
         f"{stage};dur={ms}" for stage, ms in speed.as_dict().items()
     )

@@ -7,6 +7,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
@@ -18,10 +19,11 @@ from core.modelspec import CANDIDATES_OUTPUT, CONF_INPUT, U8_INPUT
 from frontend.serving.catalog import ServedModel
 from pipeline.contract import PredictOptions
 from pipeline.decode import Decoder
-from pipeline.formats import Format
+from pipeline.formats import Call, Format
 from pipeline.prepare import Prepared
 from pipeline.render_maps import map_objects
 from pipeline.result import Result
+from pipeline.tracking import VideoTracking
 
 if TYPE_CHECKING:
     from frontend.serving.engine import Engine
@@ -29,6 +31,20 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Track = Callable[[Result], Result]  # a frame's result through its tracker
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One predict call through a served model, image or video: what every step needs besides
+    the pixels."""
+
+    engine: Engine
+    served: ServedModel
+    decode: Decoder
+    options: PredictOptions
+    contract: Format
+    call: Call
+    tracking: VideoTracking | None = None  # with `track`: the video's or the session's tracker
 
 
 _thread = threading.local()

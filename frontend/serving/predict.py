@@ -8,6 +8,8 @@ when the frame succeeded (a failed frame leaves the session as it was)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,10 +19,11 @@ from frontend.serving.catalog import ServedModel
 from frontend.serving.engine import Engine
 from frontend.serving.form import PredictForm
 from frontend.serving.image import predict_image
-from frontend.serving.video import VideoCall, predict_video
+from frontend.serving.inference import ModelCall
+from frontend.serving.video import predict_video
 from pipeline.contract import TRACKABLE
-from pipeline.decode import Decoder, decoder_for
-from pipeline.formats import Call, Format
+from pipeline.decode import decoder_for
+from pipeline.formats import Format
 from pipeline.tracking import VideoTracking
 from store.keys import Principal
 from store.track_sessions import Binding, SessionGone, SessionMismatch, StoreUnavailable, TrackSessions
@@ -57,29 +60,23 @@ def session_namespace(caller: Principal) -> str:
 
 async def _predict_session(
     request: Request,
-    engine: Engine,
+    model: ModelCall,
     settings: Settings,
-    served: ServedModel,
-    decode: Decoder,
     form: PredictForm,
-    contract: Format,
-    call: Call,
     sessions: TrackSessions,
     namespace: str,
 ) -> Response:
     """One frame of a track session: its state in, the frame through it, its state out."""
-    options = form.options
+    options = model.options
     assert options.track_session is not None
     session = options.track_session
     headers = {SESSION_HEADER: session}
-    binding = Binding(str(served.slug), options.tracker, options.tracking_binding())
+    binding = Binding(str(model.served.slug), options.tracker, options.tracking_binding())
     try:
         async with sessions.turn(namespace, session, binding) as turn:
             tracking = VideoTracking(options, turn.state)
-            with engine.in_flight.slot():
-                response = await predict_image(
-                    request, engine, settings, served, decode, form, contract, call, tracking
-                )
+            with model.engine.in_flight.slot():
+                response = await predict_image(request, replace(model, tracking=tracking), settings, form)
             turn.save(tracking.dumps())
     except SessionGone as exc:
         raise Gone(str(exc), headers=headers) from None
@@ -106,22 +103,19 @@ async def predict_form(
 ) -> Response:
     """The answer in `contract`; `started` is the call's `time.perf_counter()` (the Platform's
     `functionTimeCall` counts from it)."""
-    decode = decoder_for(served.spec)
+    options = form.options
     call = engine.call(served, started)
-    session = form.options.track_session is not None
-    refusal = track_refusal(served.spec.task, form.video is not None, session) if form.options.track else None
+    model = ModelCall(engine, served, decoder_for(served.spec), options, contract, call)
+    session = options.track_session is not None
+    refusal = track_refusal(served.spec.task, form.video is not None, session) if options.track else None
     if refusal is not None:
         if form.video is not None:
             form.video.file.close()  # `predict_video` closes it on every other path
         raise InvalidRequest(refusal)
     if form.video is not None:
-        tracking = VideoTracking(form.options) if form.options.track else None
-        video = VideoCall(engine, served, decode, form.options, contract, call, tracking)
-        return await predict_video(request, video, settings, form.video)
+        tracking = VideoTracking(options) if options.track else None
+        return await predict_video(request, replace(model, tracking=tracking), settings, form.video)
     if session:
-        namespace = session_namespace(caller)
-        return await _predict_session(
-            request, engine, settings, served, decode, form, contract, call, sessions, namespace
-        )
+        return await _predict_session(request, model, settings, form, sessions, session_namespace(caller))
     with engine.in_flight.slot():
-        return await predict_image(request, engine, settings, served, decode, form, contract, call)
+        return await predict_image(request, model, settings, form)

@@ -33,16 +33,11 @@ from starlette.types import Receive, Scope, Send
 from core.settings import Settings
 from frontend.errors import InferenceTimeout, ServiceUnavailable, ServingError
 from frontend.metrics import record_tracked, record_video_frames, record_video_request
-from frontend.serving.catalog import ServedModel
-from frontend.serving.engine import Engine
-from frontend.serving.inference import render, run_cpu, run_model
+from frontend.serving.inference import ModelCall, render, run_cpu, run_model
 from frontend.serving.video_input import VideoReader
-from pipeline.contract import PredictOptions
-from pipeline.decode import Decoder
-from pipeline.formats import Call, Format
 from pipeline.prepare import Prepared, prepare
 from pipeline.result import Speed
-from pipeline.tracking import VideoTracking, motion_frame
+from pipeline.tracking import motion_frame
 
 T = TypeVar("T")
 NDJSON = "application/x-ndjson"
@@ -62,20 +57,7 @@ class Batch:
     motion: list[NDArray[np.uint8]] | None  # with BoT-SORT: what its motion compensation reads of each frame
 
 
-@dataclass(frozen=True)
-class VideoCall:
-    """What one video request needs besides the frames."""
-
-    engine: Engine
-    served: ServedModel
-    decode: Decoder
-    options: PredictOptions
-    contract: Format
-    call: Call
-    tracking: VideoTracking | None = None  # with `track`: this video's tracker
-
-
-def _read_batch(call: VideoCall, reader: VideoReader, size: int) -> Batch | None:
+def _read_batch(call: ModelCall, reader: VideoReader, size: int) -> Batch | None:
     """The next `size` frames as one model input (a worker thread), or None at the end."""
     start = time.perf_counter()
     frames = reader.read(size)
@@ -91,7 +73,7 @@ def _read_batch(call: VideoCall, reader: VideoReader, size: int) -> Batch | None
 
 
 def _render_batch(
-    call: VideoCall, outputs: dict[str, NDArray[Any]], batch: Batch, infer_ms: float
+    call: ModelCall, outputs: dict[str, NDArray[Any]], batch: Batch, infer_ms: float
 ) -> list[dict[str, Any]]:
     """One answer object per frame (a worker thread), from one `Result` each, as the image route
     renders it; with `track`, each frame goes through the video's tracker first (batches are
@@ -125,7 +107,7 @@ IN_TRITON = 2  # batches a video keeps at Triton: one running, one queued behind
 
 
 async def _frames(
-    call: VideoCall, reader: VideoReader, deadline: float
+    call: ModelCall, reader: VideoReader, deadline: float
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
     """The answer objects of each batch in order, from a pipeline that keeps the model busy:
     batch k+1 waits in Triton's queue while batch k runs, so the model never waits for the
@@ -183,7 +165,7 @@ async def _frames(
         asyncio.get_running_loop().run_in_executor(None, reader.close)
 
 
-def _counts(call: VideoCall) -> dict[int, int] | None:
+def _counts(call: ModelCall) -> dict[int, int] | None:
     """A tracked video's distinct ids by class, for its summary; None untracked."""
     return None if call.tracking is None else call.tracking.counts()
 
@@ -225,7 +207,7 @@ class _ClosingStream(StreamingResponse):
                 self._cleanup.close()
 
 
-async def predict_video(request: Request, call: VideoCall, settings: Settings, video: UploadFile) -> Response:
+async def predict_video(request: Request, call: ModelCall, settings: Settings, video: UploadFile) -> Response:
     """The whole answer, or an NDJSON stream when the client accepts one. `video` is closed here
     (or when the stream ends), on every path."""
     engine = call.engine
@@ -274,7 +256,7 @@ async def predict_video(request: Request, call: VideoCall, settings: Settings, v
 
 
 async def _whole(
-    request: Request, call: VideoCall, reader: VideoReader, deadline: float, settings: Settings
+    request: Request, call: ModelCall, reader: VideoReader, deadline: float, settings: Settings
 ) -> Response:
     frames: list[dict[str, Any]] = []
     try:
@@ -290,7 +272,7 @@ async def _whole(
 
 
 async def _stream(
-    call: VideoCall,
+    call: ModelCall,
     reader: VideoReader,
     deadline: float,
     settings: Settings,
