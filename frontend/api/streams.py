@@ -28,6 +28,7 @@ from frontend.schemas import error_docs
 from frontend.serving.predict import track_refusal
 from frontend.streams.runner import KEEPALIVE_S, StreamRunner
 from frontend.streams.sources import SourceRefused, checked_address, parse_source, redact
+from frontend.streams.webhooks import check_webhook, new_secret, parse_webhook
 from pipeline.contract import ApiFormat, PredictOptions
 from store.clock import iso
 from store.keys import Principal
@@ -51,6 +52,11 @@ class StreamRequest(BaseModel):
     format: ApiFormat | None = Field(
         None, description="the events' contract: seed or platform (default: the server's)"
     )
+    webhook_url: str | None = Field(
+        None,
+        description="http(s):// URL each frame's event is POSTed to, signed (X-Trident-Signature); "
+        "the signing secret is answered once, in this response's webhook.secret",
+    )
 
 
 def _options(extra: dict[str, Any]) -> PredictOptions:
@@ -67,7 +73,8 @@ def _options(extra: dict[str, Any]) -> PredictOptions:
         raise InvalidRequest(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}") from None
 
 
-def _body(row: StreamRow, runner: StreamRunner | None) -> dict[str, Any]:
+def _body(row: StreamRow, runner: StreamRunner | None, secret: str | None = None) -> dict[str, Any]:
+    """What is answered of a stream; the webhook's `secret` only in the creation's answer."""
     status, error = row.status, row.error
     if runner is not None and not row.paused:
         status, error = runner.status, runner.error
@@ -84,6 +91,13 @@ def _body(row: StreamRow, runner: StreamRunner | None) -> dict[str, Any]:
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
+    if row.webhook_url:
+        webhook: dict[str, Any] = {"url": redact(row.webhook_url)}
+        if runner is not None and runner.webhook is not None:
+            webhook = runner.webhook.counts()
+        if secret is not None:
+            webhook["secret"] = secret
+        body["webhook"] = webhook
     if runner is not None:
         stats = runner.stats()
         body["frames"] = {
@@ -119,8 +133,13 @@ async def create_stream(
     try:
         url = parse_source(definition.source)
         await checked_address(url, settings.source_allow_private)
+        webhook = None
+        if definition.webhook_url is not None:
+            webhook = parse_webhook(definition.webhook_url)
+            await check_webhook(webhook, settings.source_allow_private)
     except SourceRefused as exc:
         raise InvalidRequest(str(exc)) from None
+    secret = None if webhook is None else new_secret()
     parts = definition.model.strip("/").split("/")
     if len(parts) != 3:
         raise InvalidRequest("model must be a slug: owner/project/name")
@@ -142,12 +161,14 @@ async def create_stream(
             definition.max_fps,
             definition.format or settings.api_format,
             settings.streams_per_key,
+            None if webhook is None else webhook.raw,
+            secret,
         )
     )
     if row is None:
         raise Conflict(f"this key has {settings.streams_per_key} streams, the most it may have")
     await services.streams.sync()
-    return json_response(_body(row, services.streams.local(row.id)), status_code=201)
+    return json_response(_body(row, services.streams.local(row.id), secret), status_code=201)
 
 
 @router.get("/api/streams", summary="Your key's camera streams")
