@@ -27,10 +27,12 @@ import pytest
 
 from demo.models import weights
 from demo.train import RECIPES
+from frontend.streams.webhooks import verify
 from store.keys import KeyStore
 from tests.helpers.camera import MjpegCamera, garbage_server, silent_port
 from tests.helpers.clips import read_frames, write_clip
 from tests.helpers.stack import Stack, free_port
+from tests.helpers.webhook import WebhookReceiver
 from tests.integration.test_track_video import DETECT, MODELS
 from trident import runtime
 
@@ -79,6 +81,9 @@ class Frontend:
             "TRIDENT_STREAM_GIVE_UP_AFTER": "4",
             "TRIDENT_STREAM_LEASE_S": "3",
             "TRIDENT_STREAMS_PER_KEY": "3",
+            "TRIDENT_STREAM_WEBHOOK_QUEUE": "3",  # a tiny bound, so a receiver's outage cuts events
+            "TRIDENT_STREAM_WEBHOOK_BACKOFF_MAX_S": "0.2",
+            "TRIDENT_STREAM_WEBHOOK_ATTEMPTS": "40",
         }
         self.runs = 0
         self.start()
@@ -247,6 +252,50 @@ def test_reconnects_pauses_resumes_and_survives_a_restart(
     frontend.start()
     until(status_is(frontend, key, stream, "running"), what="running after a restart")
     assert events(frontend, key, stream, 2)[0]["stream"] == stream
+    assert api(frontend, key, "DELETE", f"/api/streams/{stream}").status_code == 204
+
+
+def test_a_webhook_gets_signed_events_in_order_retries_and_counts_what_the_bound_cut(
+    frontend: Frontend, key: str, model: str, camera: MjpegCamera
+) -> None:
+    refused(create(frontend, key, camera.url, webhook_url="rtsp://127.0.0.1/x"), 400, "webhook_url")
+    with WebhookReceiver() as hook:
+        r = create(frontend, key, camera.url, max_fps=5, webhook_url=hook.url)
+        assert r.status_code == 201, r.text
+        stream, secret = r.json()["id"], r.json()["webhook"]["secret"]
+        assert secret.startswith("whsec_") and r.json()["webhook"]["url"] == hook.url.split("?")[0]
+        until(lambda: len(hook.accepted()) >= 3, what="the first events")
+        hook.fail_for(2.0)  # 500s: the event in hand is retried, the others overflow the queue of 3
+        until(lambda: len(hook.received) - len(hook.accepted()) >= 3, what="retries")
+        until(lambda: len(hook.accepted()) >= 10, what="the rest after the outage")
+        api(frontend, key, "POST", f"/api/streams/{stream}/pause")
+
+        def drained() -> dict[str, Any] | None:
+            body: dict[str, Any] = api(frontend, key, "GET", f"/api/streams/{stream}").json()
+            return body if body["webhook"]["queued"] == 0 else None
+
+        body = until(drained, what="the queue drained")
+        accepted = hook.accepted()
+    counts = body["webhook"]
+    assert "secret" not in counts and secret not in str(api(frontend, key, "GET", "/api/streams").text)
+    frames = []
+    for received in accepted:
+        assert verify(secret, received.headers["x-trident-signature"], received.body, time.time())
+        event = orjson.loads(received.body)
+        assert event["stream"] == stream and "predictions" in event
+        assert received.headers["x-trident-event-id"].endswith(f"-{event['frame']}")
+        frames.append(event["frame"])
+    assert frames == sorted(frames) and len(set(frames)) == len(frames), frames  # in order, once each
+    assert counts["retried"] >= 2 and counts["failed"] == 0 and counts["delivered"] == len(accepted)
+    # what the bound cut: the processed frames the receiver never got, exactly the drop count
+    processed = [e["frame"] for e in events(frontend, key, stream, body["frames"]["processed"])]
+    missing = set(processed) - set(frames)
+    assert counts["dropped"] >= 3 and len(missing) == counts["dropped"], (counts, sorted(missing))
+    metrics = httpx.get(f"{frontend.base}/metrics").text
+    assert f'trident_stream_webhook_dropped_total{{stream="{stream}"}} {counts["dropped"]}.0' in metrics
+    assert f'trident_stream_webhook_retries_total{{stream="{stream}"}}' in metrics
+    assert secret not in metrics and "hooksecret" not in metrics
+    assert secret not in frontend.log.read_text() and "hooksecret" not in frontend.log.read_text()
     assert api(frontend, key, "DELETE", f"/api/streams/{stream}").status_code == 204
 
 
