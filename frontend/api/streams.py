@@ -220,6 +220,55 @@ async def delete_stream(stream_id: StreamId, caller: StreamsCallerDep, services:
     return Response(status_code=204)
 
 
+PREVIEW_BOUNDARY = "trident-preview"
+MAX_WATCHERS = 4  # preview clients per stream: each costs a connection, not a drawing
+
+
+async def _preview(request: Request, runner: StreamRunner) -> AsyncIterator[bytes]:
+    runner.watchers += 1
+    try:
+        shown = 0
+        while not runner.closed:
+            wake = runner.preview_next
+            shot = runner.preview
+            if shot is not None and shot[0] != shown:
+                shown, jpeg = shot
+                head = (
+                    f"--{PREVIEW_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(jpeg)}\r\nX-Frame: {shown}\r\n\r\n"
+                )
+                yield head.encode() + jpeg + b"\r\n"
+            try:
+                await asyncio.wait_for(wake.wait(), KEEPALIVE_S)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
+    finally:
+        runner.watchers -= 1
+
+
+@router.get(
+    "/api/streams/{stream_id}/preview",
+    summary="The latest processed frame with its results drawn, as MJPEG (for an <img>)",
+    responses={200: {"content": {"multipart/x-mixed-replace": {}}}, **error_docs(404, 409)},
+)
+async def stream_preview(
+    stream_id: StreamId, request: Request, caller: StreamsCallerDep, services: ServicesDep
+) -> Response:
+    row = await _row(services, caller, stream_id)
+    runner = services.streams.local(row.id)
+    if runner is None:
+        raise Conflict("this stream runs in another process; ask the one that runs it (see the README)")
+    if runner.watchers >= MAX_WATCHERS:
+        raise Conflict(f"this stream's preview has {MAX_WATCHERS} viewers, the most it serves")
+    headers = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(
+        _preview(request, runner),
+        media_type=f"multipart/x-mixed-replace; boundary={PREVIEW_BOUNDARY}",
+        headers=headers,
+    )
+
+
 def _status_event(runner: StreamRunner) -> bytes:
     data = orjson.dumps({"stream": runner.id, "status": runner.status, "error": runner.error})
     return b"event: status\ndata: " + data + b"\n\n"

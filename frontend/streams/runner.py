@@ -43,6 +43,7 @@ from frontend.metrics import record_stream_dropped, record_stream_frame, record_
 from frontend.serving.catalog import ServedModel
 from frontend.serving.engine import Engine
 from frontend.serving.inference import decode_and_render, run_cpu, run_model
+from frontend.streams.preview import annotate
 from frontend.streams.readers import Frame, LatestFrame, Reader, ReaderConfig
 from frontend.streams.sources import parse_source
 from frontend.streams.webhooks import Webhook, WebhookConfig
@@ -143,6 +144,9 @@ class StreamRunner:
             max_pixels=settings.max_image_pixels,
             max_part_bytes=settings.max_upload_bytes,
         )
+        self.watchers = 0  # preview clients: frames are drawn only while there are some
+        self.preview: tuple[int, bytes] | None = None  # (frame number, JPEG)
+        self._preview_next = asyncio.Event()
         self.webhook: Webhook | None = None
         if row.webhook_url and row.webhook_secret:
             config = WebhookConfig(
@@ -199,12 +203,22 @@ class StreamRunner:
         if status is not None:
             self._set_status(status, "")
 
+    @property
+    def preview_next(self) -> asyncio.Event:
+        """Set at the next drawn frame (or the stream's end): take it, then wait on it."""
+        return self._preview_next
+
+    def _preview_wake(self) -> None:
+        self._preview_next.set()
+        self._preview_next = asyncio.Event()
+
     async def close(self) -> None:
         await self.stop()
         if self.webhook is not None:
             await self.webhook.close()
         self.closed = True
         self.buffer.wake()
+        self._preview_wake()
 
     def _reconnected(self) -> None:
         self.reconnects += 1
@@ -302,6 +316,10 @@ class StreamRunner:
         if self.error.startswith("inference failed"):
             self.error = ""
         record_stream_frame(self.id, lag_s)
+        if self.watchers > 0:
+            jpeg = await run_cpu(engine, annotate, frame.image, result)
+            self.preview = (frame.number, jpeg)
+            self._preview_wake()
 
 
 def iso_precise(seconds: float) -> str:
