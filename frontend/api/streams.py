@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from frontend.deps import ServicesDep, SettingsDep, StreamsCallerDep
-from frontend.errors import Conflict, InvalidRequest, NotFound, Unauthorized
+from frontend.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from frontend.formats import json_response
 from frontend.guards.auth import visible_model
 from frontend.schemas import error_docs
@@ -116,6 +116,13 @@ def _key(caller: Principal) -> str:
     return caller.key_id
 
 
+def _manager(caller: Principal) -> str:
+    """The key of a caller that may change streams: a browser token may only watch them."""
+    if caller.via_token:
+        raise Forbidden("the Test tab's session may watch streams; changing one takes the API key")
+    return _key(caller)
+
+
 @router.post(
     "/api/streams",
     status_code=201,
@@ -128,7 +135,7 @@ async def create_stream(
     services: ServicesDep,
     settings: SettingsDep,
 ) -> Response:
-    key = _key(caller)
+    key = _manager(caller)
     options = _options(dict(definition.model_extra or {}))
     try:
         url = parse_source(definition.source)
@@ -193,8 +200,9 @@ async def get_stream(stream_id: StreamId, caller: StreamsCallerDep, services: Se
 
 
 async def _set_paused(services: Any, caller: Principal, stream_id: str, paused: bool) -> Response:
+    key = _manager(caller)
     await _row(services, caller, stream_id)
-    row = await anyio.to_thread.run_sync(services.streams.store.set_paused, stream_id, _key(caller), paused)
+    row = await anyio.to_thread.run_sync(services.streams.store.set_paused, stream_id, key, paused)
     if row is None:
         raise NotFound(f"no stream {stream_id!r} for this key")
     await services.streams.sync()
@@ -213,7 +221,7 @@ async def resume_stream(stream_id: StreamId, caller: StreamsCallerDep, services:
 
 @router.delete("/api/streams/{stream_id}", status_code=204, summary="End and forget a stream")
 async def delete_stream(stream_id: StreamId, caller: StreamsCallerDep, services: ServicesDep) -> Response:
-    deleted = await anyio.to_thread.run_sync(services.streams.store.delete, stream_id, _key(caller))
+    deleted = await anyio.to_thread.run_sync(services.streams.store.delete, stream_id, _manager(caller))
     if not deleted:
         raise NotFound(f"no stream {stream_id!r} for this key")
     await services.streams.sync()
