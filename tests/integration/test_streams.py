@@ -299,6 +299,69 @@ def test_a_webhook_gets_signed_events_in_order_retries_and_counts_what_the_bound
     assert api(frontend, key, "DELETE", f"/api/streams/{stream}").status_code == 204
 
 
+def preview_parts(fe: Frontend, key: str, stream: str, count: int) -> list[tuple[int, np.ndarray[Any, Any]]]:
+    """The next `count` frames of the stream's preview: (frame number, image), then disconnected."""
+    found: list[tuple[int, np.ndarray[Any, Any]]] = []
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.stream("GET", f"{fe.base}/api/streams/{stream}/preview", headers=headers, timeout=30) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"] == "multipart/x-mixed-replace; boundary=trident-preview"
+        buffer = b""
+        for chunk in r.iter_raw():
+            buffer += chunk
+            while (end := buffer.find(b"\r\n\r\n")) >= 0:
+                head = buffer[:end].decode()
+                length = int(head.split("Content-Length: ")[1].split("\r\n")[0])
+                if len(buffer) < end + 4 + length + 2:
+                    break
+                jpeg = buffer[end + 4 : end + 4 + length]
+                buffer = buffer[end + 4 + length + 2 :]
+                number = int(head.split("X-Frame: ")[1].split("\r\n")[0])
+                found.append((number, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)))
+                if len(found) == count:
+                    return found
+    raise AssertionError("the preview ended")
+
+
+def test_the_preview_draws_each_processed_frames_boxes_and_frees_its_viewers(
+    frontend: Frontend, key: str, model: str, camera: MjpegCamera
+) -> None:
+    from frontend.streams.preview import PALETTE
+
+    r = create(frontend, key, camera.url, max_fps=4)
+    assert r.status_code == 201, r.text
+    stream = r.json()["id"]
+    until(status_is(frontend, key, stream, "running"), what="running")
+    shots = preview_parts(frontend, key, stream, 3)
+    numbers = [n for n, _ in shots]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 3
+    by_frame = {e["frame"]: e for e in events(frontend, key, stream, api_processed(frontend, key, stream))}
+    edges = 0
+    for number, image in shots:
+        seen = recorded_image(frontend, stream, number)
+        assert image.shape == seen.shape
+        for p in by_frame[number]["predictions"]:
+            box = p["box"]
+            x, y = round(box["x1"]), round((box["y1"] + box["y2"]) / 2)
+            colour = np.array(PALETTE[p["class_id"] % len(PALETTE)])
+            edges += int(np.abs(image[y, x].astype(int) - colour).max() <= 60)
+    assert edges >= 3, "the boxes are not drawn where the events say"
+    for _ in range(5):  # more than the 4 viewers a stream serves, one after another: each one freed
+        preview_parts(frontend, key, stream, 1)
+    assert api(frontend, key, "DELETE", f"/api/streams/{stream}").status_code == 204
+
+
+def api_processed(fe: Frontend, key: str, stream: str) -> int:
+    processed: int = api(fe, key, "GET", f"/api/streams/{stream}").json()["frames"]["processed"]
+    return processed
+
+
+def recorded_image(fe: Frontend, stream: str, frame: int) -> np.ndarray[Any, Any]:
+    image = cv2.imread(str(fe.record / stream / f"{frame:06d}.png"))
+    assert image is not None
+    return image
+
+
 def test_bad_sources_are_refused_or_fail_with_a_reason(
     stack: Stack, frontend: Frontend, key: str, model: str, camera: MjpegCamera
 ) -> None:
