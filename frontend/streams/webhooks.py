@@ -184,8 +184,10 @@ class Webhook:
                 error, retry = str(exc), False
             except httpx.TimeoutException:
                 error = f"no answer within {self.config.timeout_s:g} s"
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, OSError) as exc:
                 error = f"could not deliver ({type(exc).__name__})"
+            except Exception as exc:  # the delivery task must outlive whatever a receiver does
+                error, retry = f"could not deliver ({type(exc).__name__})", False
             else:
                 if 200 <= status < 300:
                     self.delivered += 1
