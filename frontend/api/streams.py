@@ -107,6 +107,7 @@ def _body(row: StreamRow, runner: StreamRunner | None, secret: str | None = None
             "reconnects": stats.reconnects,
             "last_processed_at": stats.last_frame_at,
         }
+        body["preview_viewers"] = runner.watchers
     return body
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -346,8 +347,24 @@ def test_the_preview_draws_each_processed_frames_boxes_and_frees_its_viewers(
             colour = np.array(PALETTE[p["class_id"] % len(PALETTE)])
             edges += int(np.abs(image[y, x].astype(int) - colour).max() <= 60)
     assert edges >= 3, "the boxes are not drawn where the events say"
-    for _ in range(5):  # more than the 4 viewers a stream serves, one after another: each one freed
-        preview_parts(frontend, key, stream, 1)
+    url, headers = f"{frontend.base}/api/streams/{stream}/preview", {"Authorization": f"Bearer {key}"}
+
+    def viewers() -> int:
+        count: int = api(frontend, key, "GET", f"/api/streams/{stream}").json()["preview_viewers"]
+        return count
+
+    with ExitStack() as held:
+        readers = []  # kept: an httpx iterator dropped closes its response
+        for _ in range(4):
+            r = held.enter_context(httpx.stream("GET", url, headers=headers, timeout=10))
+            assert r.status_code == 200
+            readers.append(r.iter_raw())
+            next(readers[-1])  # its first frame: the viewer is counted
+        assert viewers() == 4
+        with httpx.stream("GET", url, headers=headers, timeout=10) as fifth:
+            assert fifth.status_code == 409, fifth.headers
+            assert "4 viewers" in fifth.read().decode()
+    until(lambda: viewers() == 0, 10, what="the viewers freed")
     assert api(frontend, key, "DELETE", f"/api/streams/{stream}").status_code == 204
 
 
