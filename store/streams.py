@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,8 +45,8 @@ class StreamRow:
     created_at: datetime
     updated_at: datetime
     lease_owner: str | None
-    webhook_url: str | None = None  # as given: may hold a token
-    webhook_secret: str | None = None  # the HMAC key of its signatures
+    webhook_url: str | None = field(default=None, repr=False)  # as given: may hold a token
+    webhook_secret: str | None = field(default=None, repr=False)  # the HMAC key of its signatures
 
 
 def _row(row: Any) -> StreamRow:
