@@ -131,6 +131,16 @@ class Settings(BaseSettings):
     stream_give_up_after: int = Field(
         0, ge=0, description="failed connections in a row before a stream is failed; 0: never"
     )
+    stream_webhook_queue: int = Field(
+        100, ge=1, description="events waiting for a stream's webhook; when full the oldest is dropped"
+    )
+    stream_webhook_attempts: int = Field(
+        6, ge=1, description="tries of one webhook delivery (5xx, 408, 429, timeouts) before it is failed"
+    )
+    stream_webhook_timeout_s: float = Field(5.0, gt=0, description="one webhook POST's deadline")
+    stream_webhook_backoff_max_s: float = Field(
+        30.0, gt=0, description="longest wait between webhook tries (0.5 s, 1 s, 2 s ... up to this)"
+    )
     stream_record_dir: Path | None = Field(
         None, description="tests: each processed frame written there as <stream>/<frame>.png"
     )

@@ -306,6 +306,34 @@ STREAM_RECONNECTS = Counter(
 )
 
 
+STREAM_WEBHOOK_DELIVERIES = Counter(
+    "trident_stream_webhook_deliveries", "Events a stream's webhook accepted (a 2xx)", ["stream"]
+)
+STREAM_WEBHOOK_FAILURES = Counter(
+    "trident_stream_webhook_failures",
+    "Events a stream's webhook never accepted (a 4xx, or every try failed)",
+    ["stream"],
+)
+STREAM_WEBHOOK_RETRIES = Counter(
+    "trident_stream_webhook_retries", "Webhook tries repeated after a 5xx, 408, 429 or timeout", ["stream"]
+)
+STREAM_WEBHOOK_DROPPED = Counter(
+    "trident_stream_webhook_dropped",
+    "Events dropped from a stream's full webhook queue (the oldest waiting)",
+    ["stream"],
+)
+
+
+def record_stream_webhook(stream: str, outcome: str) -> None:
+    """`delivered`, `failed`, `retried` or `dropped`."""
+    {
+        "delivered": STREAM_WEBHOOK_DELIVERIES,
+        "failed": STREAM_WEBHOOK_FAILURES,
+        "retried": STREAM_WEBHOOK_RETRIES,
+        "dropped": STREAM_WEBHOOK_DROPPED,
+    }[outcome].labels(stream).inc()
+
+
 def record_stream_frame(stream: str, lag_s: float) -> None:
     STREAM_FRAMES.labels(stream, "processed").inc()
     STREAM_LAG_SECONDS.labels(stream).observe(lag_s)

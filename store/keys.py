@@ -104,7 +104,7 @@ class Principal:
     plan: str
     scopes: frozenset[str] = DEFAULT_SCOPES
     anonymous: bool = False  # no key: a public model under `TRIDENT_ANONYMOUS_PLAN`, limited per IP
-    via_token: bool = False  # a browser token stands for the key (scope `predict` at most)
+    via_token: bool = False  # a browser token stands for the key (`predict`, and watching streams, at most)
 
 
 @dataclass(frozen=True)

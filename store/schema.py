@@ -136,18 +136,28 @@ streams = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    # added after the first release of streams (`_add_missing_columns`): where each processed
+    # frame's event is POSTed, and the HMAC key that signs it (shown once, at creation; the runner
+    # needs it, so it is kept as is, like a source URL's credentials: never logged nor answered)
+    sa.Column("webhook_url", sa.Text, nullable=True),
+    sa.Column("webhook_secret", sa.String(64), nullable=True),
 )
 
 
 def _add_missing_columns(db: sa.Connection) -> None:
-    present = {c["name"] for c in sa.inspect(db).get_columns("api_keys")}
-    for column in api_keys.columns:
+    for table in (api_keys, streams):
+        _add_columns(db, table)
+
+
+def _add_columns(db: sa.Connection, table: sa.Table) -> None:
+    present = {c["name"] for c in sa.inspect(db).get_columns(table.name)}
+    for column in table.columns:
         if column.name in present:
             continue
         kind = column.type.compile(dialect=db.dialect)
         default = f" DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""  # type: ignore[attr-defined]
         null = " NOT NULL" if not column.nullable else ""
-        db.execute(sa.text(f"ALTER TABLE api_keys ADD COLUMN {column.name} {kind}{default}{null}"))
+        db.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{default}{null}"))
 
 
 def _ensure_secret(db: sa.Connection) -> None:

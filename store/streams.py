@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,8 @@ class StreamRow:
     created_at: datetime
     updated_at: datetime
     lease_owner: str | None
+    webhook_url: str | None = field(default=None, repr=False)  # as given: may hold a token
+    webhook_secret: str | None = field(default=None, repr=False)  # the HMAC key of its signatures
 
 
 def _row(row: Any) -> StreamRow:
@@ -63,6 +65,8 @@ def _row(row: Any) -> StreamRow:
         created_at=utc(row.created_at),
         updated_at=utc(row.updated_at),
         lease_owner=row.lease_owner,
+        webhook_url=row.webhook_url,
+        webhook_secret=row.webhook_secret,
     )
 
 
@@ -83,6 +87,8 @@ class StreamStore:
         max_fps: float,
         format: str,
         limit: int,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
     ) -> StreamRow | None:
         """A new stream, or None when the key already has `limit` streams."""
         now = self.clock()
@@ -108,6 +114,8 @@ class StreamStore:
                     error="",
                     created_at=now,
                     updated_at=now,
+                    webhook_url=webhook_url,
+                    webhook_secret=webhook_secret,
                 )
             )
         found = self.get(stream_id)

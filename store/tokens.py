@@ -1,10 +1,11 @@
 """Short-lived browser tokens: the Test tab trades a pasted key for one, once, and forgets the key.
 
 A token is `trt_<payload>.<signature>`: the payload (base64url JSON) names the key id, its user,
-the expiry (Unix seconds) and the scope (`predict` only); the signature is HMAC-SHA256 over the
-payload with the server's secret. Changing any field breaks the signature. A valid signature is
-not enough: each use also checks that the key behind it is still active, so revoking the key
-ends its tokens at once. No secret of the key is inside.
+the expiry (Unix seconds) and the scope (`predict`; a token may also watch its key's camera
+streams when the key has the `streams` scope, never change them: `frontend.api.streams`); the
+signature is HMAC-SHA256 over the payload with the server's secret. Changing any field breaks the
+signature. A valid signature is not enough: each use also checks that the key behind it is still
+active, so revoking the key ends its tokens at once. No secret of the key is inside.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import orjson
 
 PREFIX = "trt_"
 LIFETIME_S = 15 * 60
-TOKEN_SCOPES = frozenset({"predict"})
+TOKEN_SCOPES = frozenset({"predict", "streams"})  # streams: read only (list, status, preview, events)
 MAX_TOKEN_CHARS = 512
 
 

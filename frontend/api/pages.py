@@ -1,4 +1,5 @@
-"""The browser pages: the model picker (`/`) and the Test tab (`/models/{owner}/{project}/{model}`).
+"""The browser pages: the model picker (`/`), the Test tab (`/models/{owner}/{project}/{model}`) and
+its Streams page (`/streams`).
 
 Plain static files, no build step. The pages call the same REST API as any client, with the API
 key the user pastes (kept in the browser), so they see exactly what the API answers and the
@@ -46,6 +47,12 @@ async def picker() -> Response:
 async def test_tab(owner: str, project: str, model: str) -> Response:
     """One page for every model: the script reads the slug from the URL and asks the API."""
     return _page("model.html")
+
+
+@router.get("/streams")
+async def streams_page() -> Response:
+    """The key's camera streams, each with its status; one shown live (its preview and events)."""
+    return _page("streams.html")
 
 
 @router.get("/static/{name}")

@@ -21,13 +21,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from frontend.deps import ServicesDep, SettingsDep, StreamsCallerDep
-from frontend.errors import Conflict, InvalidRequest, NotFound, Unauthorized
+from frontend.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from frontend.formats import json_response
 from frontend.guards.auth import visible_model
 from frontend.schemas import error_docs
 from frontend.serving.predict import track_refusal
 from frontend.streams.runner import KEEPALIVE_S, StreamRunner
 from frontend.streams.sources import SourceRefused, checked_address, parse_source, redact
+from frontend.streams.webhooks import check_webhook, new_secret, parse_webhook
 from pipeline.contract import ApiFormat, PredictOptions
 from store.clock import iso
 from store.keys import Principal
@@ -51,6 +52,11 @@ class StreamRequest(BaseModel):
     format: ApiFormat | None = Field(
         None, description="the events' contract: seed or platform (default: the server's)"
     )
+    webhook_url: str | None = Field(
+        None,
+        description="http(s):// URL each frame's event is POSTed to, signed (X-Trident-Signature); "
+        "the signing secret is answered once, in this response's webhook.secret",
+    )
 
 
 def _options(extra: dict[str, Any]) -> PredictOptions:
@@ -67,7 +73,8 @@ def _options(extra: dict[str, Any]) -> PredictOptions:
         raise InvalidRequest(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}") from None
 
 
-def _body(row: StreamRow, runner: StreamRunner | None) -> dict[str, Any]:
+def _body(row: StreamRow, runner: StreamRunner | None, secret: str | None = None) -> dict[str, Any]:
+    """What is answered of a stream; the webhook's `secret` only in the creation's answer."""
     status, error = row.status, row.error
     if runner is not None and not row.paused:
         status, error = runner.status, runner.error
@@ -84,6 +91,13 @@ def _body(row: StreamRow, runner: StreamRunner | None) -> dict[str, Any]:
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
+    if row.webhook_url:
+        webhook: dict[str, Any] = {"url": redact(row.webhook_url)}
+        if runner is not None and runner.webhook is not None:
+            webhook = runner.webhook.counts()
+        if secret is not None:
+            webhook["secret"] = secret
+        body["webhook"] = webhook
     if runner is not None:
         stats = runner.stats()
         body["frames"] = {
@@ -93,6 +107,7 @@ def _body(row: StreamRow, runner: StreamRunner | None) -> dict[str, Any]:
             "reconnects": stats.reconnects,
             "last_processed_at": stats.last_frame_at,
         }
+        body["preview_viewers"] = runner.watchers
     return body
 
 
@@ -100,6 +115,13 @@ def _key(caller: Principal) -> str:
     if caller.anonymous:
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
     return caller.key_id
+
+
+def _manager(caller: Principal) -> str:
+    """The key of a caller that may change streams: a browser token may only watch them."""
+    if caller.via_token:
+        raise Forbidden("the Test tab's session may watch streams; changing one takes the API key")
+    return _key(caller)
 
 
 @router.post(
@@ -114,13 +136,18 @@ async def create_stream(
     services: ServicesDep,
     settings: SettingsDep,
 ) -> Response:
-    key = _key(caller)
+    key = _manager(caller)
     options = _options(dict(definition.model_extra or {}))
     try:
         url = parse_source(definition.source)
         await checked_address(url, settings.source_allow_private)
+        webhook = None
+        if definition.webhook_url is not None:
+            webhook = parse_webhook(definition.webhook_url)
+            await check_webhook(webhook, settings.source_allow_private)
     except SourceRefused as exc:
         raise InvalidRequest(str(exc)) from None
+    secret = None if webhook is None else new_secret()
     parts = definition.model.strip("/").split("/")
     if len(parts) != 3:
         raise InvalidRequest("model must be a slug: owner/project/name")
@@ -142,12 +169,14 @@ async def create_stream(
             definition.max_fps,
             definition.format or settings.api_format,
             settings.streams_per_key,
+            None if webhook is None else webhook.raw,
+            secret,
         )
     )
     if row is None:
         raise Conflict(f"this key has {settings.streams_per_key} streams, the most it may have")
     await services.streams.sync()
-    return json_response(_body(row, services.streams.local(row.id)), status_code=201)
+    return json_response(_body(row, services.streams.local(row.id), secret), status_code=201)
 
 
 @router.get("/api/streams", summary="Your key's camera streams")
@@ -172,8 +201,9 @@ async def get_stream(stream_id: StreamId, caller: StreamsCallerDep, services: Se
 
 
 async def _set_paused(services: Any, caller: Principal, stream_id: str, paused: bool) -> Response:
+    key = _manager(caller)
     await _row(services, caller, stream_id)
-    row = await anyio.to_thread.run_sync(services.streams.store.set_paused, stream_id, _key(caller), paused)
+    row = await anyio.to_thread.run_sync(services.streams.store.set_paused, stream_id, key, paused)
     if row is None:
         raise NotFound(f"no stream {stream_id!r} for this key")
     await services.streams.sync()
@@ -192,11 +222,60 @@ async def resume_stream(stream_id: StreamId, caller: StreamsCallerDep, services:
 
 @router.delete("/api/streams/{stream_id}", status_code=204, summary="End and forget a stream")
 async def delete_stream(stream_id: StreamId, caller: StreamsCallerDep, services: ServicesDep) -> Response:
-    deleted = await anyio.to_thread.run_sync(services.streams.store.delete, stream_id, _key(caller))
+    deleted = await anyio.to_thread.run_sync(services.streams.store.delete, stream_id, _manager(caller))
     if not deleted:
         raise NotFound(f"no stream {stream_id!r} for this key")
     await services.streams.sync()
     return Response(status_code=204)
+
+
+PREVIEW_BOUNDARY = "trident-preview"
+MAX_WATCHERS = 4  # preview clients per stream: each costs a connection, not a drawing
+
+
+async def _preview(request: Request, runner: StreamRunner) -> AsyncIterator[bytes]:
+    runner.watchers += 1
+    try:
+        shown = 0
+        while not runner.closed:
+            wake = runner.preview_next
+            shot = runner.preview
+            if shot is not None and shot[0] != shown:
+                shown, jpeg = shot
+                head = (
+                    f"--{PREVIEW_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(jpeg)}\r\nX-Frame: {shown}\r\n\r\n"
+                )
+                yield head.encode() + jpeg + b"\r\n"
+            try:
+                await asyncio.wait_for(wake.wait(), KEEPALIVE_S)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
+    finally:
+        runner.watchers -= 1
+
+
+@router.get(
+    "/api/streams/{stream_id}/preview",
+    summary="The latest processed frame with its results drawn, as MJPEG (for an <img>)",
+    responses={200: {"content": {"multipart/x-mixed-replace": {}}}, **error_docs(404, 409)},
+)
+async def stream_preview(
+    stream_id: StreamId, request: Request, caller: StreamsCallerDep, services: ServicesDep
+) -> Response:
+    row = await _row(services, caller, stream_id)
+    runner = services.streams.local(row.id)
+    if runner is None:
+        raise Conflict("this stream runs in another process; ask the one that runs it (see the README)")
+    if runner.watchers >= MAX_WATCHERS:
+        raise Conflict(f"this stream's preview has {MAX_WATCHERS} viewers, the most it serves")
+    headers = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(
+        _preview(request, runner),
+        media_type=f"multipart/x-mixed-replace; boundary={PREVIEW_BOUNDARY}",
+        headers=headers,
+    )
 
 
 def _status_event(runner: StreamRunner) -> bytes:

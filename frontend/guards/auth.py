@@ -82,7 +82,7 @@ async def authenticate(
 
 async def from_token(token: str, store: KeyStore, secret: bytes) -> Principal:
     """The caller behind a browser token: authentic, unexpired, and its key still active and still
-    its user's; it may only predict, whatever else the key may do."""
+    its user's; it may only predict (and watch the key's streams), whatever else the key may do."""
     claims = tokens.read(secret, token, store.clock().timestamp())
     if claims is None:
         raise Unauthorized("the token is not valid or has expired", token_presented=True)

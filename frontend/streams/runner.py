@@ -43,8 +43,10 @@ from frontend.metrics import record_stream_dropped, record_stream_frame, record_
 from frontend.serving.catalog import ServedModel
 from frontend.serving.engine import Engine
 from frontend.serving.inference import decode_and_render, run_cpu, run_model
+from frontend.streams.preview import annotate
 from frontend.streams.readers import Frame, LatestFrame, Reader, ReaderConfig
 from frontend.streams.sources import parse_source
+from frontend.streams.webhooks import Webhook, WebhookConfig
 from pipeline.contract import PredictOptions
 from pipeline.decode import decoder_for
 from pipeline.formats import FORMATS
@@ -142,6 +144,19 @@ class StreamRunner:
             max_pixels=settings.max_image_pixels,
             max_part_bytes=settings.max_upload_bytes,
         )
+        self.watchers = 0  # preview clients: frames are drawn only while there are some
+        self.preview: tuple[int, bytes] | None = None  # (frame number, JPEG)
+        self._preview_next = asyncio.Event()
+        self.webhook: Webhook | None = None
+        if row.webhook_url and row.webhook_secret:
+            config = WebhookConfig(
+                allow_private=settings.source_allow_private,
+                queue=settings.stream_webhook_queue,
+                attempts=settings.stream_webhook_attempts,
+                timeout_s=settings.stream_webhook_timeout_s,
+                backoff_max_s=settings.stream_webhook_backoff_max_s,
+            )
+            self.webhook = Webhook(row.id, row.webhook_url, row.webhook_secret, config)
         self.record = None
         if settings.stream_record_dir is not None:
             self.record = settings.stream_record_dir / self.id
@@ -164,6 +179,8 @@ class StreamRunner:
             loop.call_soon_threadsafe(self._wake.set)
 
         self.slot.wake = wake
+        if self.webhook is not None:
+            self.webhook.start()  # runs until close: a paused stream's queued events still go
         reader = Reader(self.url, self.config, self.slot, lambda s, e: self._report(loop, s, e))
         reader.on_reconnect = self._reconnected
         self.reader = reader
@@ -186,10 +203,22 @@ class StreamRunner:
         if status is not None:
             self._set_status(status, "")
 
+    @property
+    def preview_next(self) -> asyncio.Event:
+        """Set at the next drawn frame (or the stream's end): take it, then wait on it."""
+        return self._preview_next
+
+    def _preview_wake(self) -> None:
+        self._preview_next.set()
+        self._preview_next = asyncio.Event()
+
     async def close(self) -> None:
         await self.stop()
+        if self.webhook is not None:
+            await self.webhook.close()
         self.closed = True
         self.buffer.wake()
+        self._preview_wake()
 
     def _reconnected(self) -> None:
         self.reconnects += 1
@@ -278,12 +307,19 @@ class StreamRunner:
             "lag_ms": round(lag_s * 1000, 2),
             **body,
         }
-        self.buffer.add(frame.number, orjson.dumps(event))
+        data = orjson.dumps(event)
+        self.buffer.add(frame.number, data)
+        if self.webhook is not None:
+            self.webhook.put(f"{self.buffer.epoch}-{frame.number}", data)
         self.processed += 1
         self.last_frame_at = captured
         if self.error.startswith("inference failed"):
             self.error = ""
         record_stream_frame(self.id, lag_s)
+        if self.watchers > 0:
+            jpeg = await run_cpu(engine, annotate, frame.image, result)
+            self.preview = (frame.number, jpeg)
+            self._preview_wake()
 
 
 def iso_precise(seconds: float) -> str:

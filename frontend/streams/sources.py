@@ -17,9 +17,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+import httpx
 
 from frontend.serving.source import IPAddress, address_refusal, resolve
 
@@ -70,6 +73,20 @@ def redact(url: str) -> str:
         return urlunsplit((parts.scheme, userinfo + host, parts.path, "", ""))
     except ValueError:
         return "<invalid URL>"
+
+
+class RedactedUrls(logging.Filter):
+    """httpx logs each request's URL at INFO (`HTTP Request: POST http://...?token=...`): the URLs
+    of the records of its logger are redacted, so an operator who turns INFO on sees no secret of
+    a source or webhook URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(RedactedUrls())
 
 
 def parse_source(text: str) -> SourceUrl:

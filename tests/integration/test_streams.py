@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,12 @@ import pytest
 
 from demo.models import weights
 from demo.train import RECIPES
+from frontend.streams.webhooks import verify
 from store.keys import KeyStore
 from tests.helpers.camera import MjpegCamera, garbage_server, silent_port
 from tests.helpers.clips import read_frames, write_clip
 from tests.helpers.stack import Stack, free_port
+from tests.helpers.webhook import WebhookReceiver
 from tests.integration.test_track_video import DETECT, MODELS
 from trident import runtime
 
@@ -79,6 +82,9 @@ class Frontend:
             "TRIDENT_STREAM_GIVE_UP_AFTER": "4",
             "TRIDENT_STREAM_LEASE_S": "3",
             "TRIDENT_STREAMS_PER_KEY": "3",
+            "TRIDENT_STREAM_WEBHOOK_QUEUE": "3",  # a tiny bound, so a receiver's outage cuts events
+            "TRIDENT_STREAM_WEBHOOK_BACKOFF_MAX_S": "0.2",
+            "TRIDENT_STREAM_WEBHOOK_ATTEMPTS": "40",
         }
         self.runs = 0
         self.start()
@@ -248,6 +254,129 @@ def test_reconnects_pauses_resumes_and_survives_a_restart(
     until(status_is(frontend, key, stream, "running"), what="running after a restart")
     assert events(frontend, key, stream, 2)[0]["stream"] == stream
     assert api(frontend, key, "DELETE", f"/api/streams/{stream}").status_code == 204
+
+
+def test_a_webhook_gets_signed_events_in_order_retries_and_counts_what_the_bound_cut(
+    frontend: Frontend, key: str, model: str, camera: MjpegCamera
+) -> None:
+    refused(create(frontend, key, camera.url, webhook_url="rtsp://127.0.0.1/x"), 400, "webhook_url")
+    with WebhookReceiver() as hook:
+        r = create(frontend, key, camera.url, max_fps=5, webhook_url=hook.url)
+        assert r.status_code == 201, r.text
+        stream, secret = r.json()["id"], r.json()["webhook"]["secret"]
+        assert secret.startswith("whsec_") and r.json()["webhook"]["url"] == hook.url.split("?")[0]
+        until(lambda: len(hook.accepted()) >= 3, what="the first events")
+        hook.fail_for(2.0)  # 500s: the event in hand is retried, the others overflow the queue of 3
+        until(lambda: len(hook.received) - len(hook.accepted()) >= 3, what="retries")
+        until(lambda: len(hook.accepted()) >= 10, what="the rest after the outage")
+        api(frontend, key, "POST", f"/api/streams/{stream}/pause")
+
+        def drained() -> dict[str, Any] | None:
+            body: dict[str, Any] = api(frontend, key, "GET", f"/api/streams/{stream}").json()
+            return body if body["webhook"]["queued"] == 0 else None
+
+        body = until(drained, what="the queue drained")
+        accepted = hook.accepted()
+    counts = body["webhook"]
+    assert "secret" not in counts and secret not in str(api(frontend, key, "GET", "/api/streams").text)
+    frames = []
+    for received in accepted:
+        assert verify(secret, received.headers["x-trident-signature"], received.body, time.time())
+        event = orjson.loads(received.body)
+        assert event["stream"] == stream and "predictions" in event
+        assert received.headers["x-trident-event-id"].endswith(f"-{event['frame']}")
+        frames.append(event["frame"])
+    assert frames == sorted(frames) and len(set(frames)) == len(frames), frames  # in order, once each
+    assert counts["retried"] >= 2 and counts["failed"] == 0 and counts["delivered"] == len(accepted)
+    # what the bound cut: the processed frames the receiver never got, exactly the drop count
+    processed = [e["frame"] for e in events(frontend, key, stream, body["frames"]["processed"])]
+    missing = set(processed) - set(frames)
+    assert counts["dropped"] >= 3 and len(missing) == counts["dropped"], (counts, sorted(missing))
+    metrics = httpx.get(f"{frontend.base}/metrics").text
+    assert f'trident_stream_webhook_dropped_total{{stream="{stream}"}} {counts["dropped"]}.0' in metrics
+    assert f'trident_stream_webhook_retries_total{{stream="{stream}"}}' in metrics
+    assert secret not in metrics and "hooksecret" not in metrics
+    assert secret not in frontend.log.read_text() and "hooksecret" not in frontend.log.read_text()
+    assert api(frontend, key, "DELETE", f"/api/streams/{stream}").status_code == 204
+
+
+def preview_parts(fe: Frontend, key: str, stream: str, count: int) -> list[tuple[int, np.ndarray[Any, Any]]]:
+    """The next `count` frames of the stream's preview: (frame number, image), then disconnected."""
+    found: list[tuple[int, np.ndarray[Any, Any]]] = []
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.stream("GET", f"{fe.base}/api/streams/{stream}/preview", headers=headers, timeout=30) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"] == "multipart/x-mixed-replace; boundary=trident-preview"
+        buffer = b""
+        for chunk in r.iter_raw():
+            buffer += chunk
+            while (end := buffer.find(b"\r\n\r\n")) >= 0:
+                head = buffer[:end].decode()
+                length = int(head.split("Content-Length: ")[1].split("\r\n")[0])
+                if len(buffer) < end + 4 + length + 2:
+                    break
+                jpeg = buffer[end + 4 : end + 4 + length]
+                buffer = buffer[end + 4 + length + 2 :]
+                number = int(head.split("X-Frame: ")[1].split("\r\n")[0])
+                found.append((number, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)))
+                if len(found) == count:
+                    return found
+    raise AssertionError("the preview ended")
+
+
+def test_the_preview_draws_each_processed_frames_boxes_and_frees_its_viewers(
+    frontend: Frontend, key: str, model: str, camera: MjpegCamera
+) -> None:
+    from frontend.streams.preview import PALETTE
+
+    r = create(frontend, key, camera.url, max_fps=4)
+    assert r.status_code == 201, r.text
+    stream = r.json()["id"]
+    until(status_is(frontend, key, stream, "running"), what="running")
+    shots = preview_parts(frontend, key, stream, 3)
+    numbers = [n for n, _ in shots]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 3
+    by_frame = {e["frame"]: e for e in events(frontend, key, stream, api_processed(frontend, key, stream))}
+    edges = 0
+    for number, image in shots:
+        seen = recorded_image(frontend, stream, number)
+        assert image.shape == seen.shape
+        for p in by_frame[number]["predictions"]:
+            box = p["box"]
+            x, y = round(box["x1"]), round((box["y1"] + box["y2"]) / 2)
+            colour = np.array(PALETTE[p["class_id"] % len(PALETTE)])
+            edges += int(np.abs(image[y, x].astype(int) - colour).max() <= 60)
+    assert edges >= 3, "the boxes are not drawn where the events say"
+    url, headers = f"{frontend.base}/api/streams/{stream}/preview", {"Authorization": f"Bearer {key}"}
+
+    def viewers() -> int:
+        count: int = api(frontend, key, "GET", f"/api/streams/{stream}").json()["preview_viewers"]
+        return count
+
+    with ExitStack() as held:
+        readers = []  # kept: an httpx iterator dropped closes its response
+        for _ in range(4):
+            r = held.enter_context(httpx.stream("GET", url, headers=headers, timeout=10))
+            assert r.status_code == 200
+            readers.append(r.iter_raw())
+            next(readers[-1])  # its first frame: the viewer is counted
+        assert viewers() == 4
+        with httpx.stream("GET", url, headers=headers, timeout=10) as fifth:
+            assert fifth.status_code == 409, fifth.headers
+            assert "4 viewers" in fifth.read().decode()
+    until(lambda: viewers() == 0, 10, what="the viewers freed")
+    assert api(frontend, key, "DELETE", f"/api/streams/{stream}").status_code == 204
+
+
+def api_processed(fe: Frontend, key: str, stream: str) -> int:
+    processed: int = api(fe, key, "GET", f"/api/streams/{stream}").json()["frames"]["processed"]
+    return processed
+
+
+def recorded_image(fe: Frontend, stream: str, frame: int) -> np.ndarray[Any, Any]:
+    image = cv2.imread(str(fe.record / stream / f"{frame:06d}.png"))
+    assert image is not None
+    return image
 
 
 def test_bad_sources_are_refused_or_fail_with_a_reason(
