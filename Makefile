@@ -27,7 +27,7 @@ typecheck: $(BIN)/trident
 unit: $(BIN)/trident  ## the tests that need no Triton
 	$(BIN)/pytest -m "not integration"
 
-test: setup lint typecheck  ## everything CI runs (two workers: one on the session stack, one on the rest: tests/helpers/scheduling.py)
+test: setup lint typecheck  ## everything CI runs (two workers, each on its own stack: tests/helpers/scheduling.py)
 	$(BIN)/pytest -n 2
 
 clean:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.frontend.test_scopes_tokens import App, _app, bearer
+from tests.frontend.test_scopes_tokens import App, app_with, bearer
 from tests.helpers.formats import bomb, encode, rotated
 
 PREVIEW = "/api/preview"
@@ -18,7 +18,7 @@ PREVIEW = "/api/preview"
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[App]:
-    yield from _app(tmp_path, max_upload_bytes=1024 * 1024)
+    yield from app_with(tmp_path, max_upload_bytes=1024 * 1024)
 
 
 def _rgb() -> np.ndarray:

@@ -41,7 +41,7 @@ class App:
         return self.store.create_key(user, "free", **kwargs)[0]  # type: ignore[arg-type]
 
 
-def _app(tmp_path: Path, **settings: object) -> Iterator[App]:
+def app_with(tmp_path: Path, **settings: object) -> Iterator[App]:
     clock = Clock()
     database = f"sqlite:///{tmp_path / 'keys.db'}"
     store = KeyStore(database, clock)
@@ -52,7 +52,7 @@ def _app(tmp_path: Path, **settings: object) -> Iterator[App]:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[App]:
-    yield from _app(tmp_path)
+    yield from app_with(tmp_path)
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -269,7 +269,7 @@ def test_without_an_anonymous_plan_every_call_needs_a_key(app: App) -> None:
 
 def test_with_an_anonymous_plan_a_call_without_key_is_limited_per_ip(tmp_path: Path) -> None:
     plans = {"free": (10, 100), "anon": (2, 5)}
-    for app in _app(tmp_path, anonymous_plan="anon", plans=plans):
+    for app in app_with(tmp_path, anonymous_plan="anon", plans=plans):
         assert app.client.get("/api/models").json() == {"success": True, "models": []}
         answer = app.client.post(PREDICT, files={"file": b"x"})  # admitted, metered; then no Triton here
         assert answer.status_code == 503

@@ -28,6 +28,7 @@ from ultralytics import YOLO
 from ultralytics_platform.types import ModelsPredictResponse
 
 from frontend.schemas import VideoFrame, VideoResponse, VideoSummary
+from tests.helpers.formats import FORMATS, bomb, encode
 from tests.helpers.models import build_busy_model
 from tests.helpers.sdk_contract import assert_matches
 from tests.helpers.stack import Stack, assert_error
@@ -347,6 +348,26 @@ def test_a_bad_video_is_refused_and_leaves_nothing(
 ) -> None:
     base, spool, pid = limited
     assert_error(post_video(base, stack.api_key, bad[video]), status, message, detail)
+    assert_clean_and_ready(base, spool, pid)
+
+
+def test_a_hostile_image_of_each_format_leaves_nothing_either(
+    stack: Stack, limited: tuple[str, Path, int]
+) -> None:
+    """Every image format's bomb and a truncated file of it (tests/helpers/formats.py): a 400, and
+    nothing in the spool directory or held open, whichever decoder (in process or a worker) refused it."""
+    base, spool, pid = limited
+    sample = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    for fmt in FORMATS:
+        whole = encode(sample, fmt)
+        for data in (bomb(fmt), whole[: len(whole) // 4]):
+            r = httpx.post(
+                f"{base}/api/models/{DETECT}/predict",
+                headers={"Authorization": f"Bearer {stack.api_key}"},
+                files={"file": ("upload", data, "application/octet-stream")},
+                timeout=60,
+            )
+            assert r.status_code == 400, (fmt, r.text)
     assert_clean_and_ready(base, spool, pid)
 
 
