@@ -29,7 +29,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
 import cv2
@@ -47,7 +47,7 @@ from frontend.streams.preview import annotate
 from frontend.streams.readers import Frame, LatestFrame, Reader, ReaderConfig
 from frontend.streams.sources import parse_source
 from frontend.streams.webhooks import Webhook, WebhookConfig
-from pipeline.contract import PredictOptions
+from pipeline.contract import ApiFormat, PredictOptions
 from pipeline.decode import decoder_for
 from pipeline.formats import FORMATS
 from pipeline.prepare import Prepared, prepare
@@ -122,7 +122,7 @@ class StreamRunner:
         settings = streams.settings
         self.url = parse_source(row.source)
         self.options = PredictOptions.model_validate(row.options)
-        self.contract = FORMATS["platform" if row.format == "platform" else "seed"]
+        self.contract = FORMATS[cast(ApiFormat, row.format)]  # checked by the API when it was created
         self.buffer = EventBuffer(settings.stream_events_buffer)
         self.slot = LatestFrame()
         self.tracking = VideoTracking(self.options) if self.options.track else None
