@@ -112,8 +112,8 @@ class STrack:
         self.start_frame = frame_id
 
     def re_activate(self, det: STrack, frame_id: int) -> None:
-        """Take a lost track back on the detection it was matched to, keeping its id."""
-        self._correct(det)
+        """Take a lost track back on the detection it was matched to, keeping its id (its filter
+        already corrected by `correct`)."""
         self.tracklet_len = 0
         self.state = TrackState.Tracked
         self.is_activated = True
@@ -121,19 +121,13 @@ class STrack:
         self._take(det)
 
     def update(self, det: STrack, frame_id: int) -> None:
-        """Follow a tracked object to the detection it was matched to."""
+        """Follow a tracked object to the detection it was matched to (its filter already
+        corrected by `correct`)."""
         self.frame_id = frame_id
         self.tracklet_len += 1
-        self._correct(det)
         self.state = TrackState.Tracked
         self.is_activated = True
         self._take(det)
-
-    def _correct(self, det: STrack) -> None:
-        assert self.mean is not None and self.covariance is not None
-        self.mean, self.covariance = self.kalman.update(
-            self.mean, self.covariance, self.measurement(det.tlwh)
-        )
 
     def _take(self, det: STrack) -> None:
         self.score = det.score
@@ -177,3 +171,40 @@ def multi_predict(tracks: list[STrack]) -> None:
     means, covariances = kind.kalman.multi_predict(means, covariances)
     for t, mean, cov in zip(tracks, means, covariances, strict=True):
         t.mean, t.covariance = mean, cov
+
+
+def correct(tracks: list[STrack], detections: list[STrack]) -> None:
+    """Correct each track's filter with the detection it was matched to, all in one stacked
+    update (each row as its own `kalman.update`: a Python call per track cost more than the
+    arithmetic)."""
+    if not tracks:
+        return
+    kind = type(tracks[0])
+    measured = np.array([d._tlwh for d in detections], dtype=np.float32)  # a detection is unfiltered
+    measured[:, :2] += measured[:, 2:] / 2
+    if kind.filters_aspect:
+        measured[:, 2] /= measured[:, 3]
+    means = np.asarray([t.mean for t in tracks])
+    covariances = np.asarray([t.covariance for t in tracks])
+    means, covariances = kind.kalman.update_many(means, covariances, measured)
+    for t, mean, cov in zip(tracks, means, covariances, strict=True):
+        t.mean, t.covariance = mean, cov
+
+
+def track_boxes(tracks: list[STrack]) -> NDArray[np.floating]:
+    """Every track's `box` as one array, `(n, 4)` or `(n, 5)`: the properties' arithmetic on
+    stacked rows (tracks either all filtered or all fresh detections)."""
+    if not tracks:
+        return np.zeros((0, 4), np.float32)
+    filtered = tracks[0].mean is not None
+    rows = np.array([t.mean[:4] if t.mean is not None else t._tlwh for t in tracks])
+    if filtered:
+        if type(tracks[0]).filters_aspect:
+            rows[:, 2] *= rows[:, 3]
+        rows[:, :2] -= rows[:, 2:] / 2  # the filtered state is centred; now rows are tlwh
+    if tracks[0].angle is None:
+        rows[:, 2:] += rows[:, :2]
+        return rows
+    rows[:, :2] += rows[:, 2:] / 2
+    angles = np.array([t.angle for t in tracks], np.float64)[:, None]
+    return np.concatenate([rows, angles], axis=1)
