@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from postprocess.trackers import matching
 from postprocess.trackers.config import TrackerConfig
 from postprocess.trackers.gmc import Warp, warp_tracks
-from postprocess.trackers.strack import STrack, TrackState, correct, multi_predict, track_boxes
+from postprocess.trackers.strack import STrack, TrackState, correct, fresh_tracks, multi_predict, track_boxes
 from postprocess.trackers.tracks import Tracks
 
 REMOVED_KEPT = 1000  # removed tracks remembered, as `merge_track_pools(removed_buffer=...)`
@@ -167,9 +167,7 @@ class ByteTracker:
     ) -> list[STrack]:
         rows = np.flatnonzero(mask)
         table = np.concatenate([centred[rows], rows.reshape(-1, 1)], axis=-1)  # float64, as `parse_bboxes`
-        found = [
-            self.track_kind(row, s, c) for row, s, c in zip(table, scores[rows], classes[rows], strict=True)
-        ]
+        found = fresh_tracks(self.track_kind, table, scores[rows], classes[rows])
         for track in found:
             track.next_id = self.new_id
         return found

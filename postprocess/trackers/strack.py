@@ -30,22 +30,19 @@ def _no_id() -> int:
 class STrack:
     """A ByteTrack track: the filter runs on `(x, y, w / h, h)`.
 
-    `row` is `(x, y, w, h, index)` or `(x, y, w, h, angle, index)` (float64): the detection's
-    centre box, its angle for oriented boxes, and its row in the frame's detections. An oriented
-    box is stored long side first (angle turned by pi/2 when `w < h`), as Ultralytics does.
+    Made from one detection (`fresh_tracks` makes a frame's at once): its box as `tlwh`
+    (float32), its score and class, its row in the frame's detections, and the angle of an
+    oriented box.
     """
 
     kalman: KalmanXYAH = KalmanXYAH()  # shared by every track of this kind, as `STrack.shared_kalman`
     filters_aspect = True  # the state holds `w / h` where BoT-SORT's holds `w`
     velocity_zeroed_when_lost: tuple[int, ...] = (7,)
 
-    def __init__(self, row: NDArray[np.float64], score: np.float32, cls: np.float32) -> None:
-        if len(row) == 6 and row[2] < row[3]:
-            row = row[[0, 1, 3, 2, 4, 5]] + np.array([0, 0, 0, 0, np.pi / 2, 0])
-        tlwh = np.copy(row[:4])
-        tlwh[0] = row[0] - row[2] / 2
-        tlwh[1] = row[1] - row[3] / 2
-        self._tlwh = np.asarray(tlwh, dtype=np.float32)
+    def __init__(
+        self, tlwh: NDArray[np.float32], score: np.float32, cls: np.int64, idx: int, angle: np.float64 | None
+    ) -> None:
+        self._tlwh = tlwh
         self.mean: Array | None = None
         self.covariance: Array | None = None
         self.is_activated = False
@@ -53,8 +50,8 @@ class STrack:
         self.track_id = 0
         self.score = score
         self.cls = cls
-        self.idx: int = int(row[-1])
-        self.angle: np.float64 | None = row[4] if len(row) == 6 else None
+        self.idx = idx
+        self.angle = angle
         self.tracklet_len = 0
         self.frame_id = 0
         self.start_frame = 0
@@ -156,6 +153,28 @@ class BOTrack(STrack):
     kalman: KalmanXYAH = KalmanXYWH()
     filters_aspect = False
     velocity_zeroed_when_lost = (6, 7)
+
+
+def fresh_tracks(
+    kind: type[STrack], table: NDArray[np.float64], scores: NDArray[np.float32], classes: NDArray[np.int64]
+) -> list[STrack]:
+    """A frame's detections as fresh tracks of `kind`, from rows `(x, y, w, h, index)` or
+    `(x, y, w, h, angle, index)` (float64: the centre box, its angle for oriented boxes, its row in
+    the frame's detections). An oriented box is stored long side first (angle turned by pi/2 when
+    `w < h`), as Ultralytics does; the geometry is Ultralytics' per-row arithmetic, on all rows."""
+    if table.shape[1] == 6:
+        turned = table[:, 2] < table[:, 3]
+        table = table.copy()
+        table[turned] = table[turned][:, [0, 1, 3, 2, 4, 5]] + np.array([0, 0, 0, 0, np.pi / 2, 0])
+    tlwh = table[:, :4].copy()
+    tlwh[:, 0] = table[:, 0] - table[:, 2] / 2
+    tlwh[:, 1] = table[:, 1] - table[:, 3] / 2
+    tlwh = tlwh.astype(np.float32)
+    angles: list[np.float64 | None] = list(table[:, 4]) if table.shape[1] == 6 else [None] * len(table)
+    rows = table[:, -1].astype(np.int64).tolist()
+    return [
+        kind(box, s, c, i, a) for box, s, c, i, a in zip(tlwh, scores, classes, rows, angles, strict=True)
+    ]
 
 
 def multi_predict(tracks: list[STrack]) -> None:
