@@ -32,11 +32,14 @@ unit: $(BIN)/trident  ## the tests that need no Triton
 test: setup lint typecheck  ## everything CI runs (two workers, each on its own stack: tests/helpers/scheduling.py)
 	run=$$(date +%s)-$$$$ && \
 	DOCS_SCREENS_RUN=$$run $(BIN)/pytest -n 2 && \
-	$(MAKE) --no-print-directory docs && \
+	$(MKDOCS_BUILD) && \
 	$(BIN)/python scripts/check_docs_screens.py --run $$run
 
-docs: $(BIN)/trident  ## the documentation site in site/ (every warning an error: broken links, orphan pages)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+# every warning an error: a broken link or anchor, a page missing from the nav (mkdocs.yml's validation)
+MKDOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs: $(BIN)/trident  ## the documentation site in site/, from the screenshots of the last browser-test run
+	$(MKDOCS_BUILD)
 
 clean:
 	rm -rf $(VENV) .trident .mypy_cache .ruff_cache .pytest_cache site docs/assets/screens

@@ -94,7 +94,7 @@ def _exit_timeout(args: list[str]) -> float:
 
 
 def stop_timeouts() -> dict[str, float]:
-    """Every stop's limit, in seconds, as the code and the deploy files set it (the README's rows)."""
+    """Every stop's limit, in seconds, as the code and the deploy files set it (the docs' table)."""
     services = yaml.safe_load((ROOT / "docker" / "compose.yml").read_text())["services"]
     frontend_pod, triton_pod = _k8s_pod_spec("frontend"), _k8s_pod_spec("triton")
     settings = Settings()
