@@ -1,4 +1,5 @@
-"""All configuration, from environment variables prefixed `TRIDENT_` (see the README's table).
+"""All configuration, from environment variables prefixed `TRIDENT_` (listed in
+docs/operations/configuration.md).
 
 The defaults serve the local stack: API on 127.0.0.1:8080, Triton gRPC 8001, HTTP 8000, metrics 8002.
 """

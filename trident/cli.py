@@ -46,7 +46,7 @@ def _server_settings() -> Settings:
     a misspelt one would otherwise be ignored and its default served without a word."""
     problems = unknown_env(os.environ)
     if problems:
-        raise _fail("; ".join(problems) + " (the settings are listed in the README)")
+        raise _fail("; ".join(problems) + " (the settings are listed in docs/operations/configuration.md)")
     return Settings()
 
 
@@ -180,7 +180,7 @@ def serve(
         port=port or settings.port,
         workers=workers or settings.workers,
         log_level="info",
-        timeout_graceful_shutdown=FRONTEND_DRAIN_S,  # README, "Stop timeouts"
+        timeout_graceful_shutdown=FRONTEND_DRAIN_S,  # docs/operations/supervisor.md, "Stop timeouts"
     )
 
 
