@@ -723,15 +723,7 @@ def cpu_main(args: argparse.Namespace) -> int:
             rounds = f"{args.rounds} interleaved rounds of {args.ab_requests} requests"
             print(f"A/B, {rounds} per side and image, c=1")
             print(ab_table(results["ab"], args.ab_base))
-    out = Path(args.out) if args.out else Path(args.data_dir) / "bench" / f"cpu-{int(time.time())}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"JSON: {out}")
-    if not args.keep:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return finish(args, results, work, "cpu-")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -974,7 +966,13 @@ def main(argv: list[str] | None = None) -> int:
     tput_c = 8 if 8 in args.concurrency else max(args.concurrency)
     results["ratios"] = {image: ratios(results, image, tput_c) for image in args.images}
     print(render_table(results))
-    out = Path(args.out) if args.out else Path(args.data_dir) / "bench" / f"{int(time.time())}.json"
+    return finish(args, results, work)
+
+
+def finish(args: argparse.Namespace, results: dict[str, Any], work: Path, prefix: str = "") -> int:
+    """The JSON written (`--out`, or `<data-dir>/bench/<prefix><time>.json`), the work folder
+    removed unless `--keep`."""
+    out = Path(args.out) if args.out else Path(args.data_dir) / "bench" / f"{prefix}{int(time.time())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"JSON: {out}")
