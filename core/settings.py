@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field("", description="key store; default: SQLite file <data_dir>/trident.db")
+    key_cache_s: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="verified keys kept in the process at most this long (changes apply at once); 0: off",
+    )
     redis_url: str = Field("", description="shared rate-limit counters; empty: in memory (one process)")
     redis_timeout_s: float = Field(
         0.5, gt=0, description="Redis socket timeout; past it the limiter fails closed"

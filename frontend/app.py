@@ -48,6 +48,7 @@ from pipeline.decode import ModelOutputError
 from pipeline.formats import Format
 from store.clock import Clock, utc_now
 from store.deployments import DeploymentStore, Telemetry
+from store.keycache import KeyCache
 from store.keys import LAST_USE_FLUSH_S, KeyStore
 from store.streams import StreamStore
 from store.track_sessions import MemoryTrackSessions, RedisTrackSessions, TrackSessions
@@ -109,7 +110,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             if settings.redis_url
             else MemoryCounter()
         )
-        keys = KeyStore(settings.key_store_url, clock)
+        cache = KeyCache(settings.key_cache_s) if settings.key_cache_s > 0 else None
+        keys = KeyStore(settings.key_store_url, clock, cache)
         secret = settings.token_secret.get_secret_value().encode() or keys.token_secret()
         usage = UsageLog(keys.engine)
         telemetry = Telemetry(keys.engine, settings.deployment_log_lines)
@@ -177,7 +179,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             if isinstance(counter, RedisCounter):
                 await counter.close()
             await sessions.close()
-            keys.engine.dispose()
+            keys.close()
 
     app = FastAPI(
         title="Trident",

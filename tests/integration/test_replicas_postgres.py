@@ -2,6 +2,11 @@
 Kubernetes setup runs them: schema creation at the same moment, keys made with the CLI, revocation
 and plans seen by both, exact limits across both, and a database outage answered with 503.
 
+The replicas cache verified keys for 60 s (`TRIDENT_KEY_CACHE_S`, far above the default, so that
+only the notification channel can explain a change seen in time): revocation, scopes, plans and
+expiry still apply on the very next request on both, also after the channel was cut and came
+back, and a channel that falls silent stops the cache within its bound.
+
 The cluster is this test's own (`initdb` in a temporary folder, a free port), run as the
 `postgres` user when the tests run as root (PostgreSQL refuses to run as root).
 """
@@ -12,18 +17,21 @@ import asyncio
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+from store.keycache import CHANNEL_STALE_S, PostgresChannel
 from store.keys import KeyStore, hash_key, new_key
 from tests.helpers.aio import run as arun
 from tests.helpers.stack import TEST_PLANS, Stack, free_port, in_one_minute, start_redis
@@ -68,9 +76,27 @@ class Postgres:
     def stop(self) -> None:
         self.run(postgres_bin("pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
 
-    def sql(self, statement: str) -> None:
-        psql = postgres_bin("psql")
-        self.run(psql, "-h", str(self.folder), "-p", str(self.port), "-U", "postgres", "-c", statement)
+    def sql(self, statement: str, database: str = "postgres") -> list[str]:
+        """The statement's rows, one line each (`psql -At`), run as the superuser."""
+        psql = [postgres_bin("psql"), "-h", str(self.folder), "-p", str(self.port), "-U", "postgres"]
+        done = subprocess.run(
+            [*self.as_owner, *psql, "-d", database, "-At", "-c", statement],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return done.stdout.split()
+
+    def listeners(self, what: str = "pid") -> list[str]:
+        """`what` (`pid`, `pg_terminate_backend(pid)`) of each backend of the replicas' key-cache channels."""
+        name = PostgresChannel.APPLICATION_NAME
+        return self.sql(f"SELECT {what} FROM pg_stat_activity WHERE application_name = '{name}'")  # noqa: S608
+
+    def behind_trident(self, key: str, change: str) -> None:
+        """A change to `key` made in the database directly, not through Trident's store (so no
+        notification): what a replica then answers shows whether it answered from its cache."""
+        self.sql(f"UPDATE api_keys SET {change} WHERE key_id = '{key[4:12]}'", "trident")  # noqa: S608
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +163,7 @@ def replicas(
     redis = start_redis(redis_port, folder)
     env = {**stack.env, "TRIDENT_DATABASE_URL": postgres.url, "TRIDENT_PLANS": TEST_PLANS}
     env |= {"TRIDENT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "TRIDENT_WORKERS": "1"}
+    env |= {"TRIDENT_KEY_CACHE_S": "60"}
     ports, logs = [free_port(), free_port()], [folder / "a.log", folder / "b.log"]
     processes = [
         subprocess.Popen(
@@ -264,6 +291,7 @@ def test_postgres_down_is_503_with_retry_after_then_service_resumes(
     key, revoked = (store.create_key("pg-carol", "test")[0] for _ in range(2))
     store.revoke(revoked[4:12])
     store.engine.dispose()
+    assert [replicas.predict(base, key).status_code for base in replicas.bases] == [200, 200]  # cached
     postgres.stop()
     try:
         for base in replicas.bases:
@@ -283,3 +311,89 @@ def test_postgres_down_is_503_with_retry_after_then_service_resumes(
             time.sleep(0.2)
         assert replicas.predict(base, revoked).status_code == 401
         assert httpx.get(f"{base}/readyz").status_code == 200
+
+
+def statuses(replicas: Replicas, key: str) -> list[int]:
+    return [replicas.predict(base, key).status_code for base in replicas.bases]
+
+
+def wait_listening(postgres: Postgres, count: int = 2, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(postgres.listeners()) != count:
+        assert time.monotonic() < deadline, "the replicas' key-cache channels did not come back"
+        time.sleep(0.2)
+
+
+def test_the_replicas_answer_a_verified_key_from_their_cache(replicas: Replicas, postgres: Postgres) -> None:
+    """The control for the tests below: a change made behind Trident's back (no notification) is
+    not seen while the key is cached, so what they see in time is the channel's doing."""
+    key = replicas.cli("keys", "create", "--user", "pg-cache", "--plan", "free")
+    assert statuses(replicas, key) == [200, 200]
+    postgres.behind_trident(key, "scopes = 'admin'")
+    assert statuses(replicas, key) == [200, 200]
+    replicas.cli("keys", "revoke", key[4:12])  # through Trident: notified
+    assert statuses(replicas, key) == [401, 401]
+
+
+def test_a_cached_key_rescoped_or_revoked_by_the_cli_is_refused_on_the_next_request(
+    replicas: Replicas,
+) -> None:
+    key = replicas.cli("keys", "create", "--user", "pg-dan", "--plan", "free")
+    assert statuses(replicas, key) == [200, 200]
+    replicas.cli("keys", "scopes", key[4:12], "--scope", "admin")
+    assert statuses(replicas, key) == [403, 403]
+    replicas.cli("keys", "scopes", key[4:12], "--scope", "predict")
+    assert statuses(replicas, key) == [200, 200]
+    replicas.cli("keys", "revoke", key[4:12])
+    assert statuses(replicas, key) == [401, 401]
+
+
+def test_a_cached_key_is_refused_from_its_expiry_on(replicas: Replicas, postgres: Postgres) -> None:
+    store = KeyStore(postgres.url)
+    key, _ = store.create_key("pg-eve", "free", expires_in=timedelta(seconds=4))
+    expires_at = store.list_keys("pg-eve")[0].expires_at
+    store.engine.dispose()
+    assert expires_at is not None
+    assert statuses(replicas, key) == [200, 200]
+    time.sleep(max(0.0, expires_at.timestamp() - time.time()) + 0.05)
+    assert statuses(replicas, key) == [401, 401]
+
+
+def test_a_cut_channel_empties_the_cache_and_a_restored_one_carries_changes_again(
+    replicas: Replicas, postgres: Postgres
+) -> None:
+    """The channel's connection is killed: what was cached is not trusted (a change made while it
+    was down, unheard, is seen at once); once it is back, changes reach both replicas again."""
+    wait_listening(postgres)
+    key = replicas.cli("keys", "create", "--user", "pg-fay", "--plan", "free")
+    assert statuses(replicas, key) == [200, 200]
+    assert postgres.listeners("pg_terminate_backend(pid)") == ["t", "t"]
+    postgres.behind_trident(key, "revoked_at = now()")
+    assert statuses(replicas, key) == [401, 401]
+    wait_listening(postgres)
+    again = replicas.cli("keys", "create", "--user", "pg-fay", "--plan", "free")
+    assert statuses(replicas, again) == [200, 200]
+    postgres.behind_trident(again, "scopes = 'admin'")
+    assert statuses(replicas, again) == [200, 200]  # cached again
+    replicas.cli("keys", "revoke", again[4:12])
+    assert statuses(replicas, again) == [401, 401]
+
+
+def test_a_silent_channel_stops_the_cache_within_its_bound(replicas: Replicas, postgres: Postgres) -> None:
+    """The channel's server side stops answering without closing (SIGSTOP: a host gone quiet):
+    past `CHANNEL_STALE_S` the replicas no longer answer from the cache, so a revocation that did
+    not reach them is seen; the rest of the database still answers."""
+    wait_listening(postgres)
+    key = replicas.cli("keys", "create", "--user", "pg-gus", "--plan", "free")
+    assert statuses(replicas, key) == [200, 200]
+    listeners = [int(pid) for pid in postgres.listeners()]
+    for pid in listeners:
+        os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        postgres.behind_trident(key, "revoked_at = now()")
+        time.sleep(max(0.0, stopped + CHANNEL_STALE_S + 0.2 - time.monotonic()))
+        assert statuses(replicas, key) == [401, 401]
+    finally:
+        for pid in listeners:
+            os.kill(pid, signal.SIGCONT)
