@@ -239,6 +239,17 @@ def local_settings(data_dir: Path, work: Path) -> Any:
     )
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (`timeout`, a closed terminal) unwinds like Ctrl-C, so the `ExitStack` that started
+    Triton and the frontends stops them instead of leaving them running."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def free_port() -> int:
     import socket
 
@@ -786,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ab-requests", type=int, default=20, help="per side, image and A/B round")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     if args.stages or args.ab_base:
         import cv2
 

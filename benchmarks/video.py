@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from ultralytics import YOLO
 
-    from benchmarks.bench import free_port, local_settings, tree_cpu_s
+    from benchmarks.bench import free_port, local_settings, stop_on_sigterm, tree_cpu_s
+
+    stop_on_sigterm()
     from core.slug import Slug
     from exporter.export import ExportRequest, export_model
     from exporter.triton_config import ServingOptions
