@@ -92,12 +92,12 @@ def sandbox_argv(scratch: Path, limits: Limits, inner: list[str]) -> list[str]:
     # the folders above the mount points, readable by the sandbox's uid (bwrap makes them 0700)
     for parent in sorted({str(p) for r in _python_roots() for p in r.parents if str(p) != "/"} | {"/app"}):
         argv += ["--perms", "0755", "--dir", parent]
-    for folder in _python_roots():
-        argv += ["--ro-bind", str(folder), str(folder)]
+    for root_dir in _python_roots():
+        argv += ["--ro-bind", str(root_dir), str(root_dir)]
     for package in PACKAGES:
         argv += ["--ro-bind", str(PROJECT / package), f"/app/{package}"]
     argv += ["--bind", str(scratch), INSIDE, "--chdir", INSIDE]
-    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]  # noqa: S108 (the sandbox's own, empty)
     env = {
         "PATH": f"{Path(sys.prefix).resolve() / 'bin'}:/usr/bin:/bin",
         "HOME": INSIDE,

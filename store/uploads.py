@@ -18,8 +18,10 @@ import hashlib
 import hmac
 import json
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -260,12 +262,15 @@ class UploadStore:
         with self.engine.connect() as db:
             return [_model(r) for r in db.execute(query)]
 
-    def delete_model(self, model_id: str) -> None:
-        """The model's rows (its jobs and sessions too); the caller removes its files."""
+    def remove_model(self, model: ModelRow) -> None:
+        """The model's uploaded checkpoint and its rows (jobs and sessions too); its published
+        versions are the caller's to remove (they live in the repository)."""
+        if model.checkpoint:
+            shutil.rmtree(Path(model.checkpoint).parent, ignore_errors=True)
         with self.engine.begin() as db:
-            db.execute(export_jobs.delete().where(export_jobs.c.model_id == model_id))
-            db.execute(uploads.delete().where(uploads.c.model_id == model_id))
-            db.execute(user_models.delete().where(user_models.c.id == model_id))
+            db.execute(export_jobs.delete().where(export_jobs.c.model_id == model.id))
+            db.execute(uploads.delete().where(uploads.c.model_id == model.id))
+            db.execute(user_models.delete().where(user_models.c.id == model.id))
 
     # --- upload sessions
 
@@ -536,3 +541,20 @@ class UploadStore:
     def delete_job(self, job_id: str) -> None:
         with self.engine.begin() as db:
             db.execute(export_jobs.delete().where(export_jobs.c.id == job_id))
+
+
+def deployments_serving(
+    engine: sa.Engine, owner: str, project: str, model: str, version: str | None = None
+) -> list[str]:
+    """The names of the deployments that serve `owner/project/model` (at `version`, else any):
+    the files they link to must stay."""
+    from store.schema import deployments
+
+    where = [deployments.c.owner == owner, deployments.c.project == project, deployments.c.model == model]
+    if version is not None:
+        where.append(deployments.c.version == version)
+    with engine.connect() as db:
+        return [
+            r.name
+            for r in db.execute(sa.select(deployments.c.name).where(*where).order_by(deployments.c.name))
+        ]
