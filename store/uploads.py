@@ -413,7 +413,7 @@ class UploadStore:
             now = self.clock()
             takeable = sa.or_(
                 export_jobs.c.status == "queued",
-                sa.and_(export_jobs.c.status == "running", export_jobs.c.lease_until < now),
+                sa.and_(export_jobs.c.status == "running", export_jobs.c.lease_until <= now),
             )
             query = (
                 sa.select(
