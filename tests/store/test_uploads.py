@@ -95,7 +95,11 @@ def test_a_live_workers_renewed_lease_keeps_its_job(store: UploadStore, clock: C
         assert store.claim("w2", lease_s=10) is None
     assert store.complete(job_id, "w1", 1, "/x/model.onnx", 5, {"matched": 50})
     done = store.job(job_id)
-    assert done is not None and (done.status, done.progress, done.parity) == ("completed", 100, {"matched": 50})
+    assert done is not None and (done.status, done.progress, done.parity) == (
+        "completed",
+        100,
+        {"matched": 50},
+    )
 
 
 def take_all(url: str, name: str, taken: list[str], start: threading.Barrier) -> None:
