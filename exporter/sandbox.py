@@ -12,8 +12,11 @@ under `bwrap`:
   read-only, the project's build-time packages read-only, a private `/tmp`, and the scratch folder
   (the only writable place). The key store, secrets, the model repository, other models and the
   rest of the disk are simply not there;
-- limits (`prlimit`): address space, CPU seconds, processes, file size, open files; and a wall
-  time after which the whole sandbox is killed.
+- limits (`prlimit`): address space, CPU seconds, processes, file size, open files per process;
+  where the cgroup file system is writable (root, cgroup v1 or v2) also a cgroup of its own below
+  this process's, limiting the memory and tasks of the whole sandbox together (a fork bomb of
+  processes that each stay under their own limit still fits in it) and through which every process
+  left is killed at the end; and a wall time after which the whole sandbox is killed.
 
 What comes back is untrusted too: a JSON report (size-limited, typed) and one ONNX file, read
 without following links, refused if it points at external data. The configs and the Triton
@@ -23,12 +26,15 @@ sandbox.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +124,79 @@ def sandbox_argv(scratch: Path, limits: Limits, inner: list[str]) -> list[str]:
     return argv + inner
 
 
+CGROUPS = Path("/sys/fs/cgroup")
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup per v1 controller (and "" for v2), from /proc/self/cgroup."""
+    own = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            own[controller] = path
+    return own
+
+
+class Cgroup:
+    """The sandbox's own cgroup(s): total memory and tasks, and the end of every process in it."""
+
+    def __init__(self, dirs: list[Path]) -> None:
+        self.dirs = dirs
+
+    @classmethod
+    def create(cls, name: str, memory_bytes: int, processes: int) -> Cgroup | None:
+        """None where cgroups cannot be made here (the per-process limits then stand alone)."""
+        made: list[Path] = []
+        try:
+            own = _own_cgroups()
+            if (CGROUPS / "cgroup.controllers").exists():  # v2: one tree
+                limits = [
+                    (
+                        CGROUPS / own[""].lstrip("/") / name,
+                        {"memory.max": memory_bytes, "pids.max": processes},
+                    )
+                ]
+            else:
+                limits = [
+                    (
+                        CGROUPS / "memory" / own["memory"].lstrip("/") / name,
+                        {"memory.limit_in_bytes": memory_bytes},
+                    ),
+                    (CGROUPS / "pids" / own["pids"].lstrip("/") / name, {"pids.max": processes}),
+                ]
+            for folder, values in limits:
+                folder.mkdir()
+                made.append(folder)
+                for file, value in values.items():
+                    (folder / file).write_text(str(value))
+        except (OSError, KeyError, ValueError):
+            cls(made).close()
+            return None
+        return cls(made)
+
+    def enter(self) -> None:
+        """Move the calling process in (run in the child before it execs `bwrap`)."""
+        for folder in self.dirs:
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
+
+    def close(self) -> None:
+        """Kill whatever is still in it, then remove it."""
+        for folder in self.dirs:
+            for _ in range(100):
+                try:
+                    pids = [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+                except OSError:
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.05)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
 def _read_report(scratch: Path) -> dict[str, Any]:
     path = scratch / "out" / REPORT
     try:
@@ -176,21 +255,41 @@ def export_in_sandbox(
     inner = [python, "-m", "exporter.sandboxed", f"{INSIDE}/in/model.pt", f"{INSIDE}/out"]
     if nms is not None:
         inner.append(f"--nms={'true' if nms else 'false'}")
+    cgroup = Cgroup.create(f"trident-sandbox-{scratch.parent.name}", limits.memory_bytes, limits.processes)
+    argv = sandbox_argv(scratch, limits, inner)
+    log = scratch.parent / "sandbox.log"  # its output, outside its reach (and under its file-size limit)
     try:
-        run = subprocess.run(
-            sandbox_argv(scratch, limits, inner), capture_output=True, timeout=limits.timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise ExportError(f"the export ran past its {limits.timeout_s:g} s limit and was stopped") from None
+        with (
+            log.open("wb") as out,
+            subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=cgroup.enter if cgroup is not None else None,
+            ) as process,
+        ):
+            try:
+                process.wait(timeout=limits.timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise ExportError(
+                    f"the export ran past its {limits.timeout_s:g} s limit and was stopped"
+                ) from None
+    finally:
+        if cgroup is not None:
+            cgroup.close()
+    with log.open("rb") as f:
+        f.seek(max(0, log.stat().st_size - 4096))
+        tail = f.read().decode(errors="replace").strip().splitlines()[-1:]
+    code = process.returncode
     report = _read_report(scratch)
-    if run.returncode != 0 or "error" in report or "onnx" not in report:
+    if code != 0 or "error" in report or "onnx" not in report:
         reason = report.get("error")
         if not isinstance(reason, str) or not reason:
-            tail = run.stderr.decode(errors="replace").strip().splitlines()[-1:] or [
-                f"exit status {run.returncode}"
-            ]
-            reason = f"the sandboxed export stopped: {tail[0][:300]}"
-            if run.returncode in (-9, 137):
+            last = tail[0] if tail else f"exit status {code}"
+            reason = f"the sandboxed export stopped: {last[:300]}"
+            if code in (-9, 137):
                 reason = "the sandboxed export was killed (a limit: memory, CPU time or processes)"
         raise ExportError(reason[:1000])
     parity = report.get("parity")

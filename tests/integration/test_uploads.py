@@ -24,6 +24,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ from ultralytics_platform.types import (
 )
 
 from store.keys import KeyStore
+from store.uploads import UploadStore
+from tests.helpers.postgres import Postgres
 from tests.helpers.sdk_contract import assert_matches
 from tests.helpers.stack import Stack, free_port
 from tests.integration.test_ul_cli import own_settings
@@ -63,7 +66,7 @@ class Uploads:
     predict_key: str  # scope predict only
     data_dir: Path
     repository: Path
-    env: dict[str, str]  # the frontend's and worker's environment
+    settings: dict[str, str]  # the frontend's and worker's own settings, beside the stack's
 
     def client(self, key: str | None = None) -> Platform:
         return Platform(api_key=key or self.key, base_url=self.base, max_retries=0)
@@ -83,6 +86,7 @@ def uploads(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "TRIDENT_TRITON_RUNTIME_DIR": str(stack.settings.runtime_dir),
         "TRIDENT_API_FORMAT": "platform",
         "TRIDENT_EXPORT_POLL_S": "0.2",
+        "TRIDENT_EXPORT_PROCESSES": "48",  # the fork bomb's ceiling on a shared 2-core test machine
     }
     frontend, base = stack.spawn_frontend(root / "frontend.log", **own)
     env = {**stack.env, **own}
@@ -91,7 +95,7 @@ def uploads(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     key = keys.create_key(USER, "test", scopes=["predict", "export"])[0]
     predict_key = keys.create_key(USER, "test", scopes=["predict"])[0]
     try:
-        yield Uploads(base, key, predict_key, root / "data", stack.repository, env)
+        yield Uploads(base, key, predict_key, root / "data", stack.repository, own)
     finally:
         runtime.stop(worker, 10)
         runtime.stop(frontend)
@@ -311,7 +315,7 @@ def test_a_used_url_a_wrong_digest_an_oversize_body_and_a_non_checkpoint_are_ref
 
 def test_an_expired_upload_url_is_refused(stack: Stack, uploads: Uploads, tmp_path: Path) -> None:
     process, base = stack.spawn_frontend(
-        tmp_path / "frontend.log", **{**uploads.env, "TRIDENT_UPLOAD_URL_TTL_S": "1"}
+        tmp_path / "frontend.log", **{**uploads.settings, "TRIDENT_UPLOAD_URL_TTL_S": "1"}
     )
     try:
         with Platform(api_key=uploads.key, base_url=base, max_retries=0) as client:
@@ -420,11 +424,13 @@ ATTACKS = {  # name -> (code run at unpickling, words the job's error must hold)
         "No such file",
     ),
     "write outside": (
-        "open({escape!r}, 'w').write('x'); open({repo_escape!r}, 'w').write('x'); raise RuntimeError('WROTE')",
+        "open({escape!r}, 'w').write('x'); open({repo_escape!r}, 'w').write('x'); "
+        "raise RuntimeError('WROTE')",
         "No such file",
     ),
     "open a socket": (
-        "import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5); raise RuntimeError('CONNECTED')",
+        "import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5); "
+        "raise RuntimeError('CONNECTED')",
         "unreachable",
     ),
     "fork without end": ("import os\nwhile True: os.fork()", "Resource temporarily unavailable"),
@@ -454,3 +460,94 @@ def test_a_checkpoint_attacking_the_sandbox_fails_its_job_and_changes_nothing_ou
     assert not escape.exists() and not repo_escape.exists()
     assert listener.accepted == []
     assert left_behind(uploads) == before  # scratch removed, nothing published or staged
+
+
+# --- jobs on PostgreSQL
+
+
+def job_state(store: UploadStore, job_id: str) -> Any:
+    job = store.job(job_id)
+    assert job is not None
+    return job
+
+
+def taken_by(store: UploadStore, job_id: str, attempt: int, pid: int) -> bool:
+    job = job_state(store, job_id)
+    return bool(job.attempts == attempt and str(job.lease_owner).endswith(f":{pid}"))
+
+
+def wait_until(check: Any, what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_a_worker_killed_mid_job_leaves_it_retried_once_then_failed_while_the_old_version_serves(
+    stack: Stack, postgres: Postgres, tmp_path: Path
+) -> None:
+    """The job re-exports the served `test/coco/yolo11n` from a checkpoint whose loading never ends;
+    its worker is killed twice mid-job (the sandbox dies with it); the third worker fails the job
+    with the reason. A frontend on the same PostgreSQL answers predicts on the old version all along."""
+    keys = KeyStore(postgres.url)
+    key = keys.create_key("test", "test")[0]
+    store = UploadStore(keys.engine)
+    store.create_project("test", "coco", "coco", "public")
+    model = store.create_model("test", "coco", "yolo11n", "yolo11n", "detect")
+    slow = crafted(tmp_path / "slow.pt", "import time; time.sleep(600)")
+    session, token = store.open_upload(model.id, "test", "slow.pt", slow.stat().st_size, 60)
+    store.take_for_put(session.id, token)
+    store.received(session.id, slow.stat().st_size, "0" * 64, "0" * 32)
+    job_id = store.accept(session.id, str(slow)).id
+    published = sorted(p.name for p in (stack.repository / "test~coco~yolo11n").iterdir())
+    env = {
+        **stack.env,
+        "TRIDENT_DATABASE_URL": postgres.url,
+        "TRIDENT_DATA_DIR": str(tmp_path / "data"),
+        "TRIDENT_TRITON_RUNTIME_DIR": str(stack.settings.runtime_dir),
+        "TRIDENT_EXPORT_LEASE_S": "3",
+        "TRIDENT_EXPORT_POLL_S": "0.2",
+    }
+    frontend, base = stack.spawn_frontend(tmp_path / "frontend.log", TRIDENT_DATABASE_URL=postgres.url)
+    answers: list[int] = []
+    done = threading.Event()
+    tiny = Path(__file__).parents[1] / "fixtures" / "tiny.png"
+
+    def keep_predicting() -> None:
+        while not done.wait(0.5):
+            with tiny.open("rb") as f:
+                answers.append(
+                    httpx.post(
+                        f"{base}/api/models/test/coco/yolo11n/predict",
+                        headers={"Authorization": f"Bearer {key}"},
+                        files={"file": ("tiny.png", f)},
+                        timeout=30,
+                    ).status_code
+                )
+
+    predictor = threading.Thread(target=keep_predicting)
+    predictor.start()
+    try:
+        for attempt in (1, 2):
+            worker = start_worker(env, tmp_path / "worker.log")
+            wait_until(partial(taken_by, store, job_id, attempt, worker.pid), f"attempt {attempt} not taken")
+            time.sleep(2)  # in the sandbox, loading the checkpoint
+            worker.kill()
+            worker.wait()
+            assert job_state(store, job_id).status == "running"
+        last = start_worker(env, tmp_path / "worker.log")
+        try:
+            wait_until(lambda: job_state(store, job_id).status == "failed", "the job was not failed")
+        finally:
+            runtime.stop(last, 10)
+        job = job_state(store, job_id)
+        assert job.attempts == 2 and "stopped mid-job 2 times" in job.error
+    finally:
+        done.set()
+        predictor.join()
+        runtime.stop(frontend)
+    assert len(answers) >= 10 and set(answers) == {200}, answers
+    assert sorted(p.name for p in (stack.repository / "test~coco~yolo11n").iterdir()) == published
+    wait_until(
+        lambda: not any(p.stat().st_uid == 64999 for p in Path("/proc").glob("[0-9]*")), "sandbox left"
+    )
