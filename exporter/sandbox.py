@@ -137,6 +137,17 @@ def _own_cgroups() -> dict[str, str]:
     return own
 
 
+STALE_S = 60  # an empty sandbox cgroup this old was left by a worker that was killed
+
+
+def _remove_stale(parent: Path) -> None:
+    """Empty sandbox cgroups a killed worker left (one with processes cannot be removed)."""
+    for folder in parent.glob("trident-sandbox-*"):
+        with contextlib.suppress(OSError):
+            if time.time() - folder.stat().st_mtime > STALE_S:
+                folder.rmdir()
+
+
 class Cgroup:
     """The sandbox's own cgroup(s): total memory and tasks, and the end of every process in it."""
 
@@ -165,6 +176,7 @@ class Cgroup:
                     (CGROUPS / "pids" / own["pids"].lstrip("/") / name, {"pids.max": processes}),
                 ]
             for folder, values in limits:
+                _remove_stale(folder.parent)
                 folder.mkdir()
                 made.append(folder)
                 for file, value in values.items():

@@ -431,7 +431,7 @@ ATTACKS = {  # name -> (code run at unpickling, words the job's error must hold)
     "open a socket": (
         "import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5); "
         "raise RuntimeError('CONNECTED')",
-        "unreachable",
+        "Connection refused",  # its own network namespace: a loopback with nothing on it
     ),
     "fork without end": ("import os\nwhile True: os.fork()", "Resource temporarily unavailable"),
     "allocate 20 GB": ("bytearray(20 * 1024 ** 3); raise RuntimeError('ALLOCATED')", "MemoryError"),
