@@ -92,6 +92,7 @@ def models_remove(
     model_dir = settings.model_repository / parsed.triton_name
     if len(chosen) == len(mine):
         shutil.rmtree(model_dir)
+        _unload(settings, parsed.triton_name)
         store = UploadStore(engine)
         uploaded = store.model(parsed.owner, parsed.project, parsed.model)
         if uploaded is not None:
@@ -101,6 +102,16 @@ def models_remove(
     for v in chosen:
         shutil.rmtree(v.folder)
         typer.echo(f"removed {parsed} version {v.version}")
+
+
+def _unload(settings: Settings, name: str) -> None:
+    """Ask the running Triton to unload a removed model (it loads only what it is asked to)."""
+    import httpx
+
+    try:
+        httpx.post(f"{settings.triton_http_url}/v2/repository/models/{name}/unload", timeout=10)
+    except httpx.HTTPError:
+        typer.echo(f"Triton ({settings.triton_http_url}) did not answer: it unloads {name} when restarted")
 
 
 def _fail(message: str) -> typer.Exit:

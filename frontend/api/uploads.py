@@ -14,6 +14,7 @@ digest. Completing queues an export job that `trident worker` runs in its sandbo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -279,6 +280,10 @@ async def delete_model(
             f"{found.slug} is served by the deployment {serving[0]!r}; delete that deployment first"
         )
     await anyio.to_thread.run_sync(remove_model, store, found, settings.model_repository.resolve())
+    name = Slug.parse(found.slug).triton_name
+    with contextlib.suppress(ServingError):  # never loaded (its export failed): nothing to unload
+        await services.engine.triton.unload(name)
+    await services.engine.catalog.refresh()  # this process answers 404 at once (others within a refresh)
     return json_response({"success": True})
 
 

@@ -125,17 +125,26 @@ def predict(client: Platform, slug: str, image: Path, **options: Any) -> list[di
     return results
 
 
-def test_ul_cloud_predict_uploads_exports_and_predicts_as_trident_export_does(
-    uploads: Uploads, yolo11n_pt: Path, bus: Path, tmp_path: Path
-) -> None:
-    best = tmp_path / "best.pt"
+@pytest.fixture(scope="module")
+def ul_predicted(
+    uploads: Uploads, yolo11n_pt: Path, bus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """`ul cloud predict model=best.pt source=bus.jpg` run once; the slug it uploaded to."""
+    cwd = tmp_path_factory.mktemp("ul-predict")
+    best = cwd / "best.pt"
     shutil.copyfile(yolo11n_pt, best)
-    output = ul(uploads, tmp_path, "predict", f"model={best}", f"source={bus}")
+    output = ul(uploads, cwd, "predict", f"model={best}", f"source={bus}")
     uri = re.search(r"Model: ul://(\S+)", output)
     assert uri, output[-2000:]
-    slug = uri.group(1)
-    assert slug == f"{USER}/cloud-training/best"
     assert re.search(r"Results saved to .*runs", output), output[-2000:]
+    return uri.group(1)
+
+
+def test_ul_cloud_predict_uploads_exports_and_predicts_as_trident_export_does(
+    uploads: Uploads, ul_predicted: str, bus: Path
+) -> None:
+    slug = ul_predicted
+    assert slug == f"{USER}/cloud-training/best"
     with uploads.client() as client:
         for conf in (0.25, 0.02):  # ul's default, and one where the busy model finds 300
             ours, theirs = (
@@ -181,6 +190,52 @@ def test_ul_cloud_export_downloads_the_onnx_the_exporter_makes(
         assert len(outputs[0]) == len(outputs[1])
         for ours, theirs in zip(*outputs, strict=True):
             np.testing.assert_array_equal(ours, theirs)
+
+
+def trident_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trident", *args], env=stack.env, capture_output=True, text=True, check=False
+    )
+
+
+def test_a_version_a_deployment_serves_cannot_be_removed_until_the_deployment_goes(
+    stack: Stack, uploads: Uploads, ul_predicted: str
+) -> None:
+    owner, project, model = ul_predicted.split("/")
+    key = KeyStore(stack.settings.key_store_url).create_key(
+        USER, "test", scopes=["predict", "export", "deployments"]
+    )[0]
+    folder = uploads.repository / f"{owner}~{project}~{model}"
+    row = UploadStore(KeyStore(stack.settings.key_store_url).engine).model(owner, project, model)
+    assert row is not None and row.checkpoint is not None and Path(row.checkpoint).is_file()
+    with uploads.client(key) as client:
+        client.deployments.create(
+            owner, project=project, model=model, deployment="best-endpoint", name="Best", region="us-central1"
+        )
+        deadline = time.monotonic() + 120
+        while client.deployments.retrieve(owner, "best-endpoint")["deployment"]["status"] != "ready":
+            assert time.monotonic() < deadline, "the deployment did not become ready"
+            time.sleep(0.5)
+        with pytest.raises(APIError) as busy:
+            client.models.delete(owner, project, model)
+        assert busy.value.status_code == 409 and "'best-endpoint'" in busy.value.body
+        listed = trident_cli(stack, "models", "list")
+        assert f"{ul_predicted}  version 1" in listed.stdout and "served by best-endpoint" in listed.stdout
+        refused = trident_cli(stack, "models", "remove", ul_predicted)
+        assert refused.returncode == 1 and "'best-endpoint'" in refused.stderr
+        assert (folder / "1" / "model.onnx").is_file()
+
+        client.deployments.delete(owner, "best-endpoint")
+        deadline = time.monotonic() + 60
+        while any(d["deployment"] == "best-endpoint" for d in client.deployments.list(owner)["deployments"]):
+            assert time.monotonic() < deadline, "the deployment was not deleted"
+            time.sleep(0.5)
+        assert client.models.delete(owner, project, model) == {"success": True}
+        assert not folder.exists()
+        with pytest.raises(APIError) as gone:
+            client.models.retrieve(owner, project, model)
+        assert gone.value.status_code == 404
+    assert not Path(row.checkpoint).exists()
 
 
 # --- the SDK's resources and errors
