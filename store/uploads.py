@@ -543,6 +543,15 @@ class UploadStore:
             db.execute(export_jobs.delete().where(export_jobs.c.id == job_id))
 
 
+def model_status(jobs: list[JobRow]) -> str:
+    """The Platform's model status from its newest export (`jobs` newest first): running,
+    completed, failed, or pending (nothing uploaded yet)."""
+    if not jobs:
+        return "pending"
+    newest = jobs[0].status
+    return {"queued": "running", "cancelled": "failed"}.get(newest, newest)
+
+
 def deployments_serving(
     engine: sa.Engine, owner: str, project: str, model: str, version: str | None = None
 ) -> list[str]:

@@ -19,6 +19,7 @@ from frontend.schemas import PLATFORM_ERRORS
 from frontend.serving.catalog import ServedModel
 from store.clock import iso
 from store.keys import Principal
+from store.uploads import model_status
 
 router = APIRouter(responses=PLATFORM_ERRORS)
 
@@ -94,11 +95,6 @@ async def _uploaded_model(
         return None
     jobs = await anyio.to_thread.run_sync(store.jobs, found.id)
     newest = jobs[0] if jobs else None
-    status = (
-        "pending"
-        if newest is None
-        else {"queued": "running", "cancelled": "failed"}.get(newest.status, newest.status)
-    )
     item: dict[str, Any] = {
         "id": found.id,
         "owner": owner,
@@ -107,7 +103,7 @@ async def _uploaded_model(
         "model": model,
         "visibility": "private",
         "name": found.name,
-        "status": status,
+        "status": model_status(jobs),
         "hasWeights": found.checkpoint is not None,
         "starCount": 0,
         "isStarred": False,

@@ -23,7 +23,7 @@ import shutil
 import time
 import zipfile
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import anyio.to_thread
 from fastapi import APIRouter, Body, Query
@@ -31,9 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from core.modelspec import Task
 from core.settings import MB
 from core.slug import InvalidSlugError, Slug
-from frontend.deps import ExportCallerDep, KeyHolderDep, ServicesDep, SettingsDep
+from frontend.deps import ExportCallerDep, KeyHolderDep, Services, ServicesDep, SettingsDep
 from frontend.errors import (
     Conflict,
     Forbidden,
@@ -56,11 +57,12 @@ from store.uploads import (
     UploadRefused,
     UploadStore,
     deployments_serving,
+    model_status,
 )
 
 router = APIRouter(responses=error_docs(400, 401, 403, 404, 409, 410, 413, 429, 503))
 UPLOAD_PATH = "/api/uploads/"  # the signed PUT targets: `BodyLimit` leaves their size to the route
-TASKS = ("detect", "segment", "pose", "classify", "obb", "semantic", "depth")  # what Trident serves
+TASKS = get_args(Task)  # what Trident serves
 FORMATS = ("onnx",)  # what a worker exports here (TensorRT plans: `trident export --format engine`)
 DOWNLOAD_TTL_S = 3600
 PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -139,7 +141,7 @@ async def retrieve_project(owner: str, project: str, caller: KeyHolderDep, servi
                 "model": m.model,
                 "name": m.name,
                 **({"task": m.task} if m.task else {}),
-                "status": _model_status(jobs),
+                "status": model_status(jobs),
                 "epochCount": 0,
                 **({"file": {"size": m.checkpoint_bytes}} if m.checkpoint_bytes else {}),
                 "hasWeights": m.checkpoint is not None,
@@ -232,14 +234,6 @@ def _own_model(store: UploadStore, caller: Principal, owner: str, project: str, 
     if found is None:
         raise ModelNotFound(f"no uploaded model {owner}/{project}/{model}")
     return found
-
-
-def _model_status(jobs: list[JobRow]) -> str:
-    """The Platform's model status from its newest export: running, completed, failed, or pending."""
-    if not jobs:
-        return "pending"
-    newest = jobs[0].status
-    return {"queued": "running", "cancelled": "failed"}.get(newest, newest)
 
 
 @router.get(
@@ -458,7 +452,7 @@ def _sign(secret: bytes, job_id: str, expires: int) -> str:
     return hmac.new(secret, f"export:{job_id}:{expires}".encode(), hashlib.sha256).hexdigest()
 
 
-def _download_url(request: Request, services: Any, job: JobRow) -> str:
+def _download_url(request: Request, services: Services, job: JobRow) -> str:
     expires = int(time.time()) + DOWNLOAD_TTL_S
     signature = _sign(services.token_secret, job.id, expires)
     return f"{_base_url(request)}/api/exports/{job.id}/download?expires={expires}&signature={signature}"
@@ -468,7 +462,7 @@ def _download_name(model: ModelRow, job: JobRow) -> str:
     return f"{model.model}-v{job.version}.{job.format}"
 
 
-def _export_item(request: Request, services: Any, model: ModelRow, job: JobRow) -> dict[str, Any]:
+def _export_item(request: Request, services: Services, model: ModelRow, job: JobRow) -> dict[str, Any]:
     """The SDK's `ExportsRetrieveResponseExport`, plus Trident's `progress` and `parity` (the
     parity gate's figures)."""
     item: dict[str, Any] = {
