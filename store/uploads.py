@@ -14,6 +14,7 @@ then failed with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -22,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -114,64 +115,32 @@ class JobRow:
     completed_at: datetime | None
 
 
+R = TypeVar("R")
+
+
+def _from_row(cls: type[R], row: Any, **values: Any) -> R:
+    """`cls` from a row whose columns share its field names; `values` for the others (times made
+    aware: SQLite hands back naive ones)."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    found = {n: getattr(row, n) for n in names if n not in values}
+    found |= {n: utc(v) for n, v in found.items() if n.endswith("_at")}
+    return cls(**found, **values)
+
+
 def _project(row: Any) -> ProjectRow:
-    return ProjectRow(row.id, row.owner, row.project, row.name, row.visibility, utc(row.created_at))
+    return _from_row(ProjectRow, row)
 
 
 def _model(row: Any) -> ModelRow:
-    return ModelRow(
-        id=row.id,
-        owner=row.owner,
-        project=row.project,
-        model=row.model,
-        name=row.name,
-        task=row.task,
-        checkpoint=row.checkpoint,
-        checkpoint_name=row.checkpoint_name,
-        checkpoint_bytes=row.checkpoint_bytes,
-        checkpoint_sha256=row.checkpoint_sha256,
-        created_at=utc(row.created_at),
-        updated_at=utc(row.updated_at),
-    )
+    return _from_row(ModelRow, row)
 
 
 def _upload(row: Any) -> UploadRow:
-    return UploadRow(
-        id=row.id,
-        model_id=row.model_id,
-        user=row.user_name,
-        filename=row.filename,
-        total_bytes=int(row.total_bytes),
-        status=row.status,
-        received_bytes=int(row.received_bytes),
-        sha256=row.sha256,
-        md5=row.md5,
-        error=row.error,
-        expires_at=utc(row.expires_at),
-        token_hash=row.token_hash,
-    )
+    return _from_row(UploadRow, row, user=row.user_name)
 
 
 def _job(row: Any) -> JobRow:
-    return JobRow(
-        id=row.id,
-        model_id=row.model_id,
-        format=row.format,
-        status=row.status,
-        attempts=int(row.attempts),
-        lease_owner=row.lease_owner,
-        progress=int(row.progress),
-        step=row.step,
-        error=row.error,
-        parity=json.loads(row.parity or "{}"),
-        version=row.version,
-        file=row.file,
-        file_bytes=row.file_bytes,
-        created_at=utc(row.created_at),
-        updated_at=utc(row.updated_at),
-        started_at=utc(row.started_at),
-        completed_at=utc(row.completed_at),
-    )
+    return _from_row(JobRow, row, parity=json.loads(row.parity or "{}"))
 
 
 def _token_hash(token: str) -> str:
