@@ -96,6 +96,10 @@ def uploads(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     predict_key = keys.create_key(USER, "test", scopes=["predict"])[0]
     try:
         yield Uploads(base, key, predict_key, root / "data", stack.repository, own)
+        # the session's Triton serves the next files' tests: what this module uploaded goes
+        with Platform(api_key=key, base_url=base, max_retries=0) as client:
+            for model in UploadStore(keys.engine).models(USER):
+                client.models.delete(model.owner, model.project, model.model)
     finally:
         runtime.stop(worker, 10)
         runtime.stop(frontend)
