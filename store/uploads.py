@@ -292,19 +292,15 @@ class UploadStore:
             raise UploadRefused(409, "this upload URL was used already; ask for a new one")
         return found
 
-    def received(self, session_id: str, size: int, sha256: str, md5: str) -> None:
+    def _set_upload(self, session_id: str, **values: Any) -> None:
         with self.engine.begin() as db:
-            db.execute(
-                uploads.update()
-                .where(uploads.c.id == session_id)
-                .values(status="received", received_bytes=size, sha256=sha256, md5=md5)
-            )
+            db.execute(uploads.update().where(uploads.c.id == session_id).values(**values))
+
+    def received(self, session_id: str, size: int, sha256: str, md5: str) -> None:
+        self._set_upload(session_id, status="received", received_bytes=size, sha256=sha256, md5=md5)
 
     def fail_upload(self, session_id: str, reason: str) -> None:
-        with self.engine.begin() as db:
-            db.execute(
-                uploads.update().where(uploads.c.id == session_id).values(status="failed", error=reason[:512])
-            )
+        self._set_upload(session_id, status="failed", error=reason[:512])
 
     def accept(self, session_id: str, checkpoint: str, fmt: str = "onnx") -> JobRow:
         """The received checkpoint becomes its model's, and an export of it is queued (one step)."""
