@@ -99,7 +99,7 @@ def export_model(request: ExportRequest, console: Console | None = None) -> Expo
             shape = "dynamic" if spec.dynamic else "static"
             console.log(f"exported ONNX at {spec.imgsz[1]}x{spec.imgsz[0]} ({shape})")
             status.update("checking parity with YOLO(weights).predict()")
-            sample = request.sample_image or _default_sample()
+            sample = request.sample_image or default_sample()
             parity = check_parity(request.weights, onnx_path, spec, sample, request.nms)
             console.log(f"parity ok: {parity.summary()}")
             status.update("publishing")
@@ -130,10 +130,19 @@ def assemble(
     return publish(stage / name, request.repository, name, int(version_dir.name))
 
 
-def _default_sample() -> Path:
+def default_sample() -> Path:
+    """The parity gate's image: Ultralytics' bus.jpg."""
     from ultralytics.utils import ASSETS
 
     return Path(ASSETS) / "bus.jpg"
 
 
-__all__ = ["ExportError", "ExportRequest", "ExportResult", "assemble", "export_model", "spec_from_metadata"]
+__all__ = [
+    "ExportError",
+    "ExportRequest",
+    "ExportResult",
+    "assemble",
+    "default_sample",
+    "export_model",
+    "spec_from_metadata",
+]

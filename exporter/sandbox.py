@@ -19,9 +19,10 @@ under `bwrap`:
   left is killed at the end; and a wall time after which the whole sandbox is killed.
 
 What comes back is untrusted too: a JSON report (size-limited, typed) and one ONNX file, read
-without following links, refused if it points at external data. The configs and the Triton
-backend beside it are written by the worker (`exporter.export.assemble`), never taken from the
-sandbox.
+without following links, refused if it points at external data. The worker then runs the parity
+gate's decoded check again itself, on that ONNX, against the reference results the report carries
+(`exporter.parity.compare_results`); the configs and the Triton backend beside it are written by
+the worker (`exporter.export.assemble`), never taken from the sandbox.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from typing import Any
 import onnx
 
 from exporter.errors import ExportError
+from exporter.parity import Reference
+from exporter.raw_parity import RawParity
 
 __all__ = ["Limits", "SandboxOutput", "export_in_sandbox", "sandbox_argv"]
 
@@ -75,8 +78,9 @@ class Limits:
 @dataclass(frozen=True)
 class SandboxOutput:
     onnx: Path  # a copy outside the sandbox's reach
-    parity: dict[str, Any]
     task: str
+    raw: RawParity  # the raw check's figures (it needs the PyTorch model, so it runs inside)
+    reference: Reference | None  # what `YOLO(weights).predict()` found (None for map tasks)
 
 
 def _python_roots() -> list[Path]:
@@ -304,8 +308,11 @@ def export_in_sandbox(
             if code in (-9, 137):
                 reason = "the sandboxed export was killed (a limit: memory, CPU time or processes)"
         raise ExportError(reason[:1000])
-    parity = report.get("parity")
-    task = report.get("task")
-    if not isinstance(parity, dict) or not isinstance(task, str):
-        raise ExportError("the sandboxed export's report is malformed")
-    return SandboxOutput(_take_onnx(scratch, report["onnx"], target), parity, task)
+    task, raw = report.get("task"), report.get("raw")
+    try:
+        assert isinstance(task, str) and isinstance(raw, dict)
+        figures = RawParity(int(raw["outputs_checked"]), float(raw["max_abs_diff"]), float(raw["rtol"]))
+    except (AssertionError, KeyError, TypeError, ValueError):
+        raise ExportError("the sandboxed export's report is malformed") from None
+    reference = Reference.parse(report["reference"]) if "reference" in report else None
+    return SandboxOutput(_take_onnx(scratch, report["onnx"], target), task, figures, reference)

@@ -2,8 +2,9 @@
 
 The same `export_model` as `trident export` (checkpoint check, ONNX export, parity gate against
 `YOLO(weights).predict()`), into a repository inside the scratch folder; then one JSON report in
-OUT: the ONNX's path relative to the scratch folder, the parity gate's figures, the task, or the
-error. Exit status 0 only for a passed export.
+OUT: the ONNX's path relative to the scratch folder, the task, the raw check's figures and what
+`YOLO(weights).predict()` found on the sample (the reference the worker compares the ONNX with
+again, outside), or the error. Exit status 0 only for a passed export.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from core.modelspec import MAP_TASKS
 from core.slug import Slug
 from exporter.errors import ExportError
-from exporter.export import ExportRequest, export_model
+from exporter.export import ExportRequest, default_sample, export_model
+from exporter.parity import reference_results
 
 SANDBOX_SLUG = Slug.parse("sandbox/upload/model")
 
@@ -38,9 +41,18 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # whatever the checkpoint's own code raised
         _report(out, {"error": f"the export failed: {type(exc).__name__}: {exc}"[:1000]})
         return 4
-    parity = {**dataclasses.asdict(result.parity), "summary": result.parity.summary()}
+    parity = result.parity
+    raw = {
+        "outputs_checked": parity.raw_outputs_checked,
+        "max_abs_diff": parity.max_abs_diff,
+        "rtol": parity.raw_rtol,
+    }
     onnx = (result.path / "model.onnx").relative_to(out.parent)
-    _report(out, {"onnx": str(onnx), "parity": parity, "task": result.spec.task})
+    body: dict[str, object] = {"onnx": str(onnx), "raw": raw, "task": result.spec.task}
+    if result.spec.task not in MAP_TASKS:
+        reference = reference_results(weights, result.spec, default_sample(), nms)
+        body["reference"] = dataclasses.asdict(reference)
+    _report(out, body)
     return 0
 
 

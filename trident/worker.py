@@ -2,7 +2,8 @@
 
 A job: take it with a lease (renewed by a thread while the job runs), export the model's uploaded
 checkpoint inside the sandbox (`exporter.sandbox`: the same exporter and parity gate as
-`trident export`), then, outside it, write the configs and the backend beside the ONNX it made and
+`trident export`), then, outside it, run the gate's decoded check again on the ONNX it made
+(against the reference results it reported), write the configs and the backend beside it and
 publish a new version into the repository (`exporter.export.assemble`: atomic, so the running
 Triton and frontend pick it up with no restart). Any failure is the job's `error`, in words;
 nothing is published and the scratch folder is removed either way.
@@ -10,6 +11,7 @@ nothing is published and the scratch folder is removed either way.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -19,13 +21,15 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from core.modelspec import MAP_TASKS, ModelSpec
 from core.settings import Settings
 from core.slug import Slug
 from exporter.errors import ExportError
-from exporter.export import ExportRequest, assemble, spec_from_metadata
+from exporter.export import ExportRequest, assemble, default_sample, spec_from_metadata
 from exporter.onnx_export import read_metadata
+from exporter.parity import ParityReport, check_map_parity, compare_results
 from exporter.repository import next_version, staging_dir
-from exporter.sandbox import Limits, export_in_sandbox
+from exporter.sandbox import Limits, SandboxOutput, export_in_sandbox
 from exporter.triton_config import ServingOptions
 from store.uploads import JobRow, UploadStore
 
@@ -72,6 +76,17 @@ class Lease:
     def close(self) -> None:
         self._done.set()
         self._thread.join()
+
+
+def _parity(onnx_path: Path, spec: ModelSpec, out: SandboxOutput) -> ParityReport:
+    """The gate's decoded check again, here, on the ONNX that will be published: against the
+    reference the sandbox's `YOLO(weights).predict()` found (maps: against `YOLO(<the ONNX>)`)."""
+    sample = default_sample()
+    if spec.task in MAP_TASKS:
+        return check_map_parity(onnx_path, spec, sample, out.raw)
+    if out.reference is None:
+        raise ExportError("the sandboxed export reported no parity reference")
+    return compare_results(onnx_path, spec, sample, out.reference, None, out.raw)
 
 
 class Stopping(Protocol):
@@ -130,7 +145,6 @@ class Worker:
             out = export_in_sandbox(
                 checkpoint, folder / "sandbox", limits(self.settings), folder / "model.onnx"
             )
-            lease.say(90, "publishing")
             if lease.lost:
                 raise ExportError("the job was cancelled or taken by another worker; nothing published")
             request = ExportRequest(
@@ -150,11 +164,13 @@ class Worker:
                 spec = spec_from_metadata(meta, request, model.checkpoint_sha256 or "")
                 if spec.task != out.task or (model.task and spec.task != model.task):
                     raise ExportError(f"the checkpoint is a {out.task} model, its ONNX says {spec.task}")
+                lease.say(80, "checking parity")
+                parity = _parity(onnx_path, spec, out)
+                lease.say(90, "publishing")
                 path = assemble(stage, onnx_path, request, meta, spec)
             exported = path / "model.onnx"
-            self.store.complete(
-                job.id, self.name, version, str(exported), exported.stat().st_size, out.parity
-            )
+            figures = {**dataclasses.asdict(parity), "summary": parity.summary()}
+            self.store.complete(job.id, self.name, version, str(exported), exported.stat().st_size, figures)
             log.info("export %s published %s version %d", job.id, model.slug, version)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
