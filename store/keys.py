@@ -78,7 +78,7 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-SCOPES = ("predict", "deployments", "admin", "streams")
+SCOPES = ("predict", "deployments", "admin", "streams", "export")
 DEFAULT_SCOPES = frozenset({"predict"})
 LAST_USE_FLUSH_S = 60  # last use reaches the database at most this often per key (per process)
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-pytest_plugins = ["tests.helpers.stack", "tests.helpers.scheduling"]
+pytest_plugins = ["tests.helpers.stack", "tests.helpers.scheduling", "tests.helpers.postgres"]
 ODD_SIZES = [(333, 517), (1001, 37), (12, 3000)]  # (width, height)
 INTEGRATION = ("integration", "browser")  # folders whose tests need the local Triton
 

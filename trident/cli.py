@@ -21,6 +21,7 @@ from rich.console import Console
 
 from core.settings import Settings, unknown_env
 from pipeline.contract import IMGSZ_BOUNDS, PredictOptions
+from trident.models import models_app
 from trident.stopping import CHILD_STOP_S, FRONTEND_DRAIN_S, Stop, terminate
 from trident.supervisor import Child
 
@@ -185,6 +186,22 @@ def serve(
 
 
 @app.command()
+def worker() -> None:
+    """Run the export jobs that uploads queue (each checkpoint opened only in the bubblewrap sandbox)
+    until Ctrl-C or SIGTERM; several workers may share one database."""
+    from store.keys import KeyStore
+    from store.uploads import UploadStore
+    from trident.worker import Worker
+
+    settings = _server_settings()
+    stop = Stop().install()
+    store = UploadStore(KeyStore(settings.key_store_url).engine)
+    console.print("trident worker: waiting for export jobs")
+    Worker(settings, store).run(stop)
+    raise typer.Exit(stop.exit_code())
+
+
+@app.command()
 def triton(
     install_only: Annotated[bool, typer.Option(help="install the runtime and exit")] = False,
 ) -> None:
@@ -297,6 +314,7 @@ users_app = typer.Typer(help="Users and their plans.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(demo_app, name="demo")
+app.add_typer(models_app, name="models")
 
 
 def _store() -> KeyStore:
@@ -510,6 +528,8 @@ def run() -> None:
             cleanup=_frontend_leftovers,
             stop_timeout_s=CHILD_STOP_S,  # uvicorn drains for up to FRONTEND_DRAIN_S
         ),
+        # export jobs of uploaded checkpoints; a job it is killed in is taken again once it is back
+        Child("worker", [*me, "worker"], logs / "worker.log", stop_timeout_s=CHILD_STOP_S),
     ]
     policy = RestartPolicy(settings.restart_limit, settings.restart_window_s, settings.restart_backoff_max_s)
     supervisor = Supervisor(

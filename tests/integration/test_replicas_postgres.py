@@ -14,13 +14,10 @@ The cluster is this test's own (`initdb` in a temporary folder, a free port), ru
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,88 +31,25 @@ import sqlalchemy as sa
 from store.keycache import CHANNEL_STALE_S, PostgresChannel
 from store.keys import KeyStore, hash_key, new_key
 from tests.helpers.aio import run as arun
+from tests.helpers.postgres import Postgres
 from tests.helpers.stack import TEST_PLANS, Stack, free_port, in_one_minute, start_redis
 from trident import runtime
 
 pytestmark = pytest.mark.integration
 TINY = Path(__file__).parents[1] / "fixtures" / "tiny.png"
 SLUG = "test/coco/yolo11n"
-PASSWORD = "trident-test-password"  # noqa: S105 (a throwaway cluster on 127.0.0.1)
 
 
-def postgres_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        pytest.fail("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
-    return found[-1]
+def listeners(cluster: Postgres, what: str = "pid") -> list[str]:
+    """`what` (`pid`, `pg_terminate_backend(pid)`) of each backend of the replicas' key-cache channels."""
+    name = PostgresChannel.APPLICATION_NAME
+    return cluster.sql(f"SELECT {what} FROM pg_stat_activity WHERE application_name = '{name}'")  # noqa: S608
 
 
-@dataclass
-class Postgres:
-    """A throwaway cluster: data and socket under `folder`, listening on 127.0.0.1:`port`."""
-
-    folder: Path
-    port: int
-
-    @property
-    def as_owner(self) -> list[str]:
-        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://trident:{PASSWORD}@127.0.0.1:{self.port}/trident"
-
-    def run(self, *argv: str) -> None:
-        subprocess.run([*self.as_owner, *argv], check=True, capture_output=True, timeout=60)
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        data, log = str(self.folder / "data"), str(self.folder / "log")
-        self.run(postgres_bin("pg_ctl"), "-D", data, "-l", log, "-o", options, "-w", "start")
-
-    def stop(self) -> None:
-        self.run(postgres_bin("pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
-
-    def sql(self, statement: str, database: str = "postgres") -> list[str]:
-        """The statement's rows, one line each (`psql -At`), run as the superuser."""
-        psql = [postgres_bin("psql"), "-h", str(self.folder), "-p", str(self.port), "-U", "postgres"]
-        done = subprocess.run(
-            [*self.as_owner, *psql, "-d", database, "-At", "-c", statement],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return done.stdout.split()
-
-    def listeners(self, what: str = "pid") -> list[str]:
-        """`what` (`pid`, `pg_terminate_backend(pid)`) of each backend of the replicas' key-cache channels."""
-        name = PostgresChannel.APPLICATION_NAME
-        return self.sql(f"SELECT {what} FROM pg_stat_activity WHERE application_name = '{name}'")  # noqa: S608
-
-    def behind_trident(self, key: str, change: str) -> None:
-        """A change to `key` made in the database directly, not through Trident's store (so no
-        notification): what a replica then answers shows whether it answered from its cache."""
-        self.sql(f"UPDATE api_keys SET {change} WHERE key_id = '{key[4:12]}'", "trident")  # noqa: S608
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    folder = Path(tempfile.mkdtemp(prefix="trident-pg-"))
-    cluster = Postgres(folder, free_port())
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-    try:
-        auth = ["--auth-local=trust", "--auth-host=scram-sha-256"]
-        cluster.run(postgres_bin("initdb"), "-D", str(folder / "data"), "-U", "postgres", *auth)
-        cluster.start()
-        cluster.sql(f"CREATE USER trident PASSWORD '{PASSWORD}'")
-        cluster.sql("CREATE DATABASE trident OWNER trident")
-        yield cluster
-    finally:
-        stop = [postgres_bin("pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"]
-        subprocess.run([*cluster.as_owner, *stop], capture_output=True, check=False)
-        shutil.rmtree(folder, ignore_errors=True)
+def behind_trident(cluster: Postgres, key: str, change: str) -> None:
+    """A change to `key` made in the database directly, not through Trident's store (so no
+    notification): what a replica then answers shows whether it answered from its cache."""
+    cluster.sql(f"UPDATE api_keys SET {change} WHERE key_id = '{key[4:12]}'", "trident")  # noqa: S608
 
 
 @dataclass
@@ -319,7 +253,7 @@ def statuses(replicas: Replicas, key: str) -> list[int]:
 
 def wait_listening(postgres: Postgres, count: int = 2, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
-    while len(postgres.listeners()) != count:
+    while len(listeners(postgres)) != count:
         assert time.monotonic() < deadline, "the replicas' key-cache channels did not come back"
         time.sleep(0.2)
 
@@ -329,7 +263,7 @@ def test_the_replicas_answer_a_verified_key_from_their_cache(replicas: Replicas,
     not seen while the key is cached, so what they see in time is the channel's doing."""
     key = replicas.cli("keys", "create", "--user", "pg-cache", "--plan", "free")
     assert statuses(replicas, key) == [200, 200]
-    postgres.behind_trident(key, "scopes = 'admin'")
+    behind_trident(postgres, key, "scopes = 'admin'")
     assert statuses(replicas, key) == [200, 200]
     replicas.cli("keys", "revoke", key[4:12])  # through Trident: notified
     assert statuses(replicas, key) == [401, 401]
@@ -367,13 +301,13 @@ def test_a_cut_channel_empties_the_cache_and_a_restored_one_carries_changes_agai
     wait_listening(postgres)
     key = replicas.cli("keys", "create", "--user", "pg-fay", "--plan", "free")
     assert statuses(replicas, key) == [200, 200]
-    assert postgres.listeners("pg_terminate_backend(pid)") == ["t", "t"]
-    postgres.behind_trident(key, "revoked_at = now()")
+    assert listeners(postgres, "pg_terminate_backend(pid)") == ["t", "t"]
+    behind_trident(postgres, key, "revoked_at = now()")
     assert statuses(replicas, key) == [401, 401]
     wait_listening(postgres)
     again = replicas.cli("keys", "create", "--user", "pg-fay", "--plan", "free")
     assert statuses(replicas, again) == [200, 200]
-    postgres.behind_trident(again, "scopes = 'admin'")
+    behind_trident(postgres, again, "scopes = 'admin'")
     assert statuses(replicas, again) == [200, 200]  # cached again
     replicas.cli("keys", "revoke", again[4:12])
     assert statuses(replicas, again) == [401, 401]
@@ -386,14 +320,14 @@ def test_a_silent_channel_stops_the_cache_within_its_bound(replicas: Replicas, p
     wait_listening(postgres)
     key = replicas.cli("keys", "create", "--user", "pg-gus", "--plan", "free")
     assert statuses(replicas, key) == [200, 200]
-    listeners = [int(pid) for pid in postgres.listeners()]
-    for pid in listeners:
+    backends = [int(pid) for pid in listeners(postgres)]
+    for pid in backends:
         os.kill(pid, signal.SIGSTOP)
     stopped = time.monotonic()
     try:
-        postgres.behind_trident(key, "revoked_at = now()")
+        behind_trident(postgres, key, "revoked_at = now()")
         time.sleep(max(0.0, stopped + CHANNEL_STALE_S + 0.2 - time.monotonic()))
         assert statuses(replicas, key) == [401, 401]
     finally:
-        for pid in listeners:
+        for pid in backends:
             os.kill(pid, signal.SIGCONT)
