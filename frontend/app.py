@@ -216,7 +216,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.add_middleware(SecurityHeaders)  # outermost: also on the 413 answered before the app runs
 
     def api_format(request: Request) -> Format:
-        return resolve_format(request.url.path, request.query_params.get("format"), settings.api_format)
+        return resolve_format(
+            request.url.path, request.query_params.get("format"), settings.api_format, request.method
+        )
 
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, exc: ServingError) -> Response:

@@ -145,7 +145,7 @@ async def get_api_format(
     ] = None,
 ) -> Format:
     """The request's contract, chosen once: everything below renders through it."""
-    return resolve_format(request.url.path, format, settings.api_format)
+    return resolve_format(request.url.path, format, settings.api_format, request.method)
 
 
 ApiFormatDep = Annotated[Format, Depends(get_api_format)]

@@ -66,6 +66,7 @@ TASKS = get_args(Task)  # what Trident serves
 FORMATS = ("onnx",)  # what a worker exports here (TensorRT plans: `trident export --format engine`)
 DOWNLOAD_TTL_S = 3600
 PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+SlugPart = Annotated[str, Field(pattern=f"^{PART.pattern}$")]  # declared, so the schema says it
 
 
 def _base_url(request: Request) -> str:
@@ -156,7 +157,7 @@ async def retrieve_project(owner: str, project: str, caller: KeyHolderDep, servi
 class NewProject(BaseModel):
     model_config = ConfigDict(extra="ignore")  # the SDK sends tags, license, ...: not kept here
 
-    project: str
+    project: SlugPart
     name: str = ""
     visibility: Literal["public", "private"] = "private"
     owner: str | None = None
@@ -196,7 +197,7 @@ class NewModel(BaseModel):
 
     project: str
     owner: str | None = None
-    model: str | None = None
+    model: SlugPart | None = None
     name: str = ""
     task: str | None = None
 

@@ -33,7 +33,9 @@ class BodyLimit:
         limit = self.max_body_bytes
         megabytes = (limit - FORM_OVERHEAD_BYTES) // MB
         too_large = PayloadTooLarge(f"the upload is larger than {megabytes} MB")
-        contract = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
+        contract = scope_format(
+            scope["path"], scope.get("query_string", b""), self.default_format, scope.get("method", "GET")
+        )
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await too_large.to_response(contract)(scope, receive, send)

@@ -29,7 +29,9 @@ class ShedAtCapacity:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.in_flight.full and predict_route(scope["path"]):
-            contract = scope_format(scope["path"], scope.get("query_string", b""), self.default_format)
+            contract = scope_format(
+                scope["path"], scope.get("query_string", b""), self.default_format, scope.get("method", "GET")
+            )
             await ServiceUnavailable(AT_CAPACITY).to_response(contract)(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -63,6 +63,7 @@ def test_the_deployment_predict_is_the_platform_s_alone() -> None:
 
 def test_other_api_paths_are_the_platform_s_but_the_model_list() -> None:
     assert resolve_format("/api/models", None, "seed") is SEED
+    assert resolve_format("/api/models", None, "seed", "POST") is PLATFORM  # models.create: the SDK's alone
     assert resolve_format("/api/models/acme/parking/yolo11n", None, "seed") is PLATFORM
     assert resolve_format("/api/models/acme/parking/predict", None, "seed") is PLATFORM  # not a predict
     assert resolve_format("/livez", None, "seed") is SEED  # outside /api/: the server's default
