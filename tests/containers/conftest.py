@@ -113,8 +113,11 @@ def free_subnet(engine: Engine) -> ipaddress.IPv4Network:
         )
         for subnet in net.get("subnets", [])
     ]
-    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
-    taken += [ipaddress.ip_network(w, strict=False) for w in routes.split() if "/" in w]
+    for line in Path("/proc/net/route").read_text().splitlines()[1:]:  # the host's own routes
+        fields = line.split()
+        address, mask = (ipaddress.IPv4Address(bytes.fromhex(f)[::-1]) for f in (fields[1], fields[7]))
+        if int(mask):
+            taken.append(ipaddress.ip_network(f"{address}/{mask}", strict=False))
     for _ in range(100):
         candidate = ipaddress.ip_network(f"10.{secrets.randbelow(200) + 50}.{secrets.randbelow(256)}.0/24")
         if not any(candidate.overlaps(t) for t in taken):
@@ -241,9 +244,9 @@ class Compose:
 def container_repository(stack: Stack, slug: str, folder: Path) -> None:
     """The session stack's export of `slug`, in a repository for the container Triton: the same
     model folder, its Python-backend env pointed at the runtime inside the triton-cpu image."""
-    source = stack.exported[slug].path
-    target = folder / source.name
-    shutil.copytree(source, target)
+    name = stack.exported[slug].triton_name
+    target = folder / name
+    shutil.copytree(stack.repository / name, target)
     for config in target.rglob("*.pbtxt"):
         config.write_text(config.read_text().replace(str(stack.settings.runtime_dir), CONTAINER_RUNTIME))
 

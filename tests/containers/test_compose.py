@@ -19,6 +19,7 @@ from tests.helpers.podman import ROOT, Builder
 from tests.helpers.stack import Stack, in_one_minute, post_predict
 
 SLUG = "test/coco/yolo11n"
+pytestmark = pytest.mark.timeout(1800)  # the first test builds the images: minutes without the cache
 
 
 def create_key(compose: Compose, user: str, plan: str) -> str:

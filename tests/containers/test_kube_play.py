@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,11 +20,12 @@ import httpx
 import pytest
 import yaml
 
-from tests.containers.conftest import CONTAINER_RUNTIME, TINY, Engine, Images, free_subnet
+from tests.containers.conftest import TINY, Engine, Images, container_repository, free_subnet
 from tests.helpers.podman import ROOT
 from tests.helpers.stack import Stack, post_predict
 
 SLUG = "test/coco/yolo11n"
+pytestmark = pytest.mark.timeout(1800)  # the first test builds the images: minutes without the cache
 PLAYED = {"ConfigMap", "Deployment", "PersistentVolumeClaim"}  # + the Secret, as a podman secret
 SCHEMA_ONLY = {"Namespace", "Service", "HorizontalPodAutoscaler", "Ingress"}
 ORDER = ("redis", "triton", "frontend")  # the pods, in the order of their --ip addresses
@@ -109,10 +109,7 @@ def kube(engine: Engine, images: Images, stack: Stack, tmp_path: Path) -> Iterat
                 "volume", "inspect", "--format", "{{.Mountpoint}}", f"{prefix}-model-repository"
             ).strip()
         )
-        source = stack.exported[SLUG].path
-        shutil.copytree(source, models / source.name)
-        for config in (models / source.name).rglob("*.pbtxt"):
-            config.write_text(config.read_text().replace(str(stack.settings.runtime_dir), CONTAINER_RUNTIME))
+        container_repository(stack, SLUG, models)
         ips = [a for name in ORDER for a in ("--ip", addresses[name])]
         engine.podman("kube", "play", "--network", network, *ips, str(manifest), timeout=300)
         yield f"http://{addresses['frontend']}:8080", f"{prefix}-frontend-pod-0-frontend"
