@@ -126,7 +126,8 @@ def free_subnet(engine: Engine) -> ipaddress.IPv4Network:
 
 
 class Compose:
-    """`podman-compose` on docker/compose.yml plus an override that only swaps the images, as
+    """`podman-compose` on docker/compose.yml plus an override that only swaps the images (and runs
+    two frontend replicas, as `--scale frontend=2` would for `up` alone), as
     project `project` (the prefix of every container, network and volume it makes)."""
 
     def __init__(self, engine: Engine, images: Images, repository: Path, weights: Path) -> None:
@@ -139,7 +140,7 @@ class Compose:
         override = {
             "services": {
                 "triton-cpu": {"image": images.triton},
-                "frontend": {"image": images.frontend},
+                "frontend": {"image": images.frontend, "scale": 2},  # every command knows both replicas
                 "exporter": {"image": images.exporter},
                 "redis": {"image": images.redis},
                 "prometheus": {"image": images.prometheus},
@@ -171,8 +172,14 @@ class Compose:
     ) -> subprocess.CompletedProcess[str]:
         command = [
             str(Path(sys.executable).parent / "podman-compose"),
-            "-p", self.project, "-f", str(ROOT / "docker" / "compose.yml"), "-f", str(self.override), *args,
-        ]  # fmt: skip
+            "-p",
+            self.project,
+            "-f",
+            str(ROOT / "docker" / "compose.yml"),
+            "-f",
+            str(self.override),
+            *args,
+        ]
         done = subprocess.run(
             command,
             env={**self.env, "COMPOSE_PROFILES": profiles},
@@ -183,11 +190,14 @@ class Compose:
             check=False,
         )
         if check and done.returncode != 0:
-            pytest.fail(f"podman-compose {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}")
+            said = "\n".join(
+                line for line in (done.stdout + done.stderr).splitlines() if "systemd" not in line
+            )
+            pytest.fail(f"podman-compose {' '.join(args)} exited {done.returncode}:\n{said[-4000:]}")
         return done
 
-    def up(self, replicas: int = 2) -> None:
-        self.run("up", "-d", "--no-build", "--scale", f"frontend={replicas}", *UP)
+    def up(self) -> None:
+        self.run("up", "-d", "--no-build", *UP)
 
     def containers(self, service: str | None = None) -> list[dict[str, object]]:
         """This project's containers (podman's labels name the project and service)."""
@@ -251,15 +261,16 @@ def container_repository(stack: Stack, slug: str, folder: Path) -> None:
         config.write_text(config.read_text().replace(str(stack.settings.runtime_dir), CONTAINER_RUNTIME))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # down once its tests are done: the worker goes on with other files
 def compose(
     engine: Engine, images: Images, stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Compose]:
     """The CPU profile up, two frontend replicas behind the proxy, serving the session stack's
-    test/coco/yolo11n; removed at the end of the session, whatever happened."""
+    test/coco/yolo11n; removed after the module, whatever happened."""
     repository = tmp_path_factory.mktemp("container-models")
     weights = tmp_path_factory.mktemp("container-weights")
     repository.chmod(0o777)  # the exporter container (uid 10001) writes new versions into it
+    weights.chmod(0o755)  # and reads the weights from here
     container_repository(stack, "test/coco/yolo11n", repository)
     for path in repository.rglob("*"):
         path.chmod(0o777 if path.is_dir() else 0o666)

@@ -22,7 +22,7 @@ import yaml
 
 from tests.containers.conftest import TINY, Engine, Images, container_repository, free_subnet
 from tests.helpers.podman import ROOT
-from tests.helpers.stack import Stack, post_predict
+from tests.helpers.stack import Stack, free_port, post_predict
 
 SLUG = "test/coco/yolo11n"
 pytestmark = pytest.mark.timeout(1800)  # the first test builds the images: minutes without the cache
@@ -68,6 +68,8 @@ def for_podman(
                 claim = volume["persistentVolumeClaim"]
                 claim["claimName"] = f"{prefix}-{claim['claimName']}"
         for container in pod["containers"]:
+            for port in container.get("ports", []):  # podman 4.3 publishes every containerPort
+                port.update(hostIP="127.0.0.1", hostPort=free_port())
             for source in container.get("envFrom", []):
                 for ref in source.values():
                     ref["name"] = f"{prefix}-{ref['name']}"
@@ -101,17 +103,14 @@ def kube(engine: Engine, images: Images, stack: Stack, tmp_path: Path) -> Iterat
         secret_file.write_text(json.dumps(secret["data"]))
         engine.podman("secret", "create", secret["name"], str(secret_file))
         secret_name = secret["name"]
-        for claim in (d for d in played if d["kind"] == "PersistentVolumeClaim"):
-            volumes.append(claim["metadata"]["name"])
-            engine.podman("volume", "create", volumes[-1])
-        models = Path(
-            engine.podman(
-                "volume", "inspect", "--format", "{{.Mountpoint}}", f"{prefix}-model-repository"
-            ).strip()
-        )
-        container_repository(stack, SLUG, models)
         ips = [a for name in ORDER for a in ("--ip", addresses[name])]
+        volumes = [d["metadata"]["name"] for d in played if d["kind"] == "PersistentVolumeClaim"]
         engine.podman("kube", "play", "--network", network, *ips, str(manifest), timeout=300)
+        # the export lands in the claim once Triton runs, as from an exporter Job: the frontend loads it
+        claim = engine.podman(
+            "volume", "inspect", "--format", "{{.Mountpoint}}", f"{prefix}-model-repository"
+        )
+        container_repository(stack, SLUG, Path(claim.strip()))
         yield f"http://{addresses['frontend']}:8080", f"{prefix}-frontend-pod-0-frontend"
     finally:
         engine.podman("kube", "down", str(manifest), check=False)

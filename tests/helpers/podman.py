@@ -218,9 +218,21 @@ class Builder:
             return tag
         mounts = [a for m in self.pip.mounts for a in ("--volume", f"{m}:{m}:ro")]
         podman(
-            self.env, "build", "--quiet", "-f", dockerfile, "--build-arg", f"BASE={self.base}",
-            "--ignorefile", str(ignore), *mounts, "-t", tag, str(ROOT), timeout=1500,
-        )  # fmt: skip
+            self.env,
+            "build",
+            "--quiet",
+            "-f",
+            dockerfile,
+            "--build-arg",
+            f"BASE={self.base}",
+            "--ignorefile",
+            str(ignore),
+            *mounts,
+            "-t",
+            tag,
+            str(ROOT),
+            timeout=1500,
+        )
         return tag
 
     def build_text(self, containerfile: str, name: str) -> str:
