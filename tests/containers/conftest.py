@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,17 +218,7 @@ class Compose:
 
     def wait_ready(self, timeout_s: float = 240) -> None:
         """Until the proxy answers /readyz 200 (Triton loaded its models, the frontend sees it)."""
-        deadline, last = time.monotonic() + timeout_s, "no answer"
-        while time.monotonic() < deadline:
-            try:
-                r = httpx.get(f"{self.url}/readyz", timeout=3)
-                if r.status_code == 200:
-                    return
-                last = f"{r.status_code} {r.text[:200]}"
-            except httpx.TransportError as exc:
-                last = repr(exc)
-            time.sleep(1)
-        raise AssertionError(f"the stack was not ready in {timeout_s} s: {last}\n{self.logs()}")
+        until_200(lambda: httpx.get(f"{self.url}/readyz", timeout=3), timeout_s, self.logs)
 
     def logs(self) -> str:
         return "\n".join(
@@ -249,6 +239,21 @@ class Compose:
             self.engine.podman("volume", "rm", "-f", *volumes, check=False)
         self.engine.podman("pod", "rm", "-f", f"pod_{self.project}", check=False)  # if in_pod was on
         self.engine.podman("network", "rm", "-f", f"{self.project}_default", check=False)
+
+
+def until_200(call: Callable[[], httpx.Response], timeout_s: float, context: Callable[[], str] = str) -> None:
+    """Call until it answers 200; past `timeout_s`, fail with the last answer and `context()`."""
+    deadline, last = time.monotonic() + timeout_s, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = call()
+            if r.status_code == 200:
+                return
+            last = f"{r.status_code} {r.text[:200]}"
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        time.sleep(1)
+    raise AssertionError(f"no 200 in {timeout_s} s: {last}\n{context()}")
 
 
 def container_repository(stack: Stack, slug: str, folder: Path) -> None:

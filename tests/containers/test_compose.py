@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.containers.conftest import TINY, UP, Compose, Engine, Images
+from tests.containers.conftest import TINY, UP, Compose, Engine, Images, until_200
 from tests.helpers.podman import ROOT, Builder
 from tests.helpers.stack import Stack, in_one_minute, post_predict
 
@@ -118,11 +118,8 @@ def test_the_exporter_image_exports_and_the_running_frontend_serves_it(
     assert (compose.repository / "acme~parking~yolo11n").is_dir(), done.stdout[-2000:] + done.stderr[-2000:]
     assert compose.containers("exporter") == []  # --rm
     key = create_key(compose, "carol", "pro")
-    deadline = time.monotonic() + 120
-    while (r := post_predict(compose.url, key, "acme/parking/yolo11n", bus)).status_code != 200:
-        assert time.monotonic() < deadline, r.text
-        time.sleep(1)
-    assert len(r.json()["predictions"]) > 0
+    until_200(lambda: post_predict(compose.url, key, "acme/parking/yolo11n", bus), 120)
+    assert len(post_predict(compose.url, key, "acme/parking/yolo11n", bus).json()["predictions"]) > 0
     assert {c["Id"]: c["StartedAt"] for c in compose.containers("frontend")} == started
 
 

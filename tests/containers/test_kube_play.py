@@ -11,16 +11,14 @@ import base64
 import json
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
-from tests.containers.conftest import TINY, Engine, Images, container_repository, free_subnet
+from tests.containers.conftest import TINY, Engine, Images, container_repository, free_subnet, until_200
 from tests.helpers.podman import ROOT
 from tests.helpers.stack import Stack, free_port, post_predict
 
@@ -129,18 +127,7 @@ def test_the_rendered_manifests_answer_a_predict(
     url, frontend = kube
     created = engine.podman("exec", frontend, "trident", "keys", "create", "--user", "kube", "--plan", "pro")
     key = created.strip().splitlines()[-1]
-    deadline, last = time.monotonic() + 240, "no answer"
-    while time.monotonic() < deadline:
-        try:
-            r = post_predict(url, key, SLUG, TINY)
-            if r.status_code == 200:
-                break
-            last = f"{r.status_code} {r.text[:200]}"
-        except httpx.TransportError as exc:
-            last = repr(exc)
-        time.sleep(2)
-    else:
-        raise AssertionError(f"no predict from the played manifests in 240 s: {last}")
+    until_200(lambda: post_predict(url, key, SLUG, TINY), 240)  # Triton up, the export loaded
     ours, theirs = post_predict(url, key, SLUG, bus), stack.predict(SLUG, bus)
     assert ours.json()["predictions"] == theirs.json()["predictions"] != []
     user = engine.podman("exec", frontend, "id", "-u").strip()
