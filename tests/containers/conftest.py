@@ -12,10 +12,12 @@ import ipaddress
 import json
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +25,17 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers.podman import ROOT, Builder, PipConfig, build_base, engine_env, host_pip_config, podman
-from tests.helpers.stack import Stack, free_port
+from tests.helpers.podman import (
+    ROOT,
+    Builder,
+    PipConfig,
+    build_base,
+    engine_env,
+    host_pip_config,
+    logs,
+    podman,
+)
+from tests.helpers.stack import Stack
 
 SERVICES = """ARG BASE
 FROM ${BASE}
@@ -104,6 +115,16 @@ def images(engine: Engine) -> Images:
     )
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports (all held at once while picked: one at a time, the same port can
+    come back)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+
+
 def free_subnet(engine: Engine) -> ipaddress.IPv4Network:
     """A /24 no podman network and no host route uses."""
     taken = [
@@ -136,7 +157,7 @@ class Compose:
         self.project = f"tct{secrets.token_hex(4)}"
         subnet = free_subnet(engine)
         self.proxy_address = str(subnet.network_address + 2)
-        self.http_port, self.prometheus_port = free_port(), free_port()
+        self.http_port, self.prometheus_port = free_ports(2)
         override = {
             "services": {
                 "triton-cpu": {"image": images.triton},
@@ -222,8 +243,7 @@ class Compose:
 
     def logs(self) -> str:
         return "\n".join(
-            f"--- {c['Names']}\n" + self.engine.podman("logs", "--tail", "30", str(c["Id"]), check=False)
-            for c in self.containers()
+            f"--- {c['Names']}\n" + logs(self.engine.env, str(c["Id"]))[-3000:] for c in self.containers()
         )
 
     def remove(self) -> None:

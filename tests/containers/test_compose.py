@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.containers.conftest import TINY, UP, Compose, Engine, Images, until_200
-from tests.helpers.podman import ROOT, Builder
+from tests.helpers.podman import ROOT, Builder, logs
 from tests.helpers.stack import Stack, in_one_minute, post_predict
 
 SLUG = "test/coco/yolo11n"
@@ -84,7 +84,7 @@ def test_an_image_without_pipeline_fails_check_1(
         )
         engine.podman("exec", proxy, "nginx", "-s", "reload", check=False)  # resolves `frontend` again
         engine.podman("wait", name, timeout=60)  # it exits at its first import
-        assert "No module named 'pipeline'" in engine.podman("logs", name)
+        assert "No module named 'pipeline'" in logs(engine.env, name)
         with pytest.raises((AssertionError, httpx.TransportError)):
             assert_same_as_make_run(compose, stack, key, all_images)
     finally:

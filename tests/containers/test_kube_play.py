@@ -18,9 +18,17 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.containers.conftest import TINY, Engine, Images, container_repository, free_subnet, until_200
+from tests.containers.conftest import (
+    TINY,
+    Engine,
+    Images,
+    container_repository,
+    free_ports,
+    free_subnet,
+    until_200,
+)
 from tests.helpers.podman import ROOT
-from tests.helpers.stack import Stack, free_port, post_predict
+from tests.helpers.stack import Stack, post_predict
 
 SLUG = "test/coco/yolo11n"
 pytestmark = pytest.mark.timeout(1800)  # the first test builds the images: minutes without the cache
@@ -66,8 +74,6 @@ def for_podman(
                 claim = volume["persistentVolumeClaim"]
                 claim["claimName"] = f"{prefix}-{claim['claimName']}"
         for container in pod["containers"]:
-            for port in container.get("ports", []):  # podman 4.3 publishes every containerPort
-                port.update(hostIP="127.0.0.1", hostPort=free_port())
             for source in container.get("envFrom", []):
                 for ref in source.values():
                     ref["name"] = f"{prefix}-{ref['name']}"
@@ -80,6 +86,15 @@ def for_podman(
                 pod.pop("tolerations")
             else:
                 container["image"] = {"frontend": images.frontend, "redis": images.redis}[name]
+    ports = [
+        port
+        for doc in played
+        if doc["kind"] == "Deployment"
+        for container in doc["spec"]["template"]["spec"]["containers"]
+        for port in container.get("ports", [])
+    ]
+    for port, free in zip(ports, free_ports(len(ports)), strict=True):  # podman 4.3 publishes every one
+        port.update(hostIP="127.0.0.1", hostPort=free)
     data = {k: base64.b64encode(v.encode()).decode() for k, v in secret["stringData"].items()}
     return played, {"name": f"{prefix}-{secret['metadata']['name']}", "data": data}
 

@@ -62,6 +62,14 @@ def podman(env: dict[str, str], *args: str, timeout: float = 600, check: bool = 
     return done.stdout
 
 
+def logs(env: dict[str, str], container: str) -> str:
+    """What the container wrote, stdout and stderr (podman gives each on its own stream)."""
+    done = subprocess.run(
+        ["podman", "logs", container], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    return done.stdout.decode(errors="replace")
+
+
 def image_exists(env: dict[str, str], tag: str) -> bool:
     return subprocess.run(["podman", "image", "exists", tag], env=env, check=False).returncode == 0
 
