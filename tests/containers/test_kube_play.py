@@ -67,6 +67,7 @@ def for_podman(
         doc["metadata"].pop("namespace", None)
         if doc["kind"] != "Deployment":
             continue
+        doc["spec"]["replicas"] = 1  # podman plays each replica as a pod, on the same host ports
         pod = doc["spec"]["template"]["spec"]
         pod["hostAliases"] = [{"ip": ip, "hostnames": [name]} for name, ip in addresses.items()]
         for volume in pod.get("volumes", []):

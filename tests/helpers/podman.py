@@ -6,7 +6,7 @@ CI) and the project's images built on them, each cached by the hash of what went
 The stand-in base carries the host's pip configuration (`pip config list`: its CA bundle,
 constraints, find-links and local indexes, the folders mounted at build time), so a build reaches
 the same packages `make setup` does, and pins torch to the CPU wheel in the find-links folder
-(PyPI's torch brings gigabytes of CUDA libraries).
+(PyPI's torch brings gigabytes of CUDA libraries) and torchvision to the release built for it.
 """
 
 from __future__ import annotations
@@ -119,9 +119,11 @@ def host_pip_config() -> PipConfig:
         if (location.startswith("file://") or location.startswith("/")) and path.is_dir():
             root = path.parent if path.name == "simple" else path
             mounts.append(root)
-            if path.name != "simple":  # find-links: pin torch to its CPU wheel
+            if path.name != "simple":  # find-links: pin torch to its CPU wheel, torchvision to its match
                 for wheel in sorted(path.glob("torch-*.whl")):
-                    constraints += f"\ntorch=={wheel.name.split('-')[1]}\n"
+                    version = wheel.name.split("-")[1]
+                    minor = int(version.split(".")[1])
+                    constraints += f"\ntorch=={version}\ntorchvision==0.{minor + 15}.*\n"  # 2.13: 0.28
     values["constraint"] = "/etc/pip-constraints.txt"
     if cert:
         values["cert"] = cert
