@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test lint typecheck unit clean
+.PHONY: setup run test docs lint typecheck unit clean
 
 $(BIN)/trident: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,19 @@ typecheck: $(BIN)/trident
 unit: $(BIN)/trident  ## the tests that need no Triton
 	$(BIN)/pytest -m "not integration"
 
+# The documentation is built after the tests, from the screenshots this run's browser tests took
+# (named by the run: DOCS_SCREENS_RUN), and checked to hold exactly those (scripts/check_docs_screens.py).
 test: setup lint typecheck  ## everything CI runs (two workers, each on its own stack: tests/helpers/scheduling.py)
-	$(BIN)/pytest -n 2
+	run=$$(date +%s)-$$$$ && \
+	DOCS_SCREENS_RUN=$$run $(BIN)/pytest -n 2 && \
+	$(MKDOCS_BUILD) && \
+	$(BIN)/python scripts/check_docs_screens.py --run $$run
+
+# every warning an error: a broken link or anchor, a page missing from the nav (mkdocs.yml's validation)
+MKDOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs: $(BIN)/trident  ## the documentation site in site/, from the screenshots of the last browser-test run
+	$(MKDOCS_BUILD)
 
 clean:
-	rm -rf $(VENV) .trident .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .trident .mypy_cache .ruff_cache .pytest_cache site docs/assets/screens

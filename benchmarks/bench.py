@@ -222,6 +222,7 @@ class Stack:
     triton_name: str
     onnx: Path
     pt: Path
+    env: dict[str, str]  # the frontend's, for more frontends on the same Triton and key store
 
 
 def local_settings(data_dir: Path, work: Path) -> Any:
@@ -236,6 +237,17 @@ def local_settings(data_dir: Path, work: Path) -> Any:
         data_dir=data_dir.resolve(),
         database_url=f"sqlite:///{work / 'keys.db'}",
     )
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (`timeout`, a closed terminal) unwinds like Ctrl-C, so the `ExitStack` that started
+    Triton and the frontends stops them instead of leaving them running."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def free_port() -> int:
@@ -284,33 +296,47 @@ def start_stack(args: argparse.Namespace, work: Path, stack: ExitStack) -> Stack
     triton = runtime.start_triton(settings, repository, work / "triton.log")
     stack.callback(runtime.stop, triton)
     runtime.wait_ready(settings, triton)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        "TRIDENT_PORT": str(settings.port),
-        "TRIDENT_TRITON_GRPC_PORT": str(settings.triton_grpc_port),
-        "TRIDENT_TRITON_HTTP_PORT": str(settings.triton_http_port),
-        "TRIDENT_DATABASE_URL": settings.key_store_url,
-        "TRIDENT_PLANS": PLANS,
-        **dict(kv.split("=", 1) for kv in args.frontend_env),
-    }
+    env = frontend_env(settings, args.frontend_env)
     serve = (
         ["-c", PROFILED_SERVE, str(Path(args.profile).resolve())]
         if args.profile
         else ["-m", "trident", "serve"]
     )
-    frontend = subprocess.Popen(
-        [sys.executable, *serve],
-        env=env,
-        stdout=(work / "frontend.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=work,
-    )
+    frontend = launch_frontend(ROOT, env, serve, work, "frontend")
     stack.callback(runtime.stop, frontend)
     return Stack(
         triton, frontend, settings.port, settings.triton_grpc_port, settings.triton_http_port,
-        key, result.triton_name, onnx, pt,
+        key, result.triton_name, onnx, pt, env,
     )  # fmt: skip
+
+
+def frontend_env(settings: Any, extra: list[str]) -> dict[str, str]:
+    """The environment of a frontend on the stack's Triton and key store (its tree's code on
+    `PYTHONPATH` is added by `launch_frontend`)."""
+    return {
+        **os.environ,
+        "TRIDENT_PORT": str(settings.port),
+        "TRIDENT_TRITON_GRPC_PORT": str(settings.triton_grpc_port),
+        "TRIDENT_TRITON_HTTP_PORT": str(settings.triton_http_port),
+        "TRIDENT_DATABASE_URL": settings.key_store_url,
+        "TRIDENT_PLANS": PLANS,
+        **dict(kv.split("=", 1) for kv in extra),
+    }
+
+
+def launch_frontend(
+    tree: Path, env: dict[str, str], serve: list[str], work: Path, name: str, prefix: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """`python <serve>` in `work` running the code of `tree` (a checkout: this one, or the A/B
+    base's worktree), optionally under a profiler (`prefix`); its output in `work/<name>.log`."""
+    path = os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return subprocess.Popen(
+        [*prefix, sys.executable, *serve],
+        env={**env, "PYTHONPATH": path},
+        stdout=(work / f"{name}.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=work,
+    )
 
 
 def wait_callable(call: Callable[[], None], timeout_s: float = 120) -> None:
@@ -401,6 +427,316 @@ def run_concurrent(
     return {"rps": len(flat) / wall, "p95_ms": percentile(flat, 95), "n": len(flat)}
 
 
+# --- where the frontend's CPU goes (`--stages`): py-spy samples, split by stage -------------------
+
+# (stage, substrings of a py-spy frame "function (file:line)"): a sample belongs to the stage of its
+# innermost frame that matches one, scanning from the leaf; NumPy, OpenCV and orjson run in C and
+# show as the Python frame that called them.
+STAGE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("decode", ("frontend/serving/imaging.py",)),
+    ("letterbox", ("postprocess/letterbox.py",)),
+    ("tensor prep", ("pipeline/prepare.py", "_decode_and_prepare (")),
+    ("Triton call", ("frontend/serving/triton.py", "frontend/serving/shm.py", "tritonclient/", "grpc/")),
+    ("output decode", ("pipeline/decode.py", "postprocess/", "frontend/serving/catalog.py")),
+    (
+        "rendering",
+        ("pipeline/render_", "pipeline/formats.py", "pipeline/result.py"),
+    ),
+    ("JSON", ("frontend/formats.py", "orjson", "render (frontend/serving/inference.py")),
+    (
+        "auth + quota",
+        ("frontend/guards/auth.py", "frontend/guards/ratelimit.py", "store/", "sqlalchemy/", "get_quota ("),
+    ),
+    (
+        "HTTP + multipart",
+        (
+            "uvicorn/", "httptools", "h11/", "starlette/", "fastapi/", "multipart/", "email/", "urllib/",
+            "prometheus_client/", "frontend/", "get_caller (",
+        ),
+    ),
+    (
+        "event loop + thread hops",
+        ("asyncio/", "anyio/", "threading.py", "concurrent/", "uvloop", "queue.py", "selectors.py"),
+    ),
+)  # fmt: skip
+STAGES = (*(stage for stage, _ in STAGE_RULES), "other", "background")
+STARTUP_MARKERS = ("<frozen importlib", "lifespan (frontend/app.py")  # startup and shutdown: left out
+# the app's periodic work, whatever it calls: flushes, the model index, deployments, stream leases
+BACKGROUND_MARKERS = (
+    "_every (frontend/app.py", "_flush (frontend/app.py", "Telemetry.flush", "ModelLoader.", "Streams.",
+    "StreamStore.", "Lifecycle.", "DeploymentStore.", "_reconcile (",
+)  # fmt: skip
+# a pool thread at its queue: woken and runnable, not working (py-spy counts runnable threads)
+WAITING = ("Condition.wait (threading.py",)
+
+
+def stage_of(frames: list[str]) -> str | None:
+    """The stage of one sampled stack (root first), or None for startup, shutdown and a pool
+    thread waiting at its queue."""
+    if any(marker in frame for frame in frames for marker in STARTUP_MARKERS) or any(
+        w in frames[-1] for w in WAITING
+    ):
+        return None
+    if any(marker in frame for frame in frames for marker in BACKGROUND_MARKERS):
+        return "background"
+    for frame in reversed(frames):
+        for stage, needles in STAGE_RULES:
+            if any(needle in frame for needle in needles):
+                return stage
+    return "other"
+
+
+def stage_samples(collapsed: str) -> dict[str, int]:
+    """Samples per stage from py-spy's raw (collapsed) output: `frame;frame;... count` lines."""
+    counts = dict.fromkeys(STAGES, 0)
+    for line in collapsed.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        stage = stage_of(stack.split(";"))
+        if stage is not None:
+            counts[stage] += int(n)
+    return counts
+
+
+def stage_table(profiles: dict[str, dict[str, Any]]) -> str:
+    """Markdown: per stage, its share of the sampled CPU and the ms of CPU per request it makes
+    at each concurrency (the share times the frontend's measured CPU per request)."""
+    levels = list(profiles)
+    head = "| stage | " + " | ".join(f"c={c}: share | c={c}: ms/request" for c in levels) + " |"
+    lines = [head, "|---" * (1 + 2 * len(levels)) + "|"]
+    for stage in STAGES:
+        cells = []
+        for c in levels:
+            counts, cpu = profiles[c]["samples"], profiles[c]["cpu_ms_per_request"]
+            share = counts[stage] / max(1, sum(counts.values()))
+            cells += [f"{share * 100:.1f} %", f"{share * cpu:.2f}"]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    totals = [
+        f"{sum(profiles[c]['samples'].values())} samples | {profiles[c]['cpu_ms_per_request']:.2f}"
+        for c in levels
+    ]
+    lines.append("| **all** (measured from /proc) | " + " | ".join(totals) + " |")
+    return "\n".join(lines)
+
+
+def child_pid(pid: int, timeout_s: float = 30) -> int:
+    """The first child of `pid` (the frontend under py-spy), once it exists."""
+    deadline = time.monotonic() + timeout_s
+    while len(tree := process_tree(pid)) < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError("py-spy started no frontend")
+        time.sleep(0.1)
+    return tree[1]
+
+
+def profile_stages(
+    args: argparse.Namespace, stack: Stack, work: Path, bodies: dict[str, tuple[bytes, str]]
+) -> dict[str, Any]:
+    """For each `--stages-concurrency` level: a fresh frontend of this checkout under `py-spy
+    record`, warmed up, then `--tput-seconds` x `--tput-rounds` of load on the first image; the CPU per
+    request from /proc of the frontend, the samples split by stage."""
+    import shutil
+    import signal
+
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    folder = Path(args.stages)
+    folder.mkdir(parents=True, exist_ok=True)
+    profiles: dict[str, dict[str, Any]] = {}
+    for c in args.stages_concurrency:
+        port, raw = free_port(), folder / f"c{c}.txt"
+        record = (
+            py_spy,
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            str(args.stages_rate),
+            "--nonblocking",
+            "-o",
+            str(raw),
+            "--",
+        )
+        env = {**stack.env, "TRIDENT_PORT": str(port)}
+        spy = launch_frontend(ROOT, env, ["-m", "trident", "serve"], work, f"py-spy-c{c}", record)
+        try:
+            pid = child_pid(spy.pid)
+            probe = TridentClient(port, stack.key, bodies)
+            wait_callable(lambda: probe(args.images[0]))  # noqa: B023 (called at once)
+            for _ in range(20):
+                probe(args.images[0])
+            cpu0, count0 = tree_cpu_s(pid), triton_stats(stack.http_port, stack.triton_name)[0]
+            for _ in range(args.tput_rounds):
+                run_concurrent(make_client(port, stack.key, bodies, args.images[0]), c, args.tput_seconds)
+            served = triton_stats(stack.http_port, stack.triton_name)[0] - count0
+            cpu_ms = (tree_cpu_s(pid) - cpu0) * 1000 / max(1, served)
+            os.kill(pid, signal.SIGTERM)
+            spy.wait(timeout=120)  # py-spy writes its file when the frontend has ended
+        finally:
+            if spy.poll() is None:
+                spy.kill()
+                spy.wait()
+        profiles[str(c)] = {
+            "cpu_ms_per_request": round(cpu_ms, 2),
+            "requests": served,
+            "samples": stage_samples(raw.read_text()),
+        }
+        print(f"profiled c={c}: {served} requests, {cpu_ms:.2f} ms of frontend CPU each", file=sys.stderr)
+    return profiles
+
+
+def make_client(
+    port: int, key: str, bodies: dict[str, tuple[bytes, str]], image: str
+) -> Callable[[], Callable[[], None]]:
+    """A factory of keep-alive clients that each send `image` (one per `run_concurrent` thread)."""
+
+    def make() -> Callable[[], None]:
+        client = TridentClient(port, key, bodies)
+        return lambda: client(image)
+
+    return make
+
+
+# --- this checkout against an earlier commit (`--ab-base`), interleaved ---------------------------
+
+
+def ab_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's figures on one image over the rounds: CPU per request (median and range of the
+    rounds' figures: the noise), latency p50/p95 over all requests, Triton's compute p50, and the
+    ratio p50 / compute."""
+    cpu = [r["cpu_ms"] for r in rounds]
+    lat = [x for r in rounds for x in r["latency_ms"]]
+    floor = [x for r in rounds for x in r["floor_ms"]]
+    p50, compute = percentile(lat, 50), percentile(floor, 50)
+    return {
+        "cpu_ms_per_request": round(median(cpu), 2),
+        "cpu_ms_min": round(min(cpu), 2),
+        "cpu_ms_max": round(max(cpu), 2),
+        "p50_ms": round(p50, 2),
+        "p95_ms": round(percentile(lat, 95), 2),
+        "triton_compute_p50_ms": round(compute, 2),
+        "p50_over_compute": round(p50 / compute, 3) if compute > 0 else float("nan"),
+        "requests": len(lat),
+    }
+
+
+def ab_table(summary: dict[str, dict[str, dict[str, Any]]], base: str) -> str:
+    """Markdown: each image, each side, and this checkout over the base."""
+    lines = [
+        "| image | side | frontend CPU ms/request (rounds' range) | p50 ms | p95 ms "
+        "| Triton compute p50 ms | p50 / compute |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for image, sides in summary.items():
+        for side, s in sides.items():
+            name = f"base ({base})" if side == "base" else "this"
+            cpu = f"{s['cpu_ms_per_request']:.2f} ({s['cpu_ms_min']:.2f}-{s['cpu_ms_max']:.2f})"
+            lines.append(
+                f"| {image} | {name} | {cpu} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} "
+                f"| {s['triton_compute_p50_ms']:.2f} | {s['p50_over_compute']:.3f} |"
+            )
+        if {"base", "this"} <= set(sides):
+            cpu = sides["this"]["cpu_ms_per_request"] / sides["base"]["cpu_ms_per_request"]
+            p50 = sides["this"]["p50_ms"] / sides["base"]["p50_ms"]
+            lines.append(f"| {image} | this / base | {cpu:.3f} | {p50:.3f} | | | |")
+    return "\n".join(lines)
+
+
+def base_worktree(rev: str, folder: Path) -> Path:
+    """`rev` checked out (detached) into a temporary git worktree of this repository."""
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), rev],
+        check=True,
+        capture_output=True,
+    )
+    return folder
+
+
+def ab_run(
+    args: argparse.Namespace, stack: Stack, work: Path, bodies: dict[str, tuple[bytes, str]]
+) -> dict[str, Any]:
+    """Two frontends on the same Triton and key store, `base` from `--ab-base`'s tree and `this`
+    from this checkout, measured in alternating order round after round: per round, side and image,
+    `--ab-requests` requests one at a time, the frontend's CPU over them from /proc and each one's
+    latency and Triton compute."""
+    from trident import runtime
+
+    tree = base_worktree(args.ab_base, work / "base")
+    fronts: dict[str, tuple[subprocess.Popen[bytes], TridentClient]] = {}
+    try:
+        for side, root in (("base", tree), ("this", ROOT)):
+            port = free_port()
+            env = {**stack.env, "TRIDENT_PORT": str(port)}
+            process = launch_frontend(root, env, ["-m", "trident", "serve"], work, f"frontend-{side}")
+            fronts[side] = (process, TridentClient(port, stack.key, bodies))
+        for _, client in fronts.values():
+            wait_callable(lambda: client(args.images[0]))  # noqa: B023 (called at once)
+            for image in args.images * 10:
+                client(image)
+        rounds: dict[str, dict[str, list[dict[str, Any]]]] = {
+            im: {"base": [], "this": []} for im in args.images
+        }
+        for r in range(args.rounds):
+            order = ["base", "this"] if r % 2 == 0 else ["this", "base"]
+            for side in order:
+                process, client = fronts[side]
+                for image in args.images:
+                    client(image)  # untimed: the connection and caches warm after the other side
+                    latency, floor = [], []
+                    cpu0 = tree_cpu_s(process.pid)
+                    for _ in range(args.ab_requests):
+                        count0, ns0 = triton_stats(stack.http_port, stack.triton_name)
+                        t = time.perf_counter()
+                        client(image)
+                        latency.append((time.perf_counter() - t) * 1000)
+                        count1, ns1 = triton_stats(stack.http_port, stack.triton_name)
+                        if count1 - count0 == 1:
+                            floor.append((ns1 - ns0) / 1e6)
+                    cpu_ms = (tree_cpu_s(process.pid) - cpu0) * 1000 / args.ab_requests
+                    rounds[image][side].append({"cpu_ms": cpu_ms, "latency_ms": latency, "floor_ms": floor})
+            print(f"A/B round {r + 1}/{args.rounds} done", file=sys.stderr)
+    finally:
+        for process, client in fronts.values():
+            client.conn.close()
+            runtime.stop(process)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+            check=False,
+            capture_output=True,
+        )
+    return {image: {side: ab_summary(r) for side, r in sides.items()} for image, sides in rounds.items()}
+
+
+def cpu_main(args: argparse.Namespace) -> int:
+    """`--stages` and `--ab-base`: the stack alone (no peers), then the profile or the A/B."""
+    from ultralytics.utils import ASSETS
+
+    images = {name: Path(ASSETS) / name for name in args.images}
+    fields = {"conf": "0.25", "iou": "0.45", "imgsz": str(args.imgsz)}
+    bodies = {name: multipart(path, fields) for name, path in images.items()}
+    work = Path(tempfile.mkdtemp(prefix="trident-bench-"))
+    results: dict[str, Any] = {
+        "meta": {"when": datetime.now(UTC).isoformat(timespec="seconds"), "args": vars(args)}
+    }
+    with ExitStack() as cleanup:
+        stack = start_stack(args, work, cleanup)
+        probe = TridentClient(stack.port, stack.key, bodies)
+        wait_callable(lambda: probe(args.images[0]))
+        probe.conn.close()
+        stack.frontend.terminate()  # each mode starts its own frontends
+        stack.frontend.wait(timeout=60)
+        if args.stages:
+            results["stages"] = profile_stages(args, stack, work, bodies)
+            print(f"frontend CPU by stage, {args.images[0]} (py-spy, {args.stages_rate} Hz)")
+            print(stage_table(results["stages"]))
+        if args.ab_base:
+            results["ab"] = ab_run(args, stack, work, bodies)
+            rounds = f"{args.rounds} interleaved rounds of {args.ab_requests} requests"
+            print(f"A/B, {rounds} per side and image, c=1")
+            print(ab_table(results["ab"], args.ab_base))
+    return finish(args, results, work, "cpu-")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -443,7 +779,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="JSON path (default: <data-dir>/bench/<time>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--profile", default=None, help="cProfile the frontend's main thread into this file")
+    parser.add_argument(
+        "--stages",
+        default=None,
+        metavar="DIR",
+        help="profile the frontend with py-spy at each --stages-concurrency (raw samples into DIR) "
+        "and print its CPU per request split by stage; no peers",
+    )
+    parser.add_argument("--stages-concurrency", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--stages-rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument(
+        "--ab-base",
+        default=None,
+        metavar="REV",
+        help="A/B: this checkout's frontend against REV's (a temporary git worktree), same Triton, "
+        "--rounds interleaved rounds at c=1; no peers",
+    )
+    parser.add_argument("--ab-requests", type=int, default=20, help="per side, image and A/B round")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
+    if args.stages or args.ab_base:
+        import cv2
+
+        return cpu_main(args)
 
     import cv2  # noqa: F401  (imported before torch: the order Ultralytics uses)
     from ultralytics import YOLO
@@ -620,7 +978,13 @@ def main(argv: list[str] | None = None) -> int:
     tput_c = 8 if 8 in args.concurrency else max(args.concurrency)
     results["ratios"] = {image: ratios(results, image, tput_c) for image in args.images}
     print(render_table(results))
-    out = Path(args.out) if args.out else Path(args.data_dir) / "bench" / f"{int(time.time())}.json"
+    return finish(args, results, work)
+
+
+def finish(args: argparse.Namespace, results: dict[str, Any], work: Path, prefix: str = "") -> int:
+    """The JSON written (`--out`, or `<data-dir>/bench/<prefix><time>.json`), the work folder
+    removed unless `--keep`."""
+    out = Path(args.out) if args.out else Path(args.data_dir) / "bench" / f"{prefix}{int(time.time())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"JSON: {out}")

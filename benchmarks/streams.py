@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     duration = args.soak_s or args.duration_s
 
-    from benchmarks.bench import free_port, local_settings
+    from benchmarks.bench import free_port, local_settings, stop_on_sigterm
+
+    stop_on_sigterm()
     from core.slug import Slug
     from demo.models import weights
     from demo.train import RECIPES

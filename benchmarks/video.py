@@ -106,11 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=".trident", help="where the local Triton runtime lives")
     parser.add_argument("--track", action="store_true", help="also time the video with each tracker")
     parser.add_argument("--conf", type=float, default=CONF, help="fewer boxes a frame as it rises")
+    parser.add_argument(
+        "--ort-threads",
+        type=int,
+        default=0,
+        help="ONNX Runtime threads of the model (0: one per core); 1 leaves a core to the frontend, "
+        "as a GPU host leaves its cores to the frontend",
+    )
     args = parser.parse_args(argv)
 
     from ultralytics import YOLO
 
-    from benchmarks.bench import free_port, local_settings, tree_cpu_s
+    from benchmarks.bench import free_port, local_settings, stop_on_sigterm, tree_cpu_s
+
+    stop_on_sigterm()
     from core.slug import Slug
     from exporter.export import ExportRequest, export_model
     from exporter.triton_config import ServingOptions
@@ -127,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"video: {args.frames} frames 1920x1080, {video.stat().st_size / 2**20:.1f} MB", flush=True)
     settings = local_settings(Path(args.data_dir), work)
     pt = build_busy_model("yolo11n.yaml", work / "model.pt")
-    options = ServingOptions(execution_env=str(settings.runtime_dir))
+    options = ServingOptions(execution_env=str(settings.runtime_dir), ort_threads=args.ort_threads)
     exported = export_model(
         ExportRequest(pt, Slug.parse(SLUG), work / "model_repository", visibility="public", options=options)
     )

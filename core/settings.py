@@ -1,4 +1,5 @@
-"""All configuration, from environment variables prefixed `TRIDENT_` (see the README's table).
+"""All configuration, from environment variables prefixed `TRIDENT_` (listed in
+docs/operations/configuration.md).
 
 The defaults serve the local stack: API on 127.0.0.1:8080, Triton gRPC 8001, HTTP 8000, metrics 8002.
 """
@@ -45,6 +46,12 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field("", description="key store; default: SQLite file <data_dir>/trident.db")
+    key_cache_s: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="verified keys kept in the process at most this long (changes apply at once); 0: off",
+    )
     redis_url: str = Field("", description="shared rate-limit counters; empty: in memory (one process)")
     redis_timeout_s: float = Field(
         0.5, gt=0, description="Redis socket timeout; past it the limiter fails closed"
@@ -145,6 +152,24 @@ class Settings(BaseSettings):
         None, description="tests: each processed frame written there as <stream>/<frame>.png"
     )
 
+    # weights brought through the API (`store.uploads`, `trident worker`, `exporter.sandbox`)
+    upload_max_bytes: int = Field(500 * MB, ge=1, description="largest checkpoint an upload URL takes")
+    upload_url_ttl_s: float = Field(3600.0, gt=0, description="how long an upload URL stays valid (one PUT)")
+    upload_predict_wait_s: float = Field(
+        55.0, ge=0, description="predict on a model whose upload is still exporting waits this long for it"
+    )
+    export_lease_s: float = Field(
+        30.0, gt=0, description="an export job's lease; its worker renews it every third, a dead one's ends"
+    )
+    export_poll_s: float = Field(1.0, gt=0, description="how often an idle worker looks for export jobs")
+    export_timeout_s: float = Field(900.0, gt=0, description="wall time of one sandboxed export")
+    export_memory_bytes: int = Field(8192 * MB, ge=MB, description="sandboxed export: address space")
+    export_cpu_s: int = Field(1800, ge=1, description="sandboxed export: CPU seconds")
+    export_processes: int = Field(256, ge=8, description="sandboxed export: processes of its uid")
+    export_sandbox_uid: int = Field(
+        64999, ge=1, description="the sandbox's own uid (no other process should run as it)"
+    )
+
     # `trident run`'s supervision of its children (tritonserver, the frontend): see trident/supervisor.py
     restart_limit: int = Field(
         5, ge=0, description="restarts of one child allowed within restart_window_s; one more crash gives up"
@@ -168,6 +193,11 @@ class Settings(BaseSettings):
     @property
     def key_store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'trident.db').resolve()}"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Upload staging, accepted checkpoints and sandbox scratch: never inside the repository."""
+        return (self.data_dir / "uploads").resolve()
 
     @property
     def runtime_dir(self) -> Path:

@@ -2,7 +2,7 @@
 # (the base dependencies of pyproject.toml and the `postgres` extra, psycopg 3, for a key store that
 # several replicas share; the `export` extra is not installed). The context is the project
 # (`.dockerignore` keeps out the rest), so every package of pyproject.toml is in the image.
-# BASE: the upstream image, or a local stand-in where it cannot be pulled (README, "Docker").
+# BASE: the upstream image, or a local stand-in where it cannot be pulled (docs/operations/docker.md).
 ARG BASE=python:3.11-slim
 FROM ${BASE} AS build
 RUN python -m venv /opt/venv

@@ -102,31 +102,50 @@ def export_model(request: ExportRequest, console: Console | None = None) -> Expo
             shape = "dynamic" if spec.dynamic else "static"
             console.log(f"exported ONNX at {spec.imgsz[1]}x{spec.imgsz[0]} ({shape})")
             status.update("checking parity with YOLO(weights).predict()")
-            sample = request.sample_image or _default_sample()
+            sample = request.sample_image or default_sample()
             parity = check_parity(request.weights, onnx_path, spec, sample, request.nms)
             console.log(f"parity ok: {parity.summary()}")
-            shutil.copy(BACKEND_MODEL, version_dir / "model.py")
-            if request.examples is not None:
-                kept = copy_examples(request.examples, version_dir / EXAMPLES_DIR)
-                console.log(f"examples: {', '.join(kept)}")
-            # compiled now: a __pycache__ appearing later would look like a change to Triton's poller
-            py_compile.compile(str(version_dir / "model.py"), doraise=True)
-            inputs, outputs = io_shapes(onnx_path)
-            types = output_types(onnx_path)
-            configs = render_configs(name, spec, meta, inputs, outputs, request.options, types)
-            for rel, text in configs.items():
-                (stage / name / rel).parent.mkdir(parents=True, exist_ok=True)
-                (stage / name / rel).write_text(text)
             status.update("publishing")
-            path = publish(stage / name, request.repository, name, version)
+            path = assemble(stage, onnx_path, request, meta, spec)
     console.log(f"published {request.slug} as Triton model {name!r} version {version}")
     return ExportResult(name, version, path, spec, parity)
 
 
-def _default_sample() -> Path:
+def assemble(
+    stage: Path, onnx_path: Path, request: ExportRequest, meta: dict[str, Any], spec: ModelSpec
+) -> Path:
+    """The trusted tail of an export: the backend, examples and configs written beside a checked
+    `<stage>/<name>/<version>/model.onnx`, then published; returns the published version folder.
+    (The worker runs this outside its sandbox, on the ONNX the sandbox made.)"""
+    name = request.slug.triton_name
+    version_dir = onnx_path.parent
+    shutil.copy(BACKEND_MODEL, version_dir / "model.py")
+    if request.examples is not None:
+        copy_examples(request.examples, version_dir / EXAMPLES_DIR)
+    # compiled now: a __pycache__ appearing later would look like a change to Triton's poller
+    py_compile.compile(str(version_dir / "model.py"), doraise=True)
+    inputs, outputs = io_shapes(onnx_path)
+    types = output_types(onnx_path)
+    configs = render_configs(name, spec, meta, inputs, outputs, request.options, types)
+    for rel, text in configs.items():
+        (stage / name / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / name / rel).write_text(text)
+    return publish(stage / name, request.repository, name, int(version_dir.name))
+
+
+def default_sample() -> Path:
+    """The parity gate's image: Ultralytics' bus.jpg."""
     from ultralytics.utils import ASSETS
 
     return Path(ASSETS) / "bus.jpg"
 
 
-__all__ = ["ExportError", "ExportRequest", "ExportResult", "export_model"]
+__all__ = [
+    "ExportError",
+    "ExportRequest",
+    "ExportResult",
+    "assemble",
+    "default_sample",
+    "export_model",
+    "spec_from_metadata",
+]

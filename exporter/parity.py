@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from core.modelspec import MAP_TASKS, ModelSpec
 from exporter.errors import ExportError
+from exporter.raw_parity import RawParity
 from pipeline.contract import PredictOptions
 from pipeline.decode import DECODERS
 from pipeline.prepare import prepare
@@ -100,9 +101,7 @@ def compare_maps(ours: Result, ref: Any, where: str) -> str:
     return f"depth within {rel:.2g} relative on {depth.size} pixels"
 
 
-def _check_map_parity(
-    onnx_path: Path, spec: ModelSpec, image: NDArray[np.uint8], image_path: Path, raw: Any
-) -> ParityReport:
+def check_map_parity(onnx_path: Path, spec: ModelSpec, image_path: Path, raw: RawParity) -> ParityReport:
     """Dense tasks: the served map against `YOLO(<the ONNX>).predict()`'s. The weights are proven by
     the raw check (logits and class map, or depth, against the PyTorch model); this proves the
     decoding (crop, resize, interpolation), which `YOLO(weights)` cannot: on a `.pt` it takes the
@@ -113,6 +112,9 @@ def _check_map_parity(
         str(image_path), imgsz=list(spec.imgsz), verbose=False
     )
     ref = results[0]
+    image: NDArray[np.uint8] | None = cv2.imread(str(image_path))  # type: ignore[assignment]
+    if image is None:
+        raise ExportError(f"cannot read the parity sample image {image_path}")
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ours = pipeline_result(session, spec, image, PredictOptions())
     check = compare_maps(ours, ref, image_path.name)
@@ -146,33 +148,58 @@ def _reference(result: Any, task: str) -> tuple[NDArray[np.float64], NDArray[np.
     )
 
 
-def check_parity(
-    weights: Path, onnx_path: Path, spec: ModelSpec, image_path: Path, nms: bool | None
-) -> ParityReport:
-    """Compare on one image; raise `ExportError` naming the difference.
+@dataclass(frozen=True)
+class Reference:
+    """What `YOLO(weights).predict()` found on the sample, as plain numbers: computed where the
+    checkpoint may be loaded (the worker's sandbox), compared wherever the ONNX is."""
 
-    The reference is a freshly loaded model: `export()` leaves its model object altered (after an
-    `nms=False` export its predictions differ from the checkpoint's).
-    """
+    xyxy: list[list[float]]
+    conf: list[float]
+    cls: list[int]
+
+    @classmethod
+    def parse(cls, value: object) -> Reference:
+        """From JSON (untrusted: typed and sized here, `ExportError` otherwise)."""
+        try:
+            assert isinstance(value, dict)
+            xyxy = [[float(v) for v in box] for box in value["xyxy"]]
+            conf, ids = [float(v) for v in value["conf"]], [int(v) for v in value["cls"]]
+            assert all(len(b) == 4 for b in xyxy) and len(xyxy) == len(conf) == len(ids) <= 100_000
+        except (AssertionError, KeyError, TypeError, ValueError):
+            raise ExportError("the parity reference is malformed") from None
+        return cls(xyxy, conf, ids)
+
+
+def _thresholds(nms: bool | None) -> tuple[float, float]:
+    return (BAKED_CONF, BAKED_IOU) if nms else (CHECK_CONF, CHECK_IOU)
+
+
+def reference_results(weights: Path, spec: ModelSpec, image_path: Path, nms: bool | None) -> Reference:
+    """`YOLO(weights).predict()` on the sample at the gate's thresholds (a freshly loaded model:
+    `export()` leaves its model object altered; after an `nms=False` export its predictions differ
+    from the checkpoint's)."""
     from ultralytics import YOLO  # type: ignore[attr-defined, unused-ignore]
 
-    from exporter.raw_parity import check_raw_outputs
+    conf, iou = _thresholds(nms)
+    extra: dict[str, Any] = {} if spec.task == "classify" else {"rect": spec.dynamic, "nms": nms}
+    results: Any = YOLO(str(weights)).predict(
+        str(image_path), conf=conf, iou=iou, imgsz=list(spec.imgsz), verbose=False, **extra
+    )
+    xyxy, scores, ids = _reference(results[0], spec.task)
+    return Reference(xyxy.tolist(), scores.tolist(), ids)
 
-    model = YOLO(str(weights))
+
+def compare_results(
+    onnx_path: Path, spec: ModelSpec, image_path: Path, ref: Reference, nms: bool | None, raw: RawParity
+) -> ParityReport:
+    """The ONNX through Trident's pipeline against the reference; raise `ExportError` naming the
+    difference. Needs no checkpoint: the worker runs it outside its sandbox."""
     image: NDArray[np.uint8] | None = cv2.imread(str(image_path))  # type: ignore[assignment]
     if image is None:
         raise ExportError(f"cannot read the parity sample image {image_path}")
-    # first, and whatever Ultralytics finds: the one comparison that cannot come out empty
-    raw = check_raw_outputs(weights, onnx_path, spec, prepare(image, spec, spec.imgsz[0]).tensor, nms)
-    if spec.task in MAP_TASKS:
-        return _check_map_parity(onnx_path, spec, image, image_path, raw)
-    conf, iou = (BAKED_CONF, BAKED_IOU) if nms else (CHECK_CONF, CHECK_IOU)
-    extra: dict[str, Any] = {} if spec.task == "classify" else {"rect": spec.dynamic, "nms": nms}
-    results: Any = model.predict(
-        str(image_path), conf=conf, iou=iou, imgsz=list(spec.imgsz), verbose=False, **extra
-    )
-    result = results[0]
-    ref_xyxy, ref_conf, ref_cls = _reference(result, spec.task)
+    conf, iou = _thresholds(nms)
+    ref_xyxy = np.asarray(ref.xyxy, np.float64).reshape(-1, 4)
+    ref_conf, ref_cls = np.asarray(ref.conf, np.float64), ref.cls
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ours = run_pipeline(session, spec, image, PredictOptions(conf=conf, iou=iou))
     our_conf = np.array([p["confidence"] for p in ours], dtype=np.float64)
@@ -200,3 +227,21 @@ def check_parity(
             "(IoU >= 0.99 or corners within 0.1 px, same class, confidence within 1e-3)"
         )
     return report
+
+
+def check_parity(
+    weights: Path, onnx_path: Path, spec: ModelSpec, image_path: Path, nms: bool | None
+) -> ParityReport:
+    """Compare on one image; raise `ExportError` naming the difference: the raw outputs against
+    the PyTorch model, then the served results (maps for dense tasks) against Ultralytics'."""
+    from exporter.raw_parity import check_raw_outputs
+
+    image: NDArray[np.uint8] | None = cv2.imread(str(image_path))  # type: ignore[assignment]
+    if image is None:
+        raise ExportError(f"cannot read the parity sample image {image_path}")
+    # first, and whatever Ultralytics finds: the one comparison that cannot come out empty
+    raw = check_raw_outputs(weights, onnx_path, spec, prepare(image, spec, spec.imgsz[0]).tensor, nms)
+    if spec.task in MAP_TASKS:
+        return check_map_parity(onnx_path, spec, image_path, raw)
+    reference = reference_results(weights, spec, image_path, nms)
+    return compare_results(onnx_path, spec, image_path, reference, nms, raw)

@@ -29,6 +29,8 @@ from frontend.api.pages import router as web_router
 from frontend.api.predict import router
 from frontend.api.streams import router as streams_router
 from frontend.api.track_sessions import router as track_sessions_router
+from frontend.api.uploads import UPLOAD_PATH
+from frontend.api.uploads import router as uploads_router
 from frontend.deployments.deployer import Deployer
 from frontend.deployments.lifecycle import STALE_AFTER_S, Lifecycle
 from frontend.deps import Services
@@ -48,9 +50,11 @@ from pipeline.decode import ModelOutputError
 from pipeline.formats import Format
 from store.clock import Clock, utc_now
 from store.deployments import DeploymentStore, Telemetry
+from store.keycache import KeyCache
 from store.keys import LAST_USE_FLUSH_S, KeyStore
 from store.streams import StreamStore
 from store.track_sessions import MemoryTrackSessions, RedisTrackSessions, TrackSessions
+from store.uploads import UploadStore
 from store.usage import UsageLog
 
 log = logging.getLogger("trident.frontend")
@@ -109,7 +113,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             if settings.redis_url
             else MemoryCounter()
         )
-        keys = KeyStore(settings.key_store_url, clock)
+        cache = KeyCache(settings.key_cache_s) if settings.key_cache_s > 0 else None
+        keys = KeyStore(settings.key_store_url, clock, cache)
         secret = settings.token_secret.get_secret_value().encode() or keys.token_secret()
         usage = UsageLog(keys.engine)
         telemetry = Telemetry(keys.engine, settings.deployment_log_lines)
@@ -142,6 +147,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             telemetry=telemetry,
             track_sessions=sessions,
             streams=streams,
+            uploads=UploadStore(keys.engine, keys.clock),
         )
         refresher = asyncio.create_task(ModelLoader(triton, catalog, settings.model_refresh_s).run())
         flusher = asyncio.create_task(_flush_every(LAST_USE_FLUSH_S, keys, usage))
@@ -177,7 +183,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             if isinstance(counter, RedisCounter):
                 await counter.close()
             await sessions.close()
-            keys.engine.dispose()
+            keys.close()
 
     app = FastAPI(
         title="Trident",
@@ -195,11 +201,13 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(deployments_router)
     app.include_router(track_sessions_router)
     app.include_router(streams_router)
+    app.include_router(uploads_router)
     install_log_handler()
     app.add_middleware(
         BodyLimit,
         max_body_bytes=max(settings.max_upload_bytes, settings.max_video_bytes) + FORM_OVERHEAD_BYTES,
         default_format=settings.api_format,
+        exempt=UPLOAD_PATH,  # the upload PUT keeps to its own, larger limit (`TRIDENT_UPLOAD_MAX_BYTES`)
     )
     app.include_router(web_router)
     app.include_router(docs_router)

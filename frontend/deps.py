@@ -31,6 +31,7 @@ from pipeline.formats import Format
 from store.deployments import DeploymentStore, Telemetry
 from store.keys import KeyStore, Principal
 from store.track_sessions import TrackSessions
+from store.uploads import UploadStore
 from store.usage import UsageLog
 
 
@@ -50,6 +51,7 @@ class Services:
     telemetry: Telemetry  # deployments' request counts and log lines, written in batches
     track_sessions: TrackSessions  # trackers kept between the frames of a track session
     streams: Streams  # camera streams: the definitions, and the runners this process holds
+    uploads: UploadStore  # projects, uploaded models, upload sessions and export jobs
 
 
 async def get_settings(request: Request) -> Settings:
@@ -106,11 +108,13 @@ def _scope(scope: str) -> object:
 
 
 # A key may do what its scopes say: `predict` runs and lists models (the default), `admin` manages
-# the user's keys through the API, `deployments` manages dedicated endpoints, `streams` camera streams.
+# the user's keys through the API, `deployments` manages dedicated endpoints, `streams` camera streams,
+# `export` uploads checkpoints and exports them (`frontend.api.uploads`).
 StreamsCallerDep = Annotated[Principal, _scope("streams")]
 PredictCallerDep = Annotated[Principal, _scope("predict")]
 AdminCallerDep = Annotated[Principal, _scope("admin")]
 DeploymentsCallerDep = Annotated[Principal, _scope("deployments")]
+ExportCallerDep = Annotated[Principal, _scope("export")]
 
 
 async def get_quota(caller: PredictCallerDep, services: ServicesDep, settings: SettingsDep) -> Decision:

@@ -248,7 +248,7 @@ def record_source_fetch(outcome: str) -> None:
 
 # Restarts of `trident run`'s children, counted by the supervising `trident run` process itself: it
 # shares the frontend's PROMETHEUS_MULTIPROC_DIR, so whichever worker answers `/metrics` reports them.
-SUPERVISED_PROCESSES = ("tritonserver", "frontend")
+SUPERVISED_PROCESSES = ("tritonserver", "frontend", "worker")
 PROCESS_RESTARTS = Counter(
     "trident_process_restarts", "Children restarted by `trident run` after an unexpected exit", ["process"]
 )

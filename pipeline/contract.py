@@ -85,7 +85,15 @@ class PredictOptions(BaseModel):
         640, ge=32, le=1280, description="inference size (dynamic models; static ones use their export size)"
     )
     normalize: bool = Field(False, description="coordinates divided by the image's width and height")
-    decimals: int = Field(5, ge=0, le=10, description="decimals of every number, rounded as Python's round")
+    decimals: int = Field(
+        5,
+        ge=0,
+        le=10,
+        description=(
+            "decimals of every number, rounded as Python's round (outlines and keypoints as NumPy's, "
+            "like Results.summary())"
+        ),
+    )
     bits: DepthBits = Field(
         8,
         description=(

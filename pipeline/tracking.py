@@ -5,15 +5,15 @@ in the video's order, one at a time). A tracked frame shows the detections of it
 tracks, with their ids and the tracker's filtered boxes (not the detections' boxes), and their
 masks, keypoints, scores and classes as detected; a frame without tracks shows its detections
 untracked (`track_id` None), or none while a new track waits to be confirmed
-(`postprocess.trackers.shown`). BoT-SORT's motion compensation needs each frame's image: only
-its grey version is kept (`motion_frame`), which is what the compensation reads.
+(`postprocess.trackers.shown`). BoT-SORT's motion compensation reads each frame's image: it is
+computed where the frame is decoded (`camera_motion`, in frame order, beside the model's work on
+earlier frames), and `step` gets only its warp.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -21,14 +21,10 @@ from pipeline.contract import PredictOptions
 from pipeline.result import Result
 from postprocess.obb import OrientedBoxes
 from postprocess.trackers import make_tracker, shown
+from postprocess.trackers.gmc import Warp
 from postprocess.trackers.state import dumps, loads
 
-
-def motion_frame(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """The part of a BGR frame BoT-SORT's compensation reads: its grey image, `(h, w, 1)`, the
-    conversion the compensation itself would make (a third of the frame's bytes)."""
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    return np.asarray(grey, dtype=np.uint8)[..., None]
+__all__ = ["VideoTracking", "Warp"]  # `Warp`: what the serving path hands from decoding to `step`
 
 
 class VideoTracking:
@@ -41,14 +37,19 @@ class VideoTracking:
             make_tracker(options.tracker, config) if state is None else loads(state, options.tracker, config)
         )
         self.name = options.tracker
-        self.wants_frames = options.tracker == "botsort"  # ByteTrack never looks at the image
         self.seen: dict[int, set[int]] = {}
 
-    def step(self, result: Result, frame: NDArray[np.uint8] | None) -> Result:
-        """The next frame's detections (every one down to `conf`) as `model.track()` shows them."""
+    def camera_motion(self, image: NDArray[np.uint8]) -> Warp | None:
+        """The camera's motion onto this BGR frame, for its `step` (None for ByteTrack); once per
+        frame, in the frames' order."""
+        return self.tracker.camera_motion(image)
+
+    def step(self, result: Result, warp: Warp | None) -> Result:
+        """The next frame's detections (every one down to `conf`) as `model.track()` shows them;
+        `warp` is `camera_motion` of its image."""
         oriented = result.xywhr is not None
         boxes = result.xywhr if result.xywhr is not None else result.xyxy
-        tracks = self.tracker.update(boxes, result.conf, result.cls, frame if self.wants_frames else None)
+        tracks = self.tracker.update(boxes, result.conf, result.cls, warp=warp)
         view = shown(tracks, len(result), result.orig_hw)
         rows = view.rows
         kept = replace(

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from store import audit
 from store.audit import SYSTEM, Actor
 from store.clock import Clock, utc, utc_now
+from store.keycache import ALL, CachedKey, KeyCache, freshness_for, notify
 from store.schema import TOKEN_SECRET, api_keys, create_schema, server_secrets, users
 
 PREFIX = "tri_"
@@ -77,7 +78,7 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-SCOPES = ("predict", "deployments", "admin", "streams")
+SCOPES = ("predict", "deployments", "admin", "streams", "export")
 DEFAULT_SCOPES = frozenset({"predict"})
 LAST_USE_FLUSH_S = 60  # last use reaches the database at most this often per key (per process)
 
@@ -151,7 +152,9 @@ def _key_info(row: Any) -> KeyInfo:
 
 
 class KeyStore:
-    def __init__(self, url: str, clock: Clock = utc_now) -> None:
+    def __init__(self, url: str, clock: Clock = utc_now, cache: KeyCache | None = None) -> None:
+        """`cache`: verified keys kept in this process (`store.keycache`; the API passes one, the
+        CLI does not); dropped where the database offers no way to hear of every change."""
         database = sa.engine.make_url(url).database
         if url.startswith("sqlite") and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +164,23 @@ class KeyStore:
         self._used: dict[str, datetime] = {}  # key id -> last use not yet written
         self._used_lock = threading.Lock()
         create_schema(self.engine)
+        self.cache = cache
+        if cache is not None:
+            cache.freshness = freshness_for(url, cache, CONNECT_TIMEOUT_S)
+            if cache.freshness is None:
+                self.cache = None
+
+    def close(self) -> None:
+        """Stop the cache's channel and close the database's connections."""
+        if self.cache is not None:
+            self.cache.close()
+        self.engine.dispose()
+
+    def _changed(self, key_id: str = ALL) -> None:
+        """After a committed change: this process forgets it at once (others hear of it through
+        the `notify` in the change's transaction, or the SQLite file's version)."""
+        if self.cache is not None:
+            self.cache.invalidate(key_id)
 
     def reachable(self) -> bool:
         """Whether a query gets through now (for `/readyz`)."""
@@ -188,6 +208,8 @@ class KeyStore:
             elif current != plan:
                 db.execute(users.update().where(users.c.name == name).values(plan=plan))
                 audit.record(db, now, actor, "user.plan", name, detail=f"plan {current} -> {plan}")
+                notify(db)
+        self._changed()
 
     def create_key(
         self,
@@ -233,6 +255,8 @@ class KeyStore:
                 return False
             db.execute(api_keys.update().where(*where).values(revoked_at=now))
             audit.record(db, now, actor, "key.revoke", owner, key_id)
+            notify(db, key_id)
+        self._changed(key_id)
         return True
 
     def set_scopes(self, key_id: str, scopes: Iterable[str], actor: Actor = SYSTEM) -> bool:
@@ -246,6 +270,8 @@ class KeyStore:
             db.execute(api_keys.update().where(*where).values(scopes=_scopes_text(chosen)))
             detail = f"scopes {row.scopes} -> {_scopes_text(chosen)}"
             audit.record(db, now, actor, "key.scopes", row.user_name, key_id, detail)
+            notify(db, key_id)
+        self._changed(key_id)
         return True
 
     def list_keys(self, user: str | None = None) -> list[KeyInfo]:
@@ -264,12 +290,36 @@ class KeyStore:
         key_id = parse_key(token)
         if key_id is None:
             return None
+        generation = self.cache.begin() if self.cache is not None else None
         row = self._lookup(key_id, api_keys.c.key_hash)
         stored = row.key_hash if row is not None else DUMMY_HASH
         matches = hmac.compare_digest(stored, hash_key(token))
         if row is None or not matches:
             return None
-        return self._active(row)
+        principal = self._active(row)
+        if principal is not None and self.cache is not None:
+            entry = CachedKey(
+                row.key_hash, principal.user, principal.plan, principal.scopes, utc(row.expires_at),
+                self.cache.monotonic(),
+            )  # fmt: skip
+            self.cache.put(generation, key_id, entry)
+        return principal
+
+    def verify_cached(self, token: str) -> Principal | None:
+        """`verify` from the cache alone: the caller when the key is cached, matches its hash and
+        has not expired; None means "ask `verify`" (never a refusal: refusals are the store's)."""
+        key_id = parse_key(token) if self.cache is not None else None
+        if self.cache is None or key_id is None or (entry := self.cache.get(key_id)) is None:
+            return None
+        if not hmac.compare_digest(entry.key_hash, hash_key(token)):
+            return None
+        now = self.clock()
+        if entry.expires_at is not None and entry.expires_at <= now:
+            self.cache.invalidate(key_id)
+            return None
+        with self._used_lock:
+            self._used[key_id] = now
+        return Principal(key_id=key_id, user=entry.user, plan=entry.plan, scopes=entry.scopes)
 
     def principal(self, key_id: str) -> Principal | None:
         """The key's caller if it is still active (not revoked, not expired): browser tokens

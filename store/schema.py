@@ -143,6 +143,78 @@ streams = sa.Table(
     sa.Column("webhook_secret", sa.String(64), nullable=True),
 )
 
+# weights brought through the API (`store.uploads`): a user's projects and models, the signed
+# upload sessions that carry a checkpoint's bytes, and the export jobs `trident worker` runs
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("visibility", sa.String(8), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("owner", "project"),
+)
+user_models = sa.Table(
+    "user_models",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("task", sa.String(16), nullable=True),
+    sa.Column("checkpoint", sa.String(512), nullable=True),  # the accepted .pt, outside the repository
+    sa.Column("checkpoint_name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("checkpoint_bytes", sa.BigInteger, nullable=True),
+    sa.Column("checkpoint_sha256", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("owner", "project", "model"),
+)
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # the SDK's sessionId
+    sa.Column("model_id", sa.String(32), nullable=False, index=True),
+    sa.Column("user_name", sa.String(64), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False),  # the URL's secret, hashed like keys
+    sa.Column("filename", sa.String(256), nullable=False),
+    sa.Column("total_bytes", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # open, receiving, received, completed, failed
+    sa.Column("received_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("md5", sa.String(32), nullable=True),
+    sa.Column("error", sa.String(512), nullable=False, server_default=""),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+export_jobs = sa.Table(
+    "export_jobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("model_id", sa.String(32), nullable=False, index=True),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column(
+        "status", sa.String(16), nullable=False, index=True
+    ),  # queued running completed failed cancelled
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("progress", sa.Integer, nullable=False, server_default="0"),  # percent
+    sa.Column("step", sa.String(64), nullable=False, server_default=""),
+    sa.Column("error", sa.String(1024), nullable=False, server_default=""),
+    sa.Column("parity", sa.Text, nullable=False, server_default="{}"),  # the gate's figures, JSON
+    sa.Column("version", sa.Integer, nullable=True),  # the published Triton version
+    sa.Column("file", sa.String(512), nullable=True),  # the exported file, in the repository
+    sa.Column("file_bytes", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+)
+
 
 def _add_missing_columns(db: sa.Connection) -> None:
     for table in (api_keys, streams):

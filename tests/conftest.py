@@ -3,15 +3,27 @@ stack (`tests/helpers/stack.py`, a plugin so that it is defined once); the integ
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 
 import cv2
 import numpy as np
 import pytest
 
-pytest_plugins = ["tests.helpers.stack", "tests.helpers.scheduling"]
+pytest_plugins = ["tests.helpers.stack", "tests.helpers.scheduling", "tests.helpers.postgres"]
 ODD_SIZES = [(333, 517), (1001, 37), (12, 3000)]  # (width, height)
 INTEGRATION = ("integration", "browser")  # folders whose tests need the local Triton
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped with SIGTERM (`timeout`, CI's cancel) tears down like Ctrl-C: the session
+    stacks' Triton and frontends are stopped by their fixtures instead of outliving the run."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

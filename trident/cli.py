@@ -21,6 +21,7 @@ from rich.console import Console
 
 from core.settings import Settings, unknown_env
 from pipeline.contract import IMGSZ_BOUNDS, PredictOptions
+from trident.models import models_app
 from trident.stopping import CHILD_STOP_S, FRONTEND_DRAIN_S, Stop, terminate
 from trident.supervisor import Child
 
@@ -46,7 +47,7 @@ def _server_settings() -> Settings:
     a misspelt one would otherwise be ignored and its default served without a word."""
     problems = unknown_env(os.environ)
     if problems:
-        raise _fail("; ".join(problems) + " (the settings are listed in the README)")
+        raise _fail("; ".join(problems) + " (the settings are listed in docs/operations/configuration.md)")
     return Settings()
 
 
@@ -180,8 +181,24 @@ def serve(
         port=port or settings.port,
         workers=workers or settings.workers,
         log_level="info",
-        timeout_graceful_shutdown=FRONTEND_DRAIN_S,  # README, "Stop timeouts"
+        timeout_graceful_shutdown=FRONTEND_DRAIN_S,  # docs/operations/supervisor.md, "Stop timeouts"
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run the export jobs that uploads queue (each checkpoint opened only in the bubblewrap sandbox)
+    until Ctrl-C or SIGTERM; several workers may share one database."""
+    from store.keys import KeyStore
+    from store.uploads import UploadStore
+    from trident.worker import Worker
+
+    settings = _server_settings()
+    stop = Stop().install()
+    store = UploadStore(KeyStore(settings.key_store_url).engine)
+    console.print("trident worker: waiting for export jobs")
+    Worker(settings, store).run(stop)
+    raise typer.Exit(stop.exit_code())
 
 
 @app.command()
@@ -297,6 +314,7 @@ users_app = typer.Typer(help="Users and their plans.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(demo_app, name="demo")
+app.add_typer(models_app, name="models")
 
 
 def _store() -> KeyStore:
@@ -510,6 +528,8 @@ def run() -> None:
             cleanup=_frontend_leftovers,
             stop_timeout_s=CHILD_STOP_S,  # uvicorn drains for up to FRONTEND_DRAIN_S
         ),
+        # export jobs of uploaded checkpoints; a job it is killed in is taken again once it is back
+        Child("worker", [*me, "worker"], logs / "worker.log", stop_timeout_s=CHILD_STOP_S),
     ]
     policy = RestartPolicy(settings.restart_limit, settings.restart_window_s, settings.restart_backoff_max_s)
     supervisor = Supervisor(

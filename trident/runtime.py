@@ -84,7 +84,7 @@ def server_command(settings: Settings, root: Path, repository: Path) -> list[str
         f"--http-port={settings.triton_http_port}",
         f"--metrics-port={settings.triton_metrics_port}",
         "--log-verbose=0",
-        f"--exit-timeout-secs={TRITON_EXIT_S}",  # in-flight inferences finish (README, "Stop timeouts")
+        f"--exit-timeout-secs={TRITON_EXIT_S}",  # in-flight inferences finish (docs: "Stop timeouts")
     ]
 
 

@@ -13,8 +13,8 @@ GNU make passes a SIGTERM on to its job, so `make run` under a SIGTERM to its pr
 terminal closing, a service manager) gets it twice within a millisecond.
 
 The stop timeouts are below, innermost first: each outer one leaves the one inside it time to
-finish (the README's "Stop timeouts" table; tests/observability checks the deploy files against
-them).
+finish (the "Stop timeouts" table of docs/operations/supervisor.md; tests/observability checks
+the deploy files against them).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ rendering; everything between the image and the `Result` is `pipeline/`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import anyio.to_thread
@@ -18,16 +19,19 @@ from frontend.deps import (
     CatalogDep,
     PredictCallerDep,
     QuotaDep,
+    Services,
     ServicesDep,
     SettingsDep,
 )
-from frontend.errors import ServiceUnavailable, ServingError
+from frontend.errors import ModelNotFound, ServiceUnavailable, ServingError
 from frontend.formats import json_response
 from frontend.guards.auth import may_see, visible_model
 from frontend.routes import MODEL_PREDICT
 from frontend.schemas import ERRORS, PREDICT_BODY, PREDICT_RESPONSES
+from frontend.serving.catalog import ServedModel
 from frontend.serving.form import read_predict_form
 from frontend.serving.predict import predict_form
+from store.keys import Principal
 
 router = APIRouter()
 
@@ -57,7 +61,9 @@ async def predict(
     """
     started = time.perf_counter()
     try:
-        served = await visible_model(services.engine.catalog, caller, owner, project, model)
+        served = await _served_or_exporting(
+            services, caller, owner, project, model, settings.upload_predict_wait_s
+        )
         request.state.model, request.state.task = str(served.slug), served.spec.task  # for metrics
         if not caller.anonymous:  # for `GET /api/usage`, counted in memory
             services.usage.record(caller.user, str(served.slug), services.keys.clock())
@@ -80,6 +86,29 @@ async def predict(
         raise
     response.headers.update(quota.headers())
     return response
+
+
+async def _served_or_exporting(
+    services: Services, caller: Principal, owner: str, project: str, model: str, wait_s: float
+) -> ServedModel:
+    """The model; one of the caller's uploads still exporting is waited for, up to `wait_s`
+    (`ul cloud predict model=best.pt` predicts as soon as its upload is complete)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return await visible_model(services.engine.catalog, caller, owner, project, model)
+        except ModelNotFound:
+            if caller.anonymous or owner != caller.user:
+                raise
+            found = await anyio.to_thread.run_sync(services.uploads.model, owner, project, model)
+            jobs = await anyio.to_thread.run_sync(services.uploads.jobs, found.id) if found else []
+            if jobs and jobs[0].status == "failed":
+                raise ModelNotFound(
+                    f"{owner}/{project}/{model}: its export failed: {jobs[0].error}"
+                ) from None
+            if not jobs or jobs[0].status == "cancelled" or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.5)
 
 
 @router.get(

@@ -267,7 +267,7 @@ async def stream_preview(
     row = await _row(services, caller, stream_id)
     runner = services.streams.local(row.id)
     if runner is None:
-        raise Conflict("this stream runs in another process; ask the one that runs it (see the README)")
+        raise Conflict("this stream runs in another process; ask the one that runs it (docs/api/streams.md)")
     if runner.watchers >= MAX_WATCHERS:
         raise Conflict(f"this stream's preview has {MAX_WATCHERS} viewers, the most it serves")
     headers = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
@@ -317,7 +317,7 @@ async def stream_events(
     row = await _row(services, caller, stream_id)
     runner = services.streams.local(row.id)
     if runner is None:
-        raise Conflict("this stream runs in another process; ask the one that runs it (see the README)")
+        raise Conflict("this stream runs in another process; ask the one that runs it (docs/api/streams.md)")
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(
         _events(request, runner, last_event_id), media_type="text/event-stream", headers=headers

@@ -73,7 +73,8 @@ async def authenticate(
         return await from_token(token, store, token_secret)
     if parse_key(token) is None:  # garbage: no lookup, no counter, nothing spent
         raise Unauthorized("the API key is not valid", token_presented=True)
-    principal = await _in_store(store.verify, token)
+    # a key verified a moment ago is answered from the cache, on the loop (`store.keycache`)
+    principal = store.verify_cached(token) or await _in_store(store.verify, token)
     if principal is None:
         await failures.failed(client_ip(request))
         raise Unauthorized("the API key is not valid", token_presented=True)

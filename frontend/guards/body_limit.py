@@ -18,13 +18,16 @@ FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form field
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, default_format: ApiFormat = "seed") -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, default_format: ApiFormat = "seed", exempt: str = ""
+    ) -> None:
         self.app = app
+        self.exempt = exempt  # a path prefix whose route enforces its own limit while it streams
         self.max_body_bytes = max_body_bytes
         self.default_format = default_format
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.exempt and scope["path"].startswith(self.exempt)):
             await self.app(scope, receive, send)
             return
         limit = self.max_body_bytes

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-from numpy.typing import NDArray
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,22 +21,23 @@ from frontend.serving.inference import ModelCall, Track, decode_and_render, run_
 from frontend.serving.source import read_source
 from pipeline.prepare import Prepared, prepare
 from pipeline.result import Result, Speed
-from pipeline.tracking import VideoTracking, motion_frame
+from pipeline.tracking import VideoTracking, Warp
 
 
 def _decode_and_prepare(
-    data: bytes, max_pixels: int, served: ServedModel, imgsz: int, motion: bool
-) -> tuple[Prepared, NDArray[np.uint8] | None]:
-    """Upload bytes -> model input (and, for BoT-SORT, the frame's grey image), in one trip to the
-    pool (each trip is a thread wake-up)."""
+    data: bytes, max_pixels: int, served: ServedModel, imgsz: int, tracking: VideoTracking | None
+) -> tuple[Prepared, Warp | None]:
+    """Upload bytes -> model input (and, for a track session, the camera's motion onto the frame),
+    in one trip to the pool (each trip is a thread wake-up)."""
     image = decode_image(data, max_pixels)
-    return prepare(image, served.spec, imgsz, served.u8_input), motion_frame(image) if motion else None
+    warp = None if tracking is None else tracking.camera_motion(image)
+    return prepare(image, served.spec, imgsz, served.u8_input), warp
 
 
-def _tracked(tracking: VideoTracking, model: str, motion: NDArray[np.uint8] | None) -> Track:
+def _tracked(tracking: VideoTracking, model: str, warp: Warp | None) -> Track:
     def track(result: Result) -> Result:
         start = time.perf_counter()
-        shown = tracking.step(result, motion)
+        shown = tracking.step(result, warp)
         record_tracked(model, tracking.name, time.perf_counter() - start)
         return shown
 
@@ -57,9 +56,8 @@ async def predict_image(
     engine, served, options, tracking = model.engine, model.served, model.options, model.tracking
     start = time.perf_counter()
     data = form.data if form.data is not None else await read_source(form.source or "", settings)
-    motion = tracking is not None and tracking.wants_frames
-    prep, grey = await run_cpu(
-        engine, _decode_and_prepare, data, settings.max_image_pixels, served, options.imgsz, motion
+    prep, warp = await run_cpu(
+        engine, _decode_and_prepare, data, settings.max_image_pixels, served, options.imgsz, tracking
     )
     pre_ms = _ms(start)
 
@@ -72,7 +70,7 @@ async def predict_image(
     infer_ms = _ms(start)
 
     start = time.perf_counter()
-    track = None if tracking is None else _tracked(tracking, str(served.slug), grey)
+    track = None if tracking is None else _tracked(tracking, str(served.slug), warp)
     result, rows, maps = await run_cpu(
         engine, decode_and_render, model.decode, outputs, served, options, prep, model.contract, track
     )

@@ -10,6 +10,8 @@ as soon as its batch is done, then a summary line; a client that goes away stops
 one batch. The request has its own deadline (`video_timeout_s`), upload excluded. With `track`,
 each frame's `Result` goes through the request's tracker (`pipeline.tracking`) as its batch is
 rendered; batches are rendered one after another, so the tracker sees the frames in order.
+BoT-SORT's camera motion (optical flow on each frame) is computed as the frames are decoded, in
+order too, so it runs beside the model and the rendering rather than in the ordered render step.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from frontend.serving.inference import ModelCall, render, run_cpu, run_model
 from frontend.serving.video_input import VideoReader
 from pipeline.prepare import Prepared, prepare
 from pipeline.result import Speed
-from pipeline.tracking import motion_frame
+from pipeline.tracking import Warp
 
 T = TypeVar("T")
 NDJSON = "application/x-ndjson"
@@ -54,7 +56,7 @@ class Batch:
     preps: list[Prepared]
     stacked: Prepared  # the frames' model inputs as one tensor
     read_ms: float  # decoding and letterboxing the whole batch
-    motion: list[NDArray[np.uint8]] | None  # with BoT-SORT: what its motion compensation reads of each frame
+    warps: list[Warp | None]  # with `track`: each frame's camera motion (BoT-SORT's), for its step
 
 
 def _read_batch(call: ModelCall, reader: VideoReader, size: int) -> Batch | None:
@@ -67,9 +69,9 @@ def _read_batch(call: ModelCall, reader: VideoReader, size: int) -> Batch | None
     preps = [prepare(image, served.spec, imgsz, served.u8_input) for _, image in frames]
     tensor = np.concatenate([p.tensor for p in preps]) if len(preps) > 1 else preps[0].tensor
     stacked = Prepared(tensor, preps[0].input_hw, preps[0].orig_hw)
-    keep = call.tracking is not None and call.tracking.wants_frames
-    motion = [motion_frame(image) for _, image in frames] if keep else None
-    return Batch([i for i, _ in frames], preps, stacked, (time.perf_counter() - start) * 1000, motion)
+    tracking = call.tracking  # batches are read one after another, in order: the motion's state follows
+    warps = [None if tracking is None else tracking.camera_motion(image) for _, image in frames]
+    return Batch([i for i, _ in frames], preps, stacked, (time.perf_counter() - start) * 1000, warps)
 
 
 def _render_batch(
@@ -86,7 +88,7 @@ def _render_batch(
         result = call.decode(one, call.served.spec, call.options, prep)
         if call.tracking is not None:
             stepped = time.perf_counter()
-            result = call.tracking.step(result, None if batch.motion is None else batch.motion[i])
+            result = call.tracking.step(result, batch.warps[i])
             record_tracked(str(call.served.slug), call.tracking.name, time.perf_counter() - stepped)
         rows, maps = render(result, call.options, call.contract)
         post_ms = (time.perf_counter() - start) * 1000

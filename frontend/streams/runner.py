@@ -52,7 +52,7 @@ from pipeline.decode import decoder_for
 from pipeline.formats import FORMATS
 from pipeline.prepare import Prepared, prepare
 from pipeline.result import Result, Speed
-from pipeline.tracking import VideoTracking, motion_frame
+from pipeline.tracking import VideoTracking, Warp
 from store.streams import StreamRow, StreamStore
 
 log = logging.getLogger("trident.streams")
@@ -101,11 +101,16 @@ class Stats:
 
 
 def _prepare(
-    image: NDArray[np.uint8], served: ServedModel, imgsz: int, motion: bool, record: Path | None
-) -> tuple[Prepared, NDArray[np.uint8] | None]:
+    image: NDArray[np.uint8],
+    served: ServedModel,
+    imgsz: int,
+    tracking: VideoTracking | None,
+    record: Path | None,
+) -> tuple[Prepared, Warp | None]:
     if record is not None:  # tests: the exact frame the model saw
         cv2.imwrite(str(record), image)
-    return prepare(image, served.spec, imgsz, served.u8_input), motion_frame(image) if motion else None
+    warp = None if tracking is None else tracking.camera_motion(image)  # frames come one at a time
+    return prepare(image, served.spec, imgsz, served.u8_input), warp
 
 
 def _ms(start: float) -> float:
@@ -270,20 +275,19 @@ class StreamRunner:
         engine: Engine = self.streams.engine
         served = await engine.catalog.get(Slug.parse(self.row.model))
         options = self.options
-        motion = self.tracking is not None and self.tracking.wants_frames
         record = None if self.record is None else self.record / f"{frame.number:06d}.png"
         start = time.perf_counter()
-        prep, grey = await run_cpu(engine, _prepare, frame.image, served, options.imgsz, motion, record)
+        tracking = self.tracking
+        prep, warp = await run_cpu(engine, _prepare, frame.image, served, options.imgsz, tracking, record)
         pre_ms = _ms(start)
         start = time.perf_counter()
         outputs = await run_model(engine, served, prep, options)
         infer_ms = _ms(start)
         start = time.perf_counter()
-        tracking = self.tracking
 
         def track(result: Result) -> Result:
             assert tracking is not None
-            return tracking.step(result, grey)
+            return tracking.step(result, warp)
 
         result, rows, maps = await run_cpu(
             engine,

@@ -46,7 +46,7 @@ log = logging.getLogger("trident.streams")
 SIGNATURE_HEADER = "X-Trident-Signature"
 EVENT_ID_HEADER = "X-Trident-Event-Id"
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
-TOLERANCE_S = 300  # what the README advises a receiver to accept
+TOLERANCE_S = 300  # what docs/api/streams.md advises a receiver to accept
 RETRIED_STATUSES = frozenset({408, 429})
 USER_AGENT = "Trident-webhook/1"
 

@@ -15,8 +15,8 @@ from numpy.typing import NDArray
 
 from postprocess.trackers.byte_tracker import ByteTracker
 from postprocess.trackers.config import TrackerConfig
-from postprocess.trackers.gmc import SparseOptFlow, warp_tracks
-from postprocess.trackers.strack import BOTrack, STrack
+from postprocess.trackers.gmc import SparseOptFlow, Warp
+from postprocess.trackers.strack import BOTrack
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,11 @@ class BotSort(ByteTracker):
         if self.gmc is not None:
             self.gmc.reset()
 
-    def _compensate(
-        self, frame: NDArray[np.uint8] | None, pool: list[STrack], unconfirmed: list[STrack]
-    ) -> None:
-        if self.gmc is None or frame is None:
-            return
+    def camera_motion(self, frame: NDArray[np.uint8]) -> Warp | None:
+        if self.gmc is None:
+            return None
         try:
-            warp = self.gmc.apply(frame)
+            return self.gmc.apply(frame)
         except cv2.error as e:  # Ultralytics falls back to no motion on any failure
             log.warning("GMC failed, the tracks are not moved: %s", e)
-            warp = np.eye(2, 3)
-        warp_tracks(pool, warp)
-        warp_tracks(unconfirmed, warp)
+            return np.eye(2, 3)

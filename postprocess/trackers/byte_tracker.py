@@ -14,7 +14,8 @@ from numpy.typing import NDArray
 
 from postprocess.trackers import matching
 from postprocess.trackers.config import TrackerConfig
-from postprocess.trackers.strack import STrack, TrackState, multi_predict
+from postprocess.trackers.gmc import Warp, warp_tracks
+from postprocess.trackers.strack import STrack, TrackState, correct, fresh_tracks, multi_predict, track_boxes
 from postprocess.trackers.tracks import Tracks
 
 REMOVED_KEPT = 1000  # removed tracks remembered, as `merge_track_pools(removed_buffer=...)`
@@ -45,7 +46,7 @@ def _sub(a: list[STrack], b: list[STrack]) -> list[STrack]:
 
 def _without_duplicates(a: list[STrack], b: list[STrack]) -> tuple[list[STrack], list[STrack]]:
     """Of two tracks on one object, keep the older (`stracks.remove_duplicate_stracks`)."""
-    cost = matching.iou_distance([t.box for t in a], [t.box for t in b])
+    cost = matching.iou_distance(track_boxes(a), track_boxes(b))
     drop_a, drop_b = set(), set()
     for p, q in zip(*np.where(cost < DUPLICATE_COST), strict=True):
         if a[p].frame_id - a[p].start_frame > b[q].frame_id - b[q].start_frame:
@@ -82,13 +83,16 @@ class ByteTracker:
         scores: NDArray[np.float32],
         classes: NDArray[np.int64],
         frame: NDArray[np.uint8] | None = None,
+        *,
+        warp: Warp | None = None,
     ) -> Tracks:
         """Track one frame's detections.
 
         `boxes` are `(n, 4)` `xyxy` or `(n, 5)` `xywhr` in image pixels (as Ultralytics' `Boxes` or
         `OBB`), `scores` and `classes` one per box; `frame` is the BGR image, used by BoT-SORT's
-        camera-motion compensation only. Give every detection, down to the low threshold
-        (`model.track()` predicts at `conf=0.1`).
+        camera-motion compensation only, or `warp` that compensation's answer for it, computed
+        ahead by `camera_motion` (a video's decoding stage does that beside the model). Give every
+        detection, down to the low threshold (`model.track()` predicts at `conf=0.1`).
         """
         self.frame_id += 1
         activated: list[STrack] = []
@@ -107,7 +111,11 @@ class ByteTracker:
         unconfirmed = [t for t in self.tracked if not t.is_activated]
         pool = _joint([t for t in self.tracked if t.is_activated], self.lost)
         multi_predict(pool)
-        self._compensate(frame, pool, unconfirmed)
+        if warp is None and frame is not None:
+            warp = self.camera_motion(frame)
+        if warp is not None:
+            warp_tracks(pool, warp)
+            warp_tracks(unconfirmed, warp)
 
         cost = self._costs(pool, detections)
         matches, u_track, u_detection = matching.linear_assignment(cost, self.config.match_thresh)
@@ -115,7 +123,7 @@ class ByteTracker:
 
         left = [pool[i] for i in u_track if pool[i].state == TrackState.Tracked]
         if left and weak:
-            cost = matching.iou_distance([t.box for t in left], [d.box for d in weak])
+            cost = matching.iou_distance(track_boxes(left), track_boxes(weak))
             matches, u_left, _ = matching.linear_assignment(cost, thresh=0.5)
             self._apply(matches, left, weak, activated, refound)
         else:
@@ -128,6 +136,7 @@ class ByteTracker:
         if unconfirmed:
             cost = self._costs(unconfirmed, detections)
             matches, u_unconfirmed, u_detection = matching.linear_assignment(cost, thresh=0.7)
+            correct([unconfirmed[it] for it, _ in matches], [detections[idet] for _, idet in matches])
             for it, idet in matches:
                 unconfirmed[it].update(detections[idet], self.frame_id)
                 activated.append(unconfirmed[it])
@@ -158,20 +167,18 @@ class ByteTracker:
     ) -> list[STrack]:
         rows = np.flatnonzero(mask)
         table = np.concatenate([centred[rows], rows.reshape(-1, 1)], axis=-1)  # float64, as `parse_bboxes`
-        found = [
-            self.track_kind(row, s, c) for row, s, c in zip(table, scores[rows], classes[rows], strict=True)
-        ]
+        found = fresh_tracks(self.track_kind, table, scores[rows], classes[rows])
         for track in found:
             track.next_id = self.new_id
         return found
 
-    def _compensate(
-        self, frame: NDArray[np.uint8] | None, pool: list[STrack], unconfirmed: list[STrack]
-    ) -> None:
-        """Move the tracks with the camera before matching; ByteTrack does not."""
+    def camera_motion(self, frame: NDArray[np.uint8]) -> Warp | None:
+        """The warp that moves the tracks with the camera from the last frame to `frame`, or None:
+        ByteTrack does not compensate. Call it once per frame, in order (it keeps the last frame)."""
+        return None
 
     def _costs(self, tracks: list[STrack], detections: list[STrack]) -> matching.Costs:
-        cost = matching.iou_distance([t.box for t in tracks], [d.box for d in detections])
+        cost = matching.iou_distance(track_boxes(tracks), track_boxes(detections))
         if self.config.fuse_score:
             cost = matching.fuse_score(cost, np.array([d.score for d in detections]))
         return cost
@@ -184,6 +191,7 @@ class ByteTracker:
         activated: list[STrack],
         refound: list[STrack],
     ) -> None:
+        correct([tracks[it] for it, _ in matches], [detections[idet] for _, idet in matches])
         for it, idet in matches:
             track, det = tracks[it], detections[idet]
             if track.state == TrackState.Tracked:
@@ -215,7 +223,7 @@ class ByteTracker:
         return Tracks(
             index=np.array([t.idx for t in shown], dtype=np.int64),
             track_id=np.array([t.track_id for t in shown], dtype=np.int64),
-            boxes=np.array([t.box for t in shown], dtype=np.float32).reshape(-1, width),
+            boxes=np.asarray(track_boxes(shown), dtype=np.float32).reshape(-1, width),
             score=np.array([t.score for t in shown], dtype=np.float32),
             cls=np.array([t.cls for t in shown], dtype=np.int64),
             pending=any(not t.is_activated for t in self.tracked),

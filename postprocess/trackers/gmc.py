@@ -20,6 +20,7 @@ from postprocess.trackers.strack import STrack
 log = logging.getLogger(__name__)
 
 GMC_METHODS = ("sparseOptFlow", "none")
+Warp = NDArray[np.float64]  # `2 x 3` affine: the camera's motion from one frame to the next
 
 
 def _corners(frame: NDArray[np.uint8]) -> NDArray[np.float32] | None:
@@ -43,7 +44,7 @@ class SparseOptFlow:
         self.previous = None
         self.points = None
 
-    def apply(self, image: NDArray[np.uint8]) -> NDArray[np.float64]:
+    def apply(self, image: NDArray[np.uint8]) -> Warp:
         """The `2 x 3` warp from the previous frame to this one (identity on the first)."""
         height, width, channels = image.shape
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if channels == 3 else image
@@ -70,7 +71,7 @@ class SparseOptFlow:
         return warp
 
 
-def warp_tracks(tracks: list[STrack], warp: NDArray[np.float64]) -> None:
+def warp_tracks(tracks: list[STrack], warp: Warp) -> None:
     """Move `(x, y, w, h)` track states by an affine warp (`stracks.multi_gmc`).
 
     Centres and their velocities turn with the warp; axis-aligned sizes take the box enclosing the

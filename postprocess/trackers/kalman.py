@@ -7,6 +7,8 @@ dtypes), so the boxes a track reports are bit for bit the ones `model.track()` r
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -38,7 +40,7 @@ class KalmanXYAH:
         pos, vel = _POSITION * h, _VELOCITY * h
         return [pos, pos, 1e-2 * np.ones_like(h), pos, vel, vel, 1e-5 * np.ones_like(h), vel]
 
-    def _measurement_std(self, mean: Array) -> list[float]:
+    def _measurement_std(self, mean: Array) -> list[Any]:  # floats for one state, rows for `mean.T`
         return [_POSITION * mean[3], _POSITION * mean[3], 1e-1, _POSITION * mean[3]]
 
     def multi_predict(self, mean: Array, covariance: Array) -> tuple[Array, Array]:
@@ -66,6 +68,20 @@ class KalmanXYAH:
         new_covariance = covariance - np.linalg.multi_dot((gain, projected_cov, gain.T))
         return new_mean, new_covariance
 
+    def update_many(
+        self, mean: Array, covariance: Array, measurement: NDArray[np.floating]
+    ) -> tuple[Array, Array]:
+        """`update` for `(n, 8)` states, `(n, 8, 8)` covariances and `(n, 4)` boxes at once: the
+        same operations stacked (`solve` runs LAPACK per matrix either way, and `multi_dot` of
+        three such matrices multiplies right first), so each row equals its own `update`."""
+        std = np.stack(np.broadcast_arrays(*self._measurement_std(mean.T)), axis=-1)  # (n, 4)
+        projected_cov = covariance[:, :4, :4] + np.square(std)[:, :, None] * np.eye(4)
+        gain = np.linalg.solve(projected_cov, covariance[:, :, :4].transpose(0, 2, 1)).transpose(0, 2, 1)
+        innovation = measurement - mean[:, :4]
+        new_mean = mean + np.matmul(innovation[:, None, :], gain.transpose(0, 2, 1))[:, 0]
+        spread = np.matmul(gain, np.matmul(projected_cov, gain.transpose(0, 2, 1)))
+        return new_mean, covariance - spread
+
 
 class KalmanXYWH(KalmanXYAH):
     """The filter BoT-SORT uses: centre, width and height, each with its own noise."""
@@ -81,5 +97,5 @@ class KalmanXYWH(KalmanXYAH):
         pos_w, pos_h, vel_w, vel_h = _POSITION * w, _POSITION * h, _VELOCITY * w, _VELOCITY * h
         return [pos_w, pos_h, pos_w, pos_h, vel_w, vel_h, vel_w, vel_h]
 
-    def _measurement_std(self, mean: Array) -> list[float]:
+    def _measurement_std(self, mean: Array) -> list[Any]:  # floats for one state, rows for `mean.T`
         return [_POSITION * mean[2], _POSITION * mean[3], _POSITION * mean[2], _POSITION * mean[3]]

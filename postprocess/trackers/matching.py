@@ -40,10 +40,12 @@ def box_iou(a: NDArray[np.float32], b: NDArray[np.float32], eps: float = 1e-7) -
     return np.asarray(inter / (union + eps), dtype=np.float32)
 
 
-def iou_distance(a: list[NDArray[np.floating]], b: list[NDArray[np.floating]]) -> Costs:
-    """`1 - IoU` between two lists of boxes: `xyxy` rows, or `xywhr` rows compared by ProbIoU."""
+def iou_distance(
+    a: NDArray[np.floating] | list[NDArray[np.floating]], b: NDArray[np.floating] | list[NDArray[np.floating]]
+) -> Costs:
+    """`1 - IoU` between two sets of boxes: `xyxy` rows, or `xywhr` rows compared by ProbIoU."""
     ious = np.zeros((len(a), len(b)), dtype=np.float32)
-    if a and b:
+    if len(a) and len(b):
         first = np.ascontiguousarray(a, dtype=np.float32)
         second = np.ascontiguousarray(b, dtype=np.float32)
         oriented = first.shape[1] == 5 and second.shape[1] == 5

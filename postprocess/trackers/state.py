@@ -78,16 +78,14 @@ def export_state(tracker: ByteTracker) -> dict[str, NDArray[np.generic]]:
 def _track(tracker: ByteTracker, state: dict[str, NDArray[np.generic]], i: int) -> STrack:
     angle = float(state["angle"][i])
     oriented = not np.isnan(angle)
-    blank = np.zeros(6 if oriented else 5)  # every field is set below, from the state
-    track = tracker.track_kind(blank, state["score"][i], state["cls"][i])
-    track._tlwh = np.asarray(state["tlwh"][i], np.float32).copy()
+    tlwh = np.asarray(state["tlwh"][i], np.float32).copy()
+    angle_or_none = np.float64(angle) if oriented else None
+    track = tracker.track_kind(tlwh, state["score"][i], state["cls"][i], int(state["idx"][i]), angle_or_none)
     track.mean = np.asarray(state["mean"][i], np.float64).copy()
     track.covariance = np.asarray(state["covariance"][i], np.float64).copy()
     track.is_activated = bool(state["activated"][i])
     track.state = TrackState(int(state["state"][i]))
     track.track_id = int(state["track_id"][i])
-    track.idx = int(state["idx"][i])
-    track.angle = np.float64(angle) if oriented else None
     track.tracklet_len = int(state["tracklet_len"][i])
     track.frame_id = int(state["frame_id"][i])
     track.start_frame = int(state["start_frame"][i])

@@ -30,22 +30,19 @@ def _no_id() -> int:
 class STrack:
     """A ByteTrack track: the filter runs on `(x, y, w / h, h)`.
 
-    `row` is `(x, y, w, h, index)` or `(x, y, w, h, angle, index)` (float64): the detection's
-    centre box, its angle for oriented boxes, and its row in the frame's detections. An oriented
-    box is stored long side first (angle turned by pi/2 when `w < h`), as Ultralytics does.
+    Made from one detection (`fresh_tracks` makes a frame's at once): its box as `tlwh`
+    (float32), its score and class, its row in the frame's detections, and the angle of an
+    oriented box.
     """
 
     kalman: KalmanXYAH = KalmanXYAH()  # shared by every track of this kind, as `STrack.shared_kalman`
     filters_aspect = True  # the state holds `w / h` where BoT-SORT's holds `w`
     velocity_zeroed_when_lost: tuple[int, ...] = (7,)
 
-    def __init__(self, row: NDArray[np.float64], score: np.float32, cls: np.float32) -> None:
-        if len(row) == 6 and row[2] < row[3]:
-            row = row[[0, 1, 3, 2, 4, 5]] + np.array([0, 0, 0, 0, np.pi / 2, 0])
-        tlwh = np.copy(row[:4])
-        tlwh[0] = row[0] - row[2] / 2
-        tlwh[1] = row[1] - row[3] / 2
-        self._tlwh = np.asarray(tlwh, dtype=np.float32)
+    def __init__(
+        self, tlwh: NDArray[np.float32], score: np.float32, cls: np.int64, idx: int, angle: np.float64 | None
+    ) -> None:
+        self._tlwh = tlwh
         self.mean: Array | None = None
         self.covariance: Array | None = None
         self.is_activated = False
@@ -53,8 +50,8 @@ class STrack:
         self.track_id = 0
         self.score = score
         self.cls = cls
-        self.idx: int = int(row[-1])
-        self.angle: np.float64 | None = row[4] if len(row) == 6 else None
+        self.idx = idx
+        self.angle = angle
         self.tracklet_len = 0
         self.frame_id = 0
         self.start_frame = 0
@@ -112,8 +109,8 @@ class STrack:
         self.start_frame = frame_id
 
     def re_activate(self, det: STrack, frame_id: int) -> None:
-        """Take a lost track back on the detection it was matched to, keeping its id."""
-        self._correct(det)
+        """Take a lost track back on the detection it was matched to, keeping its id (its filter
+        already corrected by `correct`)."""
         self.tracklet_len = 0
         self.state = TrackState.Tracked
         self.is_activated = True
@@ -121,19 +118,13 @@ class STrack:
         self._take(det)
 
     def update(self, det: STrack, frame_id: int) -> None:
-        """Follow a tracked object to the detection it was matched to."""
+        """Follow a tracked object to the detection it was matched to (its filter already
+        corrected by `correct`)."""
         self.frame_id = frame_id
         self.tracklet_len += 1
-        self._correct(det)
         self.state = TrackState.Tracked
         self.is_activated = True
         self._take(det)
-
-    def _correct(self, det: STrack) -> None:
-        assert self.mean is not None and self.covariance is not None
-        self.mean, self.covariance = self.kalman.update(
-            self.mean, self.covariance, self.measurement(det.tlwh)
-        )
 
     def _take(self, det: STrack) -> None:
         self.score = det.score
@@ -164,6 +155,28 @@ class BOTrack(STrack):
     velocity_zeroed_when_lost = (6, 7)
 
 
+def fresh_tracks(
+    kind: type[STrack], table: NDArray[np.float64], scores: NDArray[np.float32], classes: NDArray[np.int64]
+) -> list[STrack]:
+    """A frame's detections as fresh tracks of `kind`, from rows `(x, y, w, h, index)` or
+    `(x, y, w, h, angle, index)` (float64: the centre box, its angle for oriented boxes, its row in
+    the frame's detections). An oriented box is stored long side first (angle turned by pi/2 when
+    `w < h`), as Ultralytics does; the geometry is Ultralytics' per-row arithmetic, on all rows."""
+    if table.shape[1] == 6:
+        turned = table[:, 2] < table[:, 3]
+        table = table.copy()
+        table[turned] = table[turned][:, [0, 1, 3, 2, 4, 5]] + np.array([0, 0, 0, 0, np.pi / 2, 0])
+    tlwh = table[:, :4].copy()
+    tlwh[:, 0] = table[:, 0] - table[:, 2] / 2
+    tlwh[:, 1] = table[:, 1] - table[:, 3] / 2
+    tlwh = tlwh.astype(np.float32)
+    angles: list[np.float64 | None] = list(table[:, 4]) if table.shape[1] == 6 else [None] * len(table)
+    rows = table[:, -1].astype(np.int64).tolist()
+    return [
+        kind(box, s, c, i, a) for box, s, c, i, a in zip(tlwh, scores, classes, rows, angles, strict=True)
+    ]
+
+
 def multi_predict(tracks: list[STrack]) -> None:
     """Move every track one frame ahead; a track not seen last frame keeps its size."""
     if not tracks:
@@ -177,3 +190,40 @@ def multi_predict(tracks: list[STrack]) -> None:
     means, covariances = kind.kalman.multi_predict(means, covariances)
     for t, mean, cov in zip(tracks, means, covariances, strict=True):
         t.mean, t.covariance = mean, cov
+
+
+def correct(tracks: list[STrack], detections: list[STrack]) -> None:
+    """Correct each track's filter with the detection it was matched to, all in one stacked
+    update (each row as its own `kalman.update`: a Python call per track cost more than the
+    arithmetic)."""
+    if not tracks:
+        return
+    kind = type(tracks[0])
+    measured = np.array([d._tlwh for d in detections], dtype=np.float32)  # a detection is unfiltered
+    measured[:, :2] += measured[:, 2:] / 2
+    if kind.filters_aspect:
+        measured[:, 2] /= measured[:, 3]
+    means = np.asarray([t.mean for t in tracks])
+    covariances = np.asarray([t.covariance for t in tracks])
+    means, covariances = kind.kalman.update_many(means, covariances, measured)
+    for t, mean, cov in zip(tracks, means, covariances, strict=True):
+        t.mean, t.covariance = mean, cov
+
+
+def track_boxes(tracks: list[STrack]) -> NDArray[np.floating]:
+    """Every track's `box` as one array, `(n, 4)` or `(n, 5)`: the properties' arithmetic on
+    stacked rows (tracks either all filtered or all fresh detections)."""
+    if not tracks:
+        return np.zeros((0, 4), np.float32)
+    filtered = tracks[0].mean is not None
+    rows = np.array([t.mean[:4] if t.mean is not None else t._tlwh for t in tracks])
+    if filtered:
+        if type(tracks[0]).filters_aspect:
+            rows[:, 2] *= rows[:, 3]
+        rows[:, :2] -= rows[:, 2:] / 2  # the filtered state is centred; now rows are tlwh
+    if tracks[0].angle is None:
+        rows[:, 2:] += rows[:, :2]
+        return rows
+    rows[:, :2] += rows[:, 2:] / 2
+    angles = np.array([t.angle for t in tracks], np.float64)[:, None]
+    return np.concatenate([rows, angles], axis=1)

@@ -106,3 +106,61 @@ def test_cpu_of_a_process_tree_counts_its_children() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_py_spy_samples_go_to_the_stage_of_their_innermost_known_frame() -> None:
+    """`--stages`: the leaf decides when it is known, else the nearest known caller; startup,
+    shutdown and pool threads waiting at their queue are left out; periodic work is background."""
+    loop = "run (uvicorn/main.py:1);Runner.run (asyncio/runners.py:118)"
+    worker = "Thread._bootstrap (threading.py:1);WorkerThread.run (anyio/_backends/_asyncio.py:1)"
+    collapsed = "\n".join(
+        [
+            f"{worker};_decode_and_prepare (frontend/serving/image.py:30);"
+            "decode_image (frontend/serving/imaging.py:9) 7",
+            f"{worker};decode_and_render (frontend/serving/inference.py:1);nms (postprocess/nms.py:56);"
+            "_wrapfunc (numpy/core/fromnumeric.py:57) 5",
+            f"{worker};render (frontend/serving/inference.py:140) 2",
+            f"{worker};KeyStore.verify (store/keys.py:1);Connection.execute (sqlalchemy/engine/base.py:1) 3",
+            f"{loop};predict (frontend/api/predict.py:60);Triton.infer (frontend/serving/triton.py:1) 4",
+            f"{loop};read_predict_form (frontend/serving/form.py:1);parse (multipart/multipart.py:1) 6",
+            f"{loop} 9",
+            f"{worker};Queue.get (queue.py:171);Condition.wait (threading.py:327) 50",
+            f"{loop};lifespan (frontend/app.py:99);_find_and_load (<frozen importlib._bootstrap>:1) 40",
+            f"{worker};_flush (frontend/app.py:1);UsageLog.flush (store/usage.py:1) 1",
+            "not a sample line",
+        ]
+    )
+    counts = bench.stage_samples(collapsed)
+    assert {k: v for k, v in counts.items() if v} == {
+        "decode": 7,
+        "output decode": 5,
+        "JSON": 2,
+        "auth + quota": 3,
+        "Triton call": 4,
+        "HTTP + multipart": 6,
+        "event loop + thread hops": 9,
+        "background": 1,
+    }
+    table = bench.stage_table({"1": {"samples": counts, "cpu_ms_per_request": 10.0}})
+    assert "| decode | 18.9 % | 1.89 |" in table  # 7 of 37 samples of 10 ms
+    assert "| **all** (measured from /proc) | 37 samples | 10.00 |" in table
+
+
+def test_ab_summary_takes_the_median_round_and_all_latencies() -> None:
+    rounds = [
+        {"cpu_ms": 10.0, "latency_ms": [50.0, 52.0], "floor_ms": [40.0, 40.0]},
+        {"cpu_ms": 12.0, "latency_ms": [54.0], "floor_ms": [40.0]},
+        {"cpu_ms": 8.0, "latency_ms": [51.0], "floor_ms": []},
+    ]
+    s = bench.ab_summary(rounds)
+    assert (s["cpu_ms_per_request"], s["cpu_ms_min"], s["cpu_ms_max"]) == (10.0, 8.0, 12.0)
+    assert (s["p50_ms"], s["triton_compute_p50_ms"], s["p50_over_compute"], s["requests"]) == (
+        51.5,
+        40.0,
+        1.288,
+        4,
+    )
+    other = {**s, "cpu_ms_per_request": 5.0, "p50_ms": 41.2}
+    table = bench.ab_table({"bus.jpg": {"base": s, "this": other}}, "main")
+    assert "| bus.jpg | base (main) | 10.00 (8.00-12.00) | 51.50 |" in table
+    assert "| bus.jpg | this / base | 0.500 | 0.800 | | | |" in table

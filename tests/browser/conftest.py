@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, Request, Route, sync_playwright
 
+from tests.helpers import screens
 from tests.helpers.models import build_busy_model
 from tests.helpers.stack import Stack
 
@@ -30,7 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 DETECT = "test/coco/yolo11n"
 SHAPES = "browser/shapes/det"  # the demo detection model of shapes, for tracking
 # slug -> Ultralytics YAML of the extra task models the browser tests need
@@ -208,11 +208,9 @@ class TestTab:
     def click_example(self, name: str) -> dict[str, Any]:
         return self.predict_and_draw(lambda: self.page.click(f"[data-example='{name}']"))
 
-    def screenshot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(exist_ok=True)
-        path = ARTIFACTS / name
-        self.page.screenshot(path=str(path), full_page=True)
-        return path
+    def screenshot(self, name: str, full_page: bool = True) -> Path:
+        """Save the page into the documentation's pictures (`tests.helpers.screens`)."""
+        return screens.save(name, lambda path: self.page.screenshot(path=str(path), full_page=full_page))
 
 
 @pytest.fixture

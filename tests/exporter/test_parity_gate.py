@@ -21,7 +21,7 @@ from core.slug import Slug
 from exporter import raw_parity
 from exporter.errors import ExportError
 from exporter.export import ExportRequest, ExportResult, export_model
-from exporter.parity import check_parity
+from exporter.parity import Reference, check_parity, compare_results, reference_results
 
 SLUG = Slug.parse("acme/blank/yolo11n")
 IMGSZ = 160  # small and fast: 525 anchors
@@ -156,3 +156,32 @@ def test_a_model_less_precise_than_the_tolerance_is_held_to_its_own_precision(
         raw_parity.check_raw_outputs(
             blank_pt, scale_output(source, tmp_path / "b.onnx", 1.05), spec, tensor, None
         )
+
+
+def test_the_outside_check_refuses_an_onnx_that_does_not_reproduce_the_reported_reference(
+    tmp_path: Path, yolo11n_pt: Path, bus: Path
+) -> None:
+    """The worker's check of a sandboxed export: only the ONNX and the reference the sandbox
+    reported, no checkpoint. The true reference passes; one result moved by 2 px, a changed class,
+    or a malformed report fails."""
+    result = export_model(ExportRequest(yolo11n_pt, SLUG, tmp_path / "repo", imgsz=IMGSZ))
+    onnx_path, spec = result.path / "model.onnx", result.spec
+    raw = raw_parity.RawParity(1, 0.0, raw_parity.RAW_RTOL)
+    reference = reference_results(yolo11n_pt, spec, bus, None)
+    assert len(reference.conf) >= 100
+    report = compare_results(onnx_path, spec, bus, reference, None, raw)
+    assert report.matched == min(len(reference.conf), 50) and report.reference == len(reference.conf)
+    best = int(np.argmax(reference.conf))
+    moved = Reference([*reference.xyxy], reference.conf, reference.cls)
+    moved.xyxy[best] = [v + 2 for v in reference.xyxy[best]]
+    relabelled = Reference(reference.xyxy, reference.conf, [*reference.cls])
+    relabelled.cls[best] = (reference.cls[best] + 1) % 80
+    for wrong in (moved, relabelled):
+        with pytest.raises(ExportError, match="parity check failed"):
+            compare_results(onnx_path, spec, bus, wrong, None, raw)
+    for malformed in ({"xyxy": [[1, 2, 3]], "conf": [0.5], "cls": [0]}, {"xyxy": []}, "x"):
+        with pytest.raises(ExportError, match="malformed"):
+            Reference.parse(malformed)
+    assert (
+        Reference.parse({"xyxy": reference.xyxy, "conf": reference.conf, "cls": reference.cls}) == reference
+    )

@@ -122,14 +122,10 @@ def test_triton_unreachable_is_503(stack: Stack, tritonless: str, bus: Path) -> 
     assert int(r.headers["Retry-After"]) >= 1
 
 
+# models.delete / files, projects.*, account.summary are implemented for uploads (test_uploads.py)
 UNIMPLEMENTED: dict[str, Callable[[Platform], object]] = {
-    "models.delete": lambda c: c.models.delete(OWNER, PROJECT, MODEL),
-    "models.files": lambda c: c.models.files(OWNER, PROJECT, MODEL),
     "models.clone": lambda c: c.models.clone(OWNER, PROJECT, MODEL, project_body="elsewhere"),
     "models.training": lambda c: c.models.training(OWNER, PROJECT, MODEL),
-    "projects.retrieve": lambda c: c.projects.retrieve(OWNER, PROJECT),
-    "projects.list": lambda c: c.projects.list(OWNER),
-    "account.summary": lambda c: c.account.summary(),
 }
 
 

@@ -2,6 +2,11 @@
 Kubernetes setup runs them: schema creation at the same moment, keys made with the CLI, revocation
 and plans seen by both, exact limits across both, and a database outage answered with 503.
 
+The replicas cache verified keys for 60 s (`TRIDENT_KEY_CACHE_S`, far above the default, so that
+only the notification channel can explain a change seen in time): revocation, scopes, plans and
+expiry still apply on the very next request on both, also after the channel was cut and came
+back, and a channel that falls silent stops the cache within its bound.
+
 The cluster is this test's own (`initdb` in a temporary folder, a free port), run as the
 `postgres` user when the tests run as root (PostgreSQL refuses to run as root).
 """
@@ -9,87 +14,42 @@ The cluster is this test's own (`initdb` in a temporary folder, a free port), ru
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
-import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+from store.keycache import CHANNEL_STALE_S, PostgresChannel
 from store.keys import KeyStore, hash_key, new_key
 from tests.helpers.aio import run as arun
+from tests.helpers.postgres import Postgres
 from tests.helpers.stack import TEST_PLANS, Stack, free_port, in_one_minute, start_redis
 from trident import runtime
 
 pytestmark = pytest.mark.integration
 TINY = Path(__file__).parents[1] / "fixtures" / "tiny.png"
 SLUG = "test/coco/yolo11n"
-PASSWORD = "trident-test-password"  # noqa: S105 (a throwaway cluster on 127.0.0.1)
 
 
-def postgres_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        pytest.fail("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
-    return found[-1]
+def listeners(cluster: Postgres, what: str = "pid") -> list[str]:
+    """`what` (`pid`, `pg_terminate_backend(pid)`) of each backend of the replicas' key-cache channels."""
+    name = PostgresChannel.APPLICATION_NAME
+    return cluster.sql(f"SELECT {what} FROM pg_stat_activity WHERE application_name = '{name}'")  # noqa: S608
 
 
-@dataclass
-class Postgres:
-    """A throwaway cluster: data and socket under `folder`, listening on 127.0.0.1:`port`."""
-
-    folder: Path
-    port: int
-
-    @property
-    def as_owner(self) -> list[str]:
-        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://trident:{PASSWORD}@127.0.0.1:{self.port}/trident"
-
-    def run(self, *argv: str) -> None:
-        subprocess.run([*self.as_owner, *argv], check=True, capture_output=True, timeout=60)
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        data, log = str(self.folder / "data"), str(self.folder / "log")
-        self.run(postgres_bin("pg_ctl"), "-D", data, "-l", log, "-o", options, "-w", "start")
-
-    def stop(self) -> None:
-        self.run(postgres_bin("pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
-
-    def sql(self, statement: str) -> None:
-        psql = postgres_bin("psql")
-        self.run(psql, "-h", str(self.folder), "-p", str(self.port), "-U", "postgres", "-c", statement)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    folder = Path(tempfile.mkdtemp(prefix="trident-pg-"))
-    cluster = Postgres(folder, free_port())
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-    try:
-        auth = ["--auth-local=trust", "--auth-host=scram-sha-256"]
-        cluster.run(postgres_bin("initdb"), "-D", str(folder / "data"), "-U", "postgres", *auth)
-        cluster.start()
-        cluster.sql(f"CREATE USER trident PASSWORD '{PASSWORD}'")
-        cluster.sql("CREATE DATABASE trident OWNER trident")
-        yield cluster
-    finally:
-        stop = [postgres_bin("pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"]
-        subprocess.run([*cluster.as_owner, *stop], capture_output=True, check=False)
-        shutil.rmtree(folder, ignore_errors=True)
+def behind_trident(cluster: Postgres, key: str, change: str) -> None:
+    """A change to `key` made in the database directly, not through Trident's store (so no
+    notification): what a replica then answers shows whether it answered from its cache."""
+    cluster.sql(f"UPDATE api_keys SET {change} WHERE key_id = '{key[4:12]}'", "trident")  # noqa: S608
 
 
 @dataclass
@@ -137,6 +97,7 @@ def replicas(
     redis = start_redis(redis_port, folder)
     env = {**stack.env, "TRIDENT_DATABASE_URL": postgres.url, "TRIDENT_PLANS": TEST_PLANS}
     env |= {"TRIDENT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "TRIDENT_WORKERS": "1"}
+    env |= {"TRIDENT_KEY_CACHE_S": "60"}
     ports, logs = [free_port(), free_port()], [folder / "a.log", folder / "b.log"]
     processes = [
         subprocess.Popen(
@@ -264,6 +225,7 @@ def test_postgres_down_is_503_with_retry_after_then_service_resumes(
     key, revoked = (store.create_key("pg-carol", "test")[0] for _ in range(2))
     store.revoke(revoked[4:12])
     store.engine.dispose()
+    assert [replicas.predict(base, key).status_code for base in replicas.bases] == [200, 200]  # cached
     postgres.stop()
     try:
         for base in replicas.bases:
@@ -283,3 +245,89 @@ def test_postgres_down_is_503_with_retry_after_then_service_resumes(
             time.sleep(0.2)
         assert replicas.predict(base, revoked).status_code == 401
         assert httpx.get(f"{base}/readyz").status_code == 200
+
+
+def statuses(replicas: Replicas, key: str) -> list[int]:
+    return [replicas.predict(base, key).status_code for base in replicas.bases]
+
+
+def wait_listening(postgres: Postgres, count: int = 2, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(listeners(postgres)) != count:
+        assert time.monotonic() < deadline, "the replicas' key-cache channels did not come back"
+        time.sleep(0.2)
+
+
+def test_the_replicas_answer_a_verified_key_from_their_cache(replicas: Replicas, postgres: Postgres) -> None:
+    """The control for the tests below: a change made behind Trident's back (no notification) is
+    not seen while the key is cached, so what they see in time is the channel's doing."""
+    key = replicas.cli("keys", "create", "--user", "pg-cache", "--plan", "free")
+    assert statuses(replicas, key) == [200, 200]
+    behind_trident(postgres, key, "scopes = 'admin'")
+    assert statuses(replicas, key) == [200, 200]
+    replicas.cli("keys", "revoke", key[4:12])  # through Trident: notified
+    assert statuses(replicas, key) == [401, 401]
+
+
+def test_a_cached_key_rescoped_or_revoked_by_the_cli_is_refused_on_the_next_request(
+    replicas: Replicas,
+) -> None:
+    key = replicas.cli("keys", "create", "--user", "pg-dan", "--plan", "free")
+    assert statuses(replicas, key) == [200, 200]
+    replicas.cli("keys", "scopes", key[4:12], "--scope", "admin")
+    assert statuses(replicas, key) == [403, 403]
+    replicas.cli("keys", "scopes", key[4:12], "--scope", "predict")
+    assert statuses(replicas, key) == [200, 200]
+    replicas.cli("keys", "revoke", key[4:12])
+    assert statuses(replicas, key) == [401, 401]
+
+
+def test_a_cached_key_is_refused_from_its_expiry_on(replicas: Replicas, postgres: Postgres) -> None:
+    store = KeyStore(postgres.url)
+    key, _ = store.create_key("pg-eve", "free", expires_in=timedelta(seconds=4))
+    expires_at = store.list_keys("pg-eve")[0].expires_at
+    store.engine.dispose()
+    assert expires_at is not None
+    assert statuses(replicas, key) == [200, 200]
+    time.sleep(max(0.0, expires_at.timestamp() - time.time()) + 0.05)
+    assert statuses(replicas, key) == [401, 401]
+
+
+def test_a_cut_channel_empties_the_cache_and_a_restored_one_carries_changes_again(
+    replicas: Replicas, postgres: Postgres
+) -> None:
+    """The channel's connection is killed: what was cached is not trusted (a change made while it
+    was down, unheard, is seen at once); once it is back, changes reach both replicas again."""
+    wait_listening(postgres)
+    key = replicas.cli("keys", "create", "--user", "pg-fay", "--plan", "free")
+    assert statuses(replicas, key) == [200, 200]
+    assert listeners(postgres, "pg_terminate_backend(pid)") == ["t", "t"]
+    behind_trident(postgres, key, "revoked_at = now()")
+    assert statuses(replicas, key) == [401, 401]
+    wait_listening(postgres)
+    again = replicas.cli("keys", "create", "--user", "pg-fay", "--plan", "free")
+    assert statuses(replicas, again) == [200, 200]
+    behind_trident(postgres, again, "scopes = 'admin'")
+    assert statuses(replicas, again) == [200, 200]  # cached again
+    replicas.cli("keys", "revoke", again[4:12])
+    assert statuses(replicas, again) == [401, 401]
+
+
+def test_a_silent_channel_stops_the_cache_within_its_bound(replicas: Replicas, postgres: Postgres) -> None:
+    """The channel's server side stops answering without closing (SIGSTOP: a host gone quiet):
+    past `CHANNEL_STALE_S` the replicas no longer answer from the cache, so a revocation that did
+    not reach them is seen; the rest of the database still answers."""
+    wait_listening(postgres)
+    key = replicas.cli("keys", "create", "--user", "pg-gus", "--plan", "free")
+    assert statuses(replicas, key) == [200, 200]
+    backends = [int(pid) for pid in listeners(postgres)]
+    for pid in backends:
+        os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        behind_trident(postgres, key, "revoked_at = now()")
+        time.sleep(max(0.0, stopped + CHANNEL_STALE_S + 0.2 - time.monotonic()))
+        assert statuses(replicas, key) == [401, 401]
+    finally:
+        for pid in backends:
+            os.kill(pid, signal.SIGCONT)

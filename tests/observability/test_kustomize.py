@@ -1,7 +1,7 @@
 """What `kubectl apply -k deploy/` would create, rendered by kustomize itself (`kubectl kustomize`,
 Debian's kubernetes-client) rather than read file by file: every object validates against the
-schemas of the Kubernetes version the README names, and the objects agree with each other and
-with the frontend's settings (names, ports, labels, the Secret, the body limit)."""
+schemas of the Kubernetes version the docs name (docs/operations/kubernetes.md), and the objects
+agree with each other and with the frontend's settings (names, ports, labels, the Secret, the body limit)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from core.settings import Settings
 from frontend.guards.body_limit import FORM_OVERHEAD_BYTES
 
 ROOT = Path(__file__).parents[2]
-README = (ROOT / "README.md").read_text()
+KUBERNETES_PAGE = (ROOT / "docs" / "operations" / "kubernetes.md").read_text()
 NGINX_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def kubernetes_version() -> str:
-    """The version the README's Kubernetes section names ("validated against Kubernetes 1.x")."""
-    match = re.search(r"validated against Kubernetes (\d+\.\d+)", README)
-    assert match, "the README's Kubernetes section names no Kubernetes version"
+    """The version the Kubernetes page names ("validated against Kubernetes 1.x")."""
+    match = re.search(r"validated against Kubernetes (\d+\.\d+)", KUBERNETES_PAGE)
+    assert match, "the Kubernetes page names no Kubernetes version"
     return match.group(1)
 
 

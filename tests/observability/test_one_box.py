@@ -46,7 +46,7 @@ def test_the_environment_file_sets_only_real_settings_and_the_restart_ones_are_d
     names = [line.split("=", 1)[0] for line in ENV_FILE.read_text().splitlines() if line and line[0] != "#"]
     assert names and all(n.startswith("TRIDENT_") for n in names)
     assert [n for n in names if n.removeprefix("TRIDENT_").lower() not in Settings.model_fields] == []
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "operations" / "configuration.md").read_text()  # the configuration table
     for name in ("TRIDENT_RESTART_LIMIT", "TRIDENT_RESTART_WINDOW_S", "TRIDENT_RESTART_BACKOFF_MAX_S"):
         assert name in names and f"| `{name}` |" in readme, name
 
@@ -94,7 +94,7 @@ def _exit_timeout(args: list[str]) -> float:
 
 
 def stop_timeouts() -> dict[str, float]:
-    """Every stop's limit, in seconds, as the code and the deploy files set it (the README's rows)."""
+    """Every stop's limit, in seconds, as the code and the deploy files set it (the docs' table)."""
     services = yaml.safe_load((ROOT / "docker" / "compose.yml").read_text())["services"]
     frontend_pod, triton_pod = _k8s_pod_spec("frontend"), _k8s_pod_spec("triton")
     settings = Settings()
@@ -147,8 +147,8 @@ def test_the_api_drains_for_the_stated_time(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_the_readmes_stop_timeouts_table_states_the_values_in_force() -> None:
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("### Stop timeouts") :].split("\n\n")[2]
+    readme = (ROOT / "docs" / "operations" / "supervisor.md").read_text()
+    table = readme[readme.index("## Stop timeouts") :].split("\n\n")[2]
     rows = {
         cells[0]: float(re.match(r"\d+", cells[2])[0])  # type: ignore[index]
         for line in table.splitlines()[2:]

@@ -162,7 +162,7 @@ def test_oriented_frames_get_corners_of_the_tracked_boxes() -> None:
         xywhr = np.array([[60 + 3 * step, 80, 50, 20, 0.3], [200, 150 - 2 * step, 40, 25, 1.0]], np.float32)
         obb = OrientedBoxes(xywhr, np.array([0.9, 0.8], np.float32), np.array([0, 1], np.int64))
         frame = Result("obb", NAMES, (H, W), obb.cls, obb.conf, xywhr=xywhr, corners=obb.corners())
-        shown = tracking.step(frame, image)
+        shown = tracking.step(frame, tracking.camera_motion(image))
     assert shown.track_id is not None and sorted(shown.track_id.tolist()) == [1, 2]
     assert shown.xywhr is not None and shown.corners is not None
     expected = OrientedBoxes(shown.xywhr, shown.conf, shown.cls).corners()

@@ -1,0 +1,60 @@
+"""What runs inside the worker's sandbox (`exporter.sandbox`): `python -m exporter.sandboxed IN OUT`.
+
+The same `export_model` as `trident export` (checkpoint check, ONNX export, parity gate against
+`YOLO(weights).predict()`), into a repository inside the scratch folder; then one JSON report in
+OUT: the ONNX's path relative to the scratch folder, the task, the raw check's figures and what
+`YOLO(weights).predict()` found on the sample (the reference the worker compares the ONNX with
+again, outside), or the error. Exit status 0 only for a passed export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from core.modelspec import MAP_TASKS
+from core.slug import Slug
+from exporter.errors import ExportError
+from exporter.export import ExportRequest, default_sample, export_model
+from exporter.parity import reference_results
+
+SANDBOX_SLUG = Slug.parse("sandbox/upload/model")
+
+
+def _report(out: Path, body: dict[str, object]) -> None:
+    (out / "report.json").write_text(json.dumps(body))
+
+
+def main(argv: list[str]) -> int:
+    weights, out = Path(argv[0]), Path(argv[1])
+    nms = {"--nms=true": True, "--nms=false": False}.get(argv[2]) if len(argv) > 2 else None
+    request = ExportRequest(weights, SANDBOX_SLUG, out.parent / "repository", nms=nms)
+    try:
+        result = export_model(request, Console(stderr=True))
+    except ExportError as exc:
+        _report(out, {"error": str(exc)})
+        return 3
+    except Exception as exc:  # whatever the checkpoint's own code raised
+        _report(out, {"error": f"the export failed: {type(exc).__name__}: {exc}"[:1000]})
+        return 4
+    parity = result.parity
+    raw = {
+        "outputs_checked": parity.raw_outputs_checked,
+        "max_abs_diff": parity.max_abs_diff,
+        "rtol": parity.raw_rtol,
+    }
+    onnx = (result.path / "model.onnx").relative_to(out.parent)
+    body: dict[str, object] = {"onnx": str(onnx), "raw": raw, "task": result.spec.task}
+    if result.spec.task not in MAP_TASKS:
+        reference = reference_results(weights, result.spec, default_sample(), nms)
+        body["reference"] = dataclasses.asdict(reference)
+    _report(out, body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
