@@ -71,10 +71,13 @@ def for_podman(
         pod = doc["spec"]["template"]["spec"]
         pod["hostAliases"] = [{"ip": ip, "hostnames": [name]} for name, ip in addresses.items()]
         for volume in pod.get("volumes", []):
+            volume["name"] = f"{prefix}-{volume['name']}"  # podman names an emptyDir's volume after it
             if "persistentVolumeClaim" in volume:
                 claim = volume["persistentVolumeClaim"]
                 claim["claimName"] = f"{prefix}-{claim['claimName']}"
         for container in pod["containers"]:
+            for mount in container.get("volumeMounts", []):
+                mount["name"] = f"{prefix}-{mount['name']}"
             for source in container.get("envFrom", []):
                 for ref in source.values():
                     ref["name"] = f"{prefix}-{ref['name']}"
@@ -118,8 +121,19 @@ def kube(engine: Engine, images: Images, stack: Stack, tmp_path: Path) -> Iterat
         engine.podman("secret", "create", secret["name"], str(secret_file))
         secret_name = secret["name"]
         ips = [a for name in ORDER for a in ("--ip", addresses[name])]
-        volumes = [d["metadata"]["name"] for d in played if d["kind"] == "PersistentVolumeClaim"]
+        volumes = [d["metadata"]["name"] for d in played if d["kind"] == "PersistentVolumeClaim"] + [
+            v["name"]
+            for d in played
+            if d["kind"] == "Deployment"
+            for v in d["spec"]["template"]["spec"].get("volumes", [])
+            if "emptyDir" in v
+        ]
         engine.podman("kube", "play", "--network", network, *ips, str(manifest), timeout=300)
+        for pod in ORDER:  # an emptyDir is world-writable in Kubernetes; podman 4.3 makes it root's
+            container = f"{prefix}-{pod}-pod-0-{pod}"
+            for mount in json.loads(engine.podman("inspect", container))[0]["Mounts"]:
+                if mount["Type"] == "volume" and mount["Destination"] in ("/tmp", "/dev/shm"):
+                    Path(mount["Source"]).chmod(0o1777)
         # the export lands in the claim once Triton runs, as from an exporter Job: the frontend loads it
         claim = engine.podman(
             "volume", "inspect", "--format", "{{.Mountpoint}}", f"{prefix}-model-repository"
