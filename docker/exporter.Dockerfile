@@ -1,20 +1,17 @@
 # The exporter: Ultralytics (and torch) to turn .pt checkpoints into Triton model folders.
 # Build with --build-arg TENSORRT=1 on GPU hosts for `trident export --format engine`.
-FROM python:3.11-slim
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 ARG TENSORRT=0
 RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY core core
-COPY store store
-COPY trident trident
-COPY exporter exporter
-COPY frontend frontend
-COPY pipeline pipeline
-COPY postprocess postprocess
+COPY . .
 RUN pip install --no-cache-dir ".[export]" \
-    && if [ "$TENSORRT" = "1" ]; then pip install --no-cache-dir tensorrt; fi
+    && if [ "$TENSORRT" = "1" ]; then pip install --no-cache-dir tensorrt; fi \
+    && rm -rf /src
 RUN useradd --system --uid 10001 --home-dir /work --create-home trident
 WORKDIR /work
 USER 10001

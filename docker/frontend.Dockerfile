@@ -1,25 +1,26 @@
 # The API frontend: FastAPI + Triton gRPC client. Slim, non-root, no torch and no Ultralytics
 # (the base dependencies of pyproject.toml and the `postgres` extra, psycopg 3, for a key store that
-# several replicas share; the `export` extra is not installed).
-FROM python:3.11-slim AS build
+# several replicas share; the `export` extra is not installed). The context is the project
+# (`.dockerignore` keeps out the rest), so every package of pyproject.toml is in the image.
+# BASE: the upstream image, or a local stand-in where it cannot be pulled (docs/operations/docker.md).
+ARG BASE=python:3.11-slim
+FROM ${BASE} AS build
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY core core
-COPY store store
-COPY trident trident
-COPY exporter exporter
-COPY frontend frontend
-COPY pipeline pipeline
-COPY postprocess postprocess
-RUN pip install --no-cache-dir --prefix=/install ".[postgres]"
+COPY . .
+RUN pip install --no-cache-dir ".[postgres]" \
+    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
+    && rm -rf /opt/venv/lib/python3*/site-packages/pip /opt/venv/lib/python3*/site-packages/setuptools
 
-FROM python:3.11-slim
-COPY --from=build /install /usr/local
+FROM ${BASE}
+COPY --from=build /opt/venv /opt/venv
 RUN useradd --system --uid 10001 --home-dir /app --create-home trident \
     && mkdir /data && chown 10001 /data
 WORKDIR /app
 USER 10001
-ENV TRIDENT_HOST=0.0.0.0 \
+ENV PATH=/opt/venv/bin:$PATH \
+    TRIDENT_HOST=0.0.0.0 \
     TRIDENT_PORT=8080 \
     TRIDENT_TRITON_HOST=triton \
     PYTHONUNBUFFERED=1

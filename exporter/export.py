@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import py_compile
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,8 +84,10 @@ def export_model(request: ExportRequest, console: Console | None = None) -> Expo
     """Run the whole export; raise `ExportError` (nothing published) on any failure."""
     console = console or Console(stderr=True)
     name = request.slug.triton_name
-    with console.status("loading checkpoint") as status:
-        model = load_checkpoint(request.weights)
+    with console.status("loading checkpoint") as status, tempfile.TemporaryDirectory() as scratch:
+        # Ultralytics writes its ONNX beside the checkpoint it loaded: a copy, so that the weights'
+        # folder may be read-only (the exporter container's /weights) and is left as it was
+        model = load_checkpoint(Path(shutil.copy(request.weights, scratch)))
         console.log(f"loaded {request.weights.name}: task {model.task}")
         with staging_dir(request.repository) as stage:
             version = next_version(request.repository / name)

@@ -1,7 +1,8 @@
 """Publish a model folder into a Triton repository so that a running Triton never sees half of it.
 
 Everything is written into a staging folder beside the repository (not inside it: Triton polls
-every folder of the repository), then moved in with `rename`, which is atomic on one file system.
+every folder of the repository), then moved in with `rename`, which is atomic on one file system;
+inside it only where the repository is a mount of its own (a container's volume).
 A new model appears as a whole folder; an existing one gets its next version folder first and
 its configs replaced last.
 """
@@ -24,11 +25,21 @@ def next_version(model_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
+def _staging_parent(repository: Path) -> Path:
+    """Beside the repository when that is its file system and writable; else inside it, under a
+    dot-name that is no model's (the frontend loads only slug names): the exporter container's
+    repository is a mount point of its own, whose parent is neither."""
+    parent = repository.parent
+    if os.access(parent, os.W_OK) and parent.stat().st_dev == repository.stat().st_dev:
+        return parent
+    return repository
+
+
 @contextmanager
 def staging_dir(repository: Path) -> Iterator[Path]:
     """A scratch folder on the repository's file system, removed afterwards."""
     repository.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f".{repository.name}-staging-", dir=repository.parent))
+    path = Path(tempfile.mkdtemp(prefix=f".{repository.name}-staging-", dir=_staging_parent(repository)))
     try:
         yield path
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,13 @@ def test_both_configs_warm_the_model_up_with_a_blank_image_of_the_export_size(dy
         (warmup,) = config.model_warmup
         assert warmup.batch_size == 1 and list(warmup.inputs) == [name]
         assert list(warmup.inputs[name].dims) == dims and warmup.inputs[name].zero_data
+
+
+def test_the_weights_folder_is_left_as_it_was(tmp_path: Path, yolo11n_pt: Path) -> None:
+    """Nothing is written beside the weights (Ultralytics puts its ONNX there): they may be on a
+    read-only mount, as the exporter container's /weights is."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    checkpoint = Path(shutil.copy(yolo11n_pt, weights))
+    export_model(ExportRequest(checkpoint, SLUG, tmp_path / "repo"))
+    assert list(weights.iterdir()) == [checkpoint]
