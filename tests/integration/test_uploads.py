@@ -590,7 +590,8 @@ def test_a_worker_killed_mid_job_leaves_it_retried_once_then_failed_while_the_ol
         for attempt in (1, 2):
             worker = start_worker(env, tmp_path / "worker.log")
             wait_until(partial(taken_by, store, job_id, attempt, worker.pid), f"attempt {attempt} not taken")
-            time.sleep(2)  # in the sandbox, loading the checkpoint
+            held = len(answers)  # the worker is in the sandbox, loading the checkpoint: predicts go on
+            wait_until(lambda seen=held: len(answers) >= seen + 2, "no predict answered while the job ran")
             worker.kill()
             worker.wait()
             assert job_state(store, job_id).status == "running"
@@ -605,7 +606,7 @@ def test_a_worker_killed_mid_job_leaves_it_retried_once_then_failed_while_the_ol
         done.set()
         predictor.join()
         runtime.stop(frontend)
-    assert len(answers) >= 10 and set(answers) == {200}, answers
+    assert len(answers) >= 4 and set(answers) == {200}, answers
     assert sorted(p.name for p in (stack.repository / "test~coco~yolo11n").iterdir()) == published
     wait_until(
         lambda: not any(p.stat().st_uid == 64999 for p in Path("/proc").glob("[0-9]*")), "sandbox left"
