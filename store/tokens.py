@@ -52,7 +52,7 @@ def read(secret: bytes, token: str, now: float) -> TokenClaims | None:
     if not token.startswith(PREFIX) or len(token) > MAX_TOKEN_CHARS:
         return None
     payload, _, signature = token[len(PREFIX) :].partition(".")
-    if not hmac.compare_digest(_sign(secret, payload), signature):
+    if not hmac.compare_digest(_sign(secret, payload).encode(), signature.encode()):  # bytes: str raises
         return None
     try:
         data = orjson.loads(_unb64(payload))

@@ -163,21 +163,13 @@ class NewProject(BaseModel):
     owner: str | None = None
 
 
-def _part(value: str, what: str) -> str:
-    if not PART.fullmatch(value):
-        raise InvalidRequest(
-            f"{what} {value!r}: lowercase letters, digits, '.', '_' and '-', 1-64 characters"
-        )
-    return value
-
-
 @router.post("/api/projects", status_code=201, summary="Create a project (the SDK's projects.create)")
 async def create_project(
     caller: KeyHolderDep, services: ServicesDep, settings: SettingsDep, body: Annotated[NewProject, Body()]
 ) -> Response:
     if body.owner not in (None, caller.user):
         raise Forbidden(f"this key creates projects of {caller.user!r} only")
-    slug = _part(body.project, "project")
+    slug = body.project  # its pattern is the body's schema (`SlugPart`): refused with a 400 before here
     try:
         made = await anyio.to_thread.run_sync(
             services.uploads.create_project, caller.user, slug, body.name or slug, body.visibility
@@ -212,7 +204,7 @@ async def create_model(
         raise InvalidRequest(f"task {body.task!r} cannot be served here; Trident serves {', '.join(TASKS)}")
     store = services.uploads
     await anyio.to_thread.run_sync(_own_project, store, caller, caller.user, body.project)
-    model = _part(body.model or "model", "model")
+    model = body.model or "model"  # `SlugPart`, like the project
     try:
         Slug.from_parts(caller.user, body.project, model)
     except InvalidSlugError as exc:
@@ -410,9 +402,9 @@ async def complete_upload(
     try:
         _check_received(session.status, session.received_bytes, session.total_bytes)
         expected = (body.checksum or "").lower().removeprefix("sha256:")
-        if expected and not hmac.compare_digest(expected, session.sha256 or ""):
+        if expected and not _same(expected, session.sha256 or ""):
             raise InvalidRequest("the uploaded bytes' SHA-256 differs from the checksum given: upload again")
-        if body.md5 and not hmac.compare_digest(body.md5.lower(), session.md5 or ""):
+        if body.md5 and not _same(body.md5.lower(), session.md5 or ""):
             raise InvalidRequest("the uploaded bytes' MD5 differs from the md5 given: upload again")
         if not await anyio.to_thread.run_sync(zipfile.is_zipfile, staged):
             raise InvalidRequest("the upload is not a checkpoint (a .pt saved by torch is a zip archive)")
@@ -447,6 +439,12 @@ def _move(staged: Path, checkpoint: Path) -> None:
 
 
 # --- exports
+
+
+def _same(ours: str, theirs: str) -> bool:
+    """A constant-time comparison of our digest with a client's text: as UTF-8 bytes, since
+    `compare_digest` raises on non-ASCII strings (a 500 where the answer is a refusal)."""
+    return hmac.compare_digest(ours.encode(), theirs.encode())
 
 
 def _sign(secret: bytes, job_id: str, expires: int) -> str:
@@ -602,9 +600,7 @@ async def delete_export(
 async def download_export(
     export_id: str, services: ServicesDep, expires: int = 0, signature: str = ""
 ) -> Response:
-    if expires < time.time() or not hmac.compare_digest(
-        _sign(services.token_secret, export_id, expires), signature
-    ):
+    if expires < time.time() or not _same(_sign(services.token_secret, export_id, expires), signature):
         raise Forbidden("this download URL is not valid or expired; ask exports.retrieve for a fresh one")
     job = await anyio.to_thread.run_sync(services.uploads.job, export_id)
     exists = (

@@ -20,7 +20,7 @@ from core.settings import Settings
 from frontend.app import create_app
 from frontend.deps import DeploymentsCallerDep
 from frontend.guards.auth import TOKEN_COOKIE
-from store import audit
+from store import audit, tokens
 from store.keys import KeyStore, new_key
 from tests.helpers.clock import START, Clock
 
@@ -313,3 +313,10 @@ def test_the_docs_page_has_no_inline_script(app: App) -> None:
     policy = answer.headers["Content-Security-Policy"]
     assert "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
     assert "<script>" not in answer.text and 'src="/static/docs.js"' in answer.text
+
+
+def test_a_token_signed_with_non_ascii_text_is_refused_not_an_error() -> None:
+    """A header is decoded as Latin-1, so a forged signature can hold non-ASCII characters, on
+    which `hmac.compare_digest` of two strings raises: a refusal, never a 500."""
+    for signature in ("\u00e9" * 43, "\u00ff", "abc\u0080"):
+        assert tokens.read(b"secret", f"trt_eyJ1IjoiYSJ9.{signature}", 0.0) is None

@@ -310,6 +310,11 @@ def test_account_summary_and_projects_answer_in_the_sdks_shapes(uploads: Uploads
         with pytest.raises(APIError) as other:
             client.projects.retrieve("test", "coco")  # another user's: not found
         assert other.value.status_code == 404
+        for bad in ("", "Shapes", "-shapes", "a" * 65):  # the slug rule, declared in the body's schema
+            with pytest.raises(APIError) as refused:
+                client.projects.create(owner=USER, project=bad, name="bad")
+            assert refused.value.status_code == 400, bad
+        client.projects.create(owner=USER, project="a" * 64, name="longest")  # at the limit: accepted
 
 
 def test_uploading_needs_the_export_scope(uploads: Uploads) -> None:
@@ -348,6 +353,11 @@ def test_a_used_url_a_wrong_digest_an_oversize_body_and_a_non_checkpoint_are_ref
         with pytest.raises(APIError) as digest:
             client.upload.complete(session_id=first["sessionId"], checksum="0" * 64)
         assert digest.value.status_code == 400 and "SHA-256 differs" in digest.value.body
+        second = signed(client, model["id"], len(data))
+        assert put(second["uploadUrl"], data).status_code == 200
+        with pytest.raises(APIError) as odd:  # a non-ASCII digest: a refusal, not a 500
+            client.upload.complete(session_id=second["sessionId"], checksum="\u00e9" * 64)
+        assert odd.value.status_code == 400 and "SHA-256 differs" in odd.value.body
 
         oversize = signed(client, model["id"], 1000)
         at_limit = signed(client, model["id"], 1000)
@@ -368,6 +378,10 @@ def test_a_used_url_a_wrong_digest_an_oversize_body_and_a_non_checkpoint_are_ref
 
         forged = first["uploadUrl"].replace("token=", "token=x")
         assert put(forged, data).status_code == 403
+    signature = "%C3%A9" * 64  # a non-ASCII signature on a download URL: refused, never a 500
+    far = int(time.time()) + 3600
+    odd = httpx.get(f"{uploads.base}/api/exports/none/download?expires={far}&signature={signature}")
+    assert odd.status_code == 403 and "not valid or expired" in odd.text
     assert left_behind(uploads) == before
     assert not list((uploads.data_dir / "uploads" / "checkpoints").glob(f"{model['id']}/*"))
 
