@@ -35,6 +35,15 @@ ACTIVE = ("queued", "running")
 JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 
 
+def _advance(db: sa.Connection, session_id: str, was: str, now: str) -> bool:
+    """Move an upload session from `was` to `now`, if it still is `was` (one of two racing
+    requests wins); whether it moved."""
+    moved = db.execute(
+        uploads.update().where(uploads.c.id == session_id, uploads.c.status == was).values(status=now)
+    ).rowcount
+    return bool(moved)
+
+
 class Exists(Exception):
     """A project of that name is there already."""
 
@@ -283,11 +292,7 @@ class UploadStore:
         if found.expires_at <= now:
             raise UploadRefused(410, f"this upload URL expired at {found.expires_at:%Y-%m-%dT%H:%M:%SZ}")
         with self.engine.begin() as db:
-            taken = db.execute(
-                uploads.update()
-                .where(uploads.c.id == session_id, uploads.c.status == "open")
-                .values(status="receiving")
-            ).rowcount
+            taken = _advance(db, session_id, "open", "receiving")
         if not taken:
             raise UploadRefused(409, "this upload URL was used already; ask for a new one")
         return found
@@ -308,12 +313,7 @@ class UploadStore:
         assert found is not None and found.sha256 is not None
         now = self.clock()
         with self.engine.begin() as db:
-            done = db.execute(
-                uploads.update()
-                .where(uploads.c.id == session_id, uploads.c.status == "received")
-                .values(status="completed")
-            ).rowcount
-            if not done:
+            if not _advance(db, session_id, "received", "completed"):
                 raise UploadRefused(409, "this upload was completed already")
             db.execute(
                 user_models.update()
