@@ -95,12 +95,6 @@ def test_an_image_without_pipeline_fails_check_1(
     assert_same_as_make_run(compose, stack, key, all_images)  # the stack's own image, back
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CI's exporter stand-in pairs the find-links CPU torch wheel with PyPI's torchvision, built "
-    "for PyPI's (CUDA) torch: `operator torchvision::nms does not exist` at the parity check; it needs a "
-    "CPU torchvision wheel beside the torch one (the default build, PyPI's pair, is not run here)",
-)
 def test_the_exporter_image_exports_and_the_running_frontend_serves_it(
     compose: Compose, yolo11n_pt: Path, stack: Stack, bus: Path
 ) -> None:

@@ -5,8 +5,10 @@ CI) and the project's images built on them, each cached by the hash of what went
 
 The stand-in base carries the host's pip configuration (`pip config list`: its CA bundle,
 constraints, find-links and local indexes, the folders mounted at build time), so a build reaches
-the same packages `make setup` does, and pins torch to the CPU wheel in the find-links folder
-(PyPI's torch brings gigabytes of CUDA libraries) and torchvision to the release built for it.
+the same packages `make setup` does, and pins torch and torchvision to the pair the project's venv
+has: a CPU torch wheel beside PyPI's torchvision (built for PyPI's CUDA torch) loses torchvision's
+operators (`torchvision::nms does not exist`), so the exporter stand-in carries the CUDA pair, as
+the default build from PyPI does.
 """
 
 from __future__ import annotations
@@ -102,6 +104,21 @@ class PipConfig:
     mounts: tuple[Path, ...]
 
 
+def installed(name: str) -> str:
+    """A distribution's version in the project's venv (the pair `make setup` made and the tests use)."""
+    found = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-c",
+            f"import importlib.metadata as m; print(m.version({name!r}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return found.stdout.strip()
+
+
 def host_pip_config() -> PipConfig:
     listed = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "pip"), "config", "list"], capture_output=True, text=True, check=True
@@ -119,11 +136,7 @@ def host_pip_config() -> PipConfig:
         if (location.startswith("file://") or location.startswith("/")) and path.is_dir():
             root = path.parent if path.name == "simple" else path
             mounts.append(root)
-            if path.name != "simple":  # find-links: pin torch to its CPU wheel, torchvision to its match
-                for wheel in sorted(path.glob("torch-*.whl")):
-                    version = wheel.name.split("-")[1]
-                    minor = int(version.split(".")[1])
-                    constraints += f"\ntorch=={version}\ntorchvision==0.{minor + 15}.*\n"  # 2.13: 0.28
+    constraints += "".join(f"\n{name}=={installed(name)}" for name in ("torch", "torchvision")) + "\n"
     values["constraint"] = "/etc/pip-constraints.txt"
     if cert:
         values["cert"] = cert
