@@ -22,8 +22,16 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """A run stopped with SIGTERM (`timeout`, CI's cancel) tears down like Ctrl-C: the session
-    stacks' Triton and frontends are stopped by their fixtures instead of outliving the run."""
+    stacks' Triton and frontends are stopped by their fixtures instead of outliving the run.
+
+    A run started in the background by a shell without job control (`cmd &` in a script) begins
+    with SIGINT ignored, and ignored signals stay ignored across `exec`: every `trident run` the
+    tests start would then keep ignoring the Ctrl-C they send it, as it should under `nohup`. A
+    handler of our own is reset to the default in each child, so the children start as from a
+    terminal."""
     signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
