@@ -113,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         help="ONNX Runtime threads of the model (0: one per core); 1 leaves a core to the frontend, "
         "as a GPU host leaves its cores to the frontend",
     )
+    parser.add_argument(
+        "--no-ort-spinning",
+        action="store_true",
+        help="the model's idle ONNX Runtime threads sleep instead of spinning (`trident export "
+        "--no-ort-spinning`), leaving the CPU they would burn to the frontend",
+    )
     args = parser.parse_args(argv)
 
     from ultralytics import YOLO
@@ -136,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"video: {args.frames} frames 1920x1080, {video.stat().st_size / 2**20:.1f} MB", flush=True)
     settings = local_settings(Path(args.data_dir), work)
     pt = build_busy_model("yolo11n.yaml", work / "model.pt")
-    options = ServingOptions(execution_env=str(settings.runtime_dir), ort_threads=args.ort_threads)
+    options = ServingOptions(
+        execution_env=str(settings.runtime_dir),
+        ort_threads=args.ort_threads,
+        ort_spinning=False if args.no_ort_spinning else None,
+    )
     exported = export_model(
         ExportRequest(pt, Slug.parse(SLUG), work / "model_repository", visibility="public", options=options)
     )
