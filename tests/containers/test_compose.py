@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -26,6 +27,23 @@ def create_key(compose: Compose, user: str, plan: str) -> str:
     """`compose exec frontend trident keys create`: the key is the last line it prints."""
     out = compose.run("exec", "-T", "frontend", "trident", "keys", "create", "--user", user, "--plan", plan)
     return out.stdout.strip().splitlines()[-1]
+
+
+def reload_proxy(engine: Engine, proxy: str, timeout_s: float = 60) -> None:
+    """`nginx -s reload` in the proxy once it succeeds: nginx resolves `frontend` as it loads its
+    configuration, and a container just started may reach the network's DNS a moment after
+    `podman start` returns ("host not found in upstream"; the failed reload keeps the old
+    addresses, so every later check would meet a 502)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = subprocess.run(
+            ["podman", "exec", proxy, "nginx", "-s", "reload"], env=engine.env, capture_output=True, text=True
+        )
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the proxy did not reload in {timeout_s:g} s: {done.stderr[-2000:]}")
+        time.sleep(0.5)
 
 
 def answers(base_url: str, key: str, slug: str, images: list[Path]) -> list[dict[str, object]]:
@@ -82,7 +100,8 @@ def test_an_image_without_pipeline_fails_check_1(
             "TRIDENT_TRITON_HOST=triton",
             broken,
         )
-        engine.podman("exec", proxy, "nginx", "-s", "reload", check=False)  # resolves `frontend` again
+        # best effort: the broken container may exit (and leave the DNS) before nginx resolves it
+        engine.podman("exec", proxy, "nginx", "-s", "reload", check=False)
         engine.podman("wait", name, timeout=60)  # it exits at its first import
         assert "No module named 'pipeline'" in logs(engine.env, name)
         with pytest.raises((AssertionError, httpx.TransportError)):
@@ -90,7 +109,7 @@ def test_an_image_without_pipeline_fails_check_1(
     finally:
         engine.podman("rm", "-f", "-t", "0", name, check=False)
         engine.podman("start", *replicas)
-        engine.podman("exec", proxy, "nginx", "-s", "reload")  # the replicas' addresses, new or not
+        reload_proxy(engine, proxy)  # the replicas' addresses, new or not
         compose.wait_ready()
     assert_same_as_make_run(compose, stack, key, all_images)  # the stack's own image, back
 
