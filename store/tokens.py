@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from core.digests import same_text
+
 PREFIX = "trt_"
 LIFETIME_S = 15 * 60
 TOKEN_SCOPES = frozenset({"predict", "streams"})  # streams: read only (list, status, preview, events)
@@ -52,7 +54,7 @@ def read(secret: bytes, token: str, now: float) -> TokenClaims | None:
     if not token.startswith(PREFIX) or len(token) > MAX_TOKEN_CHARS:
         return None
     payload, _, signature = token[len(PREFIX) :].partition(".")
-    if not hmac.compare_digest(_sign(secret, payload).encode(), signature.encode()):  # bytes: str raises
+    if not same_text(_sign(secret, payload), signature):
         return None
     try:
         data = orjson.loads(_unb64(payload))

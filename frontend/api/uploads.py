@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from core.digests import same_text
 from core.modelspec import Task
 from core.settings import MB
 from core.slug import InvalidSlugError, Slug
@@ -402,9 +403,9 @@ async def complete_upload(
     try:
         _check_received(session.status, session.received_bytes, session.total_bytes)
         expected = (body.checksum or "").lower().removeprefix("sha256:")
-        if expected and not _same(expected, session.sha256 or ""):
+        if expected and not same_text(expected, session.sha256 or ""):
             raise InvalidRequest("the uploaded bytes' SHA-256 differs from the checksum given: upload again")
-        if body.md5 and not _same(body.md5.lower(), session.md5 or ""):
+        if body.md5 and not same_text(body.md5.lower(), session.md5 or ""):
             raise InvalidRequest("the uploaded bytes' MD5 differs from the md5 given: upload again")
         if not await anyio.to_thread.run_sync(zipfile.is_zipfile, staged):
             raise InvalidRequest("the upload is not a checkpoint (a .pt saved by torch is a zip archive)")
@@ -439,12 +440,6 @@ def _move(staged: Path, checkpoint: Path) -> None:
 
 
 # --- exports
-
-
-def _same(ours: str, theirs: str) -> bool:
-    """A constant-time comparison of our digest with a client's text: as UTF-8 bytes, since
-    `compare_digest` raises on non-ASCII strings (a 500 where the answer is a refusal)."""
-    return hmac.compare_digest(ours.encode(), theirs.encode())
 
 
 def _sign(secret: bytes, job_id: str, expires: int) -> str:
@@ -600,7 +595,7 @@ async def delete_export(
 async def download_export(
     export_id: str, services: ServicesDep, expires: int = 0, signature: str = ""
 ) -> Response:
-    if expires < time.time() or not _same(_sign(services.token_secret, export_id, expires), signature):
+    if expires < time.time() or not same_text(_sign(services.token_secret, export_id, expires), signature):
         raise Forbidden("this download URL is not valid or expired; ask exports.retrieve for a fresh one")
     job = await anyio.to_thread.run_sync(services.uploads.job, export_id)
     exists = (

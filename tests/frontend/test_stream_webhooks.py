@@ -63,6 +63,15 @@ def test_the_signature_is_what_the_readme_says_and_refuses_tampering_and_replay(
     assert not verify(secret, "garbage", body, now=1_700_000_000)
 
 
+def test_a_hostile_signature_header_is_a_refusal_not_an_exception() -> None:
+    """Receivers call `verify` on whatever arrived: non-ASCII text where the MAC or the time
+    should be is refused (`compare_digest` raises on a non-ASCII str; `int` refuses "²")."""
+    secret, body = new_secret(), b'{"frame": 1}'
+    mac = sign(secret, 1_700_000_000, body).rpartition("v1=")[2]
+    assert not verify(secret, f"t=1700000000,v1={mac[:-1]}é", body, now=1_700_000_000)
+    assert not verify(secret, f"t=17000000²,v1={mac}", body, now=1_700_000_000)
+
+
 def test_webhook_urls_follow_the_source_policy() -> None:
     with pytest.raises(SourceRefused, match="only http:// and https://"):
         parse_webhook("rtsp://127.0.0.1/cam")
