@@ -57,6 +57,14 @@ class ParityReport:
         return f"top {self.matched} results reproduced ({self.ours} vs {self.reference}); {raw}"
 
 
+def read_sample(image_path: Path) -> NDArray[np.uint8]:
+    """The gate's sample image as Ultralytics reads it (`cv2.imread`), or `ExportError`."""
+    image: NDArray[np.uint8] | None = cv2.imread(str(image_path))  # type: ignore[assignment]
+    if image is None:
+        raise ExportError(f"cannot read the parity sample image {image_path}")
+    return image
+
+
 def pipeline_result(
     session: ort.InferenceSession, spec: ModelSpec, image: NDArray[np.uint8], params: PredictOptions
 ) -> Result:
@@ -112,9 +120,7 @@ def check_map_parity(onnx_path: Path, spec: ModelSpec, image_path: Path, raw: Ra
         str(image_path), imgsz=list(spec.imgsz), verbose=False
     )
     ref = results[0]
-    image: NDArray[np.uint8] | None = cv2.imread(str(image_path))  # type: ignore[assignment]
-    if image is None:
-        raise ExportError(f"cannot read the parity sample image {image_path}")
+    image = read_sample(image_path)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ours = pipeline_result(session, spec, image, PredictOptions())
     check = compare_maps(ours, ref, image_path.name)
@@ -194,9 +200,7 @@ def compare_results(
 ) -> ParityReport:
     """The ONNX through Trident's pipeline against the reference; raise `ExportError` naming the
     difference. Needs no checkpoint: the worker runs it outside its sandbox."""
-    image: NDArray[np.uint8] | None = cv2.imread(str(image_path))  # type: ignore[assignment]
-    if image is None:
-        raise ExportError(f"cannot read the parity sample image {image_path}")
+    image = read_sample(image_path)
     conf, iou = _thresholds(nms)
     ref_xyxy = np.asarray(ref.xyxy, np.float64).reshape(-1, 4)
     ref_conf, ref_cls = np.asarray(ref.conf, np.float64), ref.cls
@@ -236,9 +240,7 @@ def check_parity(
     the PyTorch model, then the served results (maps for dense tasks) against Ultralytics'."""
     from exporter.raw_parity import check_raw_outputs
 
-    image: NDArray[np.uint8] | None = cv2.imread(str(image_path))  # type: ignore[assignment]
-    if image is None:
-        raise ExportError(f"cannot read the parity sample image {image_path}")
+    image = read_sample(image_path)
     # first, and whatever Ultralytics finds: the one comparison that cannot come out empty
     raw = check_raw_outputs(weights, onnx_path, spec, prepare(image, spec, spec.imgsz[0]).tensor, nms)
     if spec.task in MAP_TASKS:
