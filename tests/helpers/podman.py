@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -104,21 +105,6 @@ class PipConfig:
     mounts: tuple[Path, ...]
 
 
-def installed(name: str) -> str:
-    """A distribution's version in the project's venv (the pair `make setup` made and the tests use)."""
-    found = subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "python"),
-            "-c",
-            f"import importlib.metadata as m; print(m.version({name!r}))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return found.stdout.strip()
-
-
 def host_pip_config() -> PipConfig:
     listed = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "pip"), "config", "list"], capture_output=True, text=True, check=True
@@ -136,7 +122,8 @@ def host_pip_config() -> PipConfig:
         if (location.startswith("file://") or location.startswith("/")) and path.is_dir():
             root = path.parent if path.name == "simple" else path
             mounts.append(root)
-    constraints += "".join(f"\n{name}=={installed(name)}" for name in ("torch", "torchvision")) + "\n"
+    # the pair the tests' own venv runs (the one `make setup` made)
+    constraints += "".join(f"\n{name}=={version(name)}" for name in ("torch", "torchvision")) + "\n"
     values["constraint"] = "/etc/pip-constraints.txt"
     if cert:
         values["cert"] = cert
