@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -87,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     duration = args.soak_s or args.duration_s
 
-    from benchmarks.bench import free_port, local_settings, stop_on_sigterm
+    from benchmarks.bench import free_port, launch_frontend, local_settings, stop_on_sigterm
 
     stop_on_sigterm()
     from core.slug import Slug
@@ -123,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT),
             "TRIDENT_PORT": str(port),
             "TRIDENT_TRITON_GRPC_PORT": str(settings.triton_grpc_port),
             "TRIDENT_TRITON_HTTP_PORT": str(settings.triton_http_port),
@@ -131,13 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             "TRIDENT_SOURCE_ALLOW_PRIVATE": "true",
             "TRIDENT_STREAMS_PER_KEY": str(args.streams),
         }
-        frontend = subprocess.Popen(
-            [sys.executable, "-m", "trident", "serve"],
-            env=env,
-            stdout=(work / "frontend.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            cwd=work,
-        )
+        frontend = launch_frontend(ROOT, env, ["-m", "trident", "serve"], work, "frontend")
         cleanup.callback(runtime.stop, frontend)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120

@@ -43,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SLUG = "bench/video/yolo11n"
-PLANS = '{"bench": [100000000, 100000000]}'
 CONF, IOU = 0.25, 0.45
 
 
@@ -123,7 +122,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from ultralytics import YOLO
 
-    from benchmarks.bench import free_port, local_settings, stop_on_sigterm, tree_cpu_s
+    from benchmarks.bench import (
+        free_port,
+        frontend_env,
+        launch_frontend,
+        local_settings,
+        stop_on_sigterm,
+        tree_cpu_s,
+    )
 
     stop_on_sigterm()
     from core.slug import Slug
@@ -157,22 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         cleanup.callback(runtime.stop, triton)
         runtime.wait_ready(settings, triton)
         port = free_port()
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "TRIDENT_PORT": str(port),
-            "TRIDENT_TRITON_GRPC_PORT": str(settings.triton_grpc_port),
-            "TRIDENT_TRITON_HTTP_PORT": str(settings.triton_http_port),
-            "TRIDENT_DATABASE_URL": settings.key_store_url,
-            "TRIDENT_PLANS": PLANS,
-        }
-        frontend = subprocess.Popen(
-            [sys.executable, "-m", "trident", "serve"],
-            env=env,
-            stdout=(work / "frontend.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            cwd=work,
-        )
+        env = frontend_env(settings, [f"TRIDENT_PORT={port}"])
+        frontend = launch_frontend(ROOT, env, ["-m", "trident", "serve"], work, "frontend")
         cleanup.callback(runtime.stop, frontend)
         url = f"http://127.0.0.1:{port}/api/models/{SLUG}/predict"
         auth = {"Authorization": f"Bearer {key}"}
