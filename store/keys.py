@@ -313,12 +313,9 @@ class KeyStore:
             return None
         if not hmac.compare_digest(entry.key_hash, hash_key(token)):
             return None
-        now = self.clock()
-        if entry.expires_at is not None and entry.expires_at <= now:
+        if not self._use(key_id, entry.expires_at):
             self.cache.invalidate(key_id)
             return None
-        with self._used_lock:
-            self._used[key_id] = now
         return Principal(key_id=key_id, user=entry.user, plan=entry.plan, scopes=entry.scopes)
 
     def principal(self, key_id: str) -> Principal | None:
@@ -347,13 +344,19 @@ class KeyStore:
         except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
             raise KeyStoreUnavailable(type(exc).__name__) from exc
 
-    def _active(self, row: Any) -> Principal | None:
+    def _use(self, key_id: str, expires_at: datetime | None) -> bool:
+        """Whether a key not revoked is still unexpired now; if so, its use is noted for the
+        next `flush_last_used`."""
         now = self.clock()
-        expires_at = utc(row.expires_at)
-        if row.revoked_at is not None or (expires_at is not None and expires_at <= now):
-            return None
+        if expires_at is not None and expires_at <= now:
+            return False
         with self._used_lock:
-            self._used[row.key_id] = now
+            self._used[key_id] = now
+        return True
+
+    def _active(self, row: Any) -> Principal | None:
+        if row.revoked_at is not None or not self._use(row.key_id, utc(row.expires_at)):
+            return None
         scopes = frozenset(row.scopes.split(",")) & set(SCOPES)
         return Principal(key_id=row.key_id, user=row.name, plan=row.plan, scopes=scopes)
 
