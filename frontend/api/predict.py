@@ -146,5 +146,6 @@ async def readyz(services: ServicesDep) -> Response:
     if not await anyio.to_thread.run_sync(services.keys.reachable):
         raise ServiceUnavailable("the key store cannot be reached")
     if await services.engine.triton.is_ready():
+        await services.engine.catalog.ensure_read()  # `GET /api/models` lists them from the start
         return json_response({"status": "ready", "models": len(services.engine.catalog.models)})
     raise ServiceUnavailable("the inference server is not ready")

@@ -107,6 +107,12 @@ class Catalog:
             self._models = models
             self._last_refresh = started
 
+    async def ensure_read(self) -> None:
+        """Read Triton's index now unless it was read once already: a replica is ready when it
+        knows its models, not only its Triton (its loader's first pass may still be running)."""
+        if not self._last_refresh:
+            await self.refresh()
+
     def mark_stale(self) -> None:
         """Triton failed us: the next miss rereads the index instead of trusting an older read."""
         self._stale_at = time.monotonic()
