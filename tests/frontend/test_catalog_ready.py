@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from frontend.serving.catalog import Catalog
+from tests.helpers.aio import run
 
 
 class CountingTriton:
@@ -30,5 +30,5 @@ def test_the_first_readiness_check_reads_the_index_once_and_later_ones_do_not() 
         await catalog.ensure_read()
         await catalog.ensure_read()
 
-    asyncio.run(checks())
+    run(checks())
     assert triton.reads == 1 and catalog.models == []
