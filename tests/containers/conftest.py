@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -238,8 +239,14 @@ class Compose:
         return str(next(iter(networks.values()))["IPAddress"])
 
     def wait_ready(self, timeout_s: float = 240) -> None:
-        """Until the proxy answers /readyz 200 (Triton loaded its models, the frontend sees it)."""
-        until_200(lambda: httpx.get(f"{self.url}/readyz", timeout=3), timeout_s, self.logs)
+        """Until every frontend replica, then the proxy, answers /readyz 200 (Triton loaded its
+        models, each replica sees it). The proxy alone is not enough: it answers from whichever
+        replica is up, and nginx does not pass a refused POST on to the next one, so a predict to
+        a replica still starting was a 502."""
+        deadline = time.monotonic() + timeout_s
+        urls = [f"http://{self.address(replica)}:8080" for replica in self.ids("frontend")]
+        for url in [*urls, self.url]:
+            until_200(partial(httpx.get, f"{url}/readyz", timeout=3), deadline - time.monotonic(), self.logs)
 
     def logs(self) -> str:
         return "\n".join(
