@@ -172,26 +172,39 @@ def under_load(
     change: Callable[[], object],
     requests: int = LOAD_REQUESTS,
 ) -> tuple[list[Answer], object]:
-    """`requests` predicts at `CONCURRENCY`; `change` runs once a tenth of them answered."""
+    """Predicts at `CONCURRENCY`: `change` runs once a tenth of `requests` answered, and the load
+    goes on until `change` returned and another tenth was sent after it (at least `requests` in
+    all). A fixed count could end before a slow switch (a busy machine) and prove nothing."""
     answered: list[Answer] = []
-    done = threading.Event()
+    lock = threading.Lock()
+    warm, changed = threading.Event(), threading.Event()
+    sent_after = 0
 
-    def one(_: int) -> Answer:
-        answer = predict(client, image, ledger)
-        answered.append(answer)
-        if len(answered) >= requests // 10:
-            done.set()
-        return answer
+    def load() -> None:
+        nonlocal sent_after
+        while True:
+            with lock:
+                if changed.is_set():
+                    if sent_after >= requests // 10 and len(answered) >= requests:
+                        return
+                    sent_after += 1
+            answer = predict(client, image, ledger)
+            with lock:
+                answered.append(answer)
+                if len(answered) >= requests // 10:
+                    warm.set()
 
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        futures = [pool.submit(one, i) for i in range(requests)]
-        done.wait(120)
+        loaders = [pool.submit(load) for _ in range(CONCURRENCY)]
+        warm.wait(120)
         try:
             outcome: object = change()
         except APIError as exc:
             outcome = exc
-        results = [f.result() for f in futures]
-    return results, outcome
+        changed.set()
+        for loader in loaders:
+            loader.result()
+    return answered, outcome
 
 
 def assert_switched(answers: list[Answer], old: str, new: str, references: dict[str, Any]) -> None:
