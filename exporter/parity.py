@@ -7,7 +7,7 @@ Runtime standing in for Triton.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class ParityReport:
     max_abs_diff: float  # the largest difference among them
     raw_rtol: float  # the tolerance they met, as a fraction of each channel's range
     map_check: str = ""  # semantic / depth: how the served map compared with Ultralytics', in words
+    ultralytics: Reference | None = None  # what it compared against (None for the dense tasks)
 
     def summary(self) -> str:
         """What was compared: with nothing found on the sample, only the raw outputs prove parity."""
@@ -55,6 +56,11 @@ class ParityReport:
         if self.reference == 0:
             return f"Ultralytics found no results on the sample to compare; {raw}"
         return f"top {self.matched} results reproduced ({self.ours} vs {self.reference}); {raw}"
+
+    def figures(self) -> dict[str, object]:
+        """The counts and the summary, as a job records them (without the reference's boxes)."""
+        numbers = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "ultralytics"}
+        return {**numbers, "summary": self.summary()}
 
 
 def read_sample(image_path: Path) -> NDArray[np.uint8]:
@@ -223,7 +229,9 @@ def compare_results(
                 same_box = (ious[row] >= 0.99) | near
                 ok = same_box & (our_cls == ref_cls[k]) & (np.abs(our_conf - ref_conf[k]) <= 1e-3)
                 matched += bool(ok.any())
-    report = ParityReport(len(ref_conf), len(ours), matched, raw.outputs_checked, raw.max_abs_diff, raw.rtol)
+    report = ParityReport(
+        len(ref_conf), len(ours), matched, raw.outputs_checked, raw.max_abs_diff, raw.rtol, ultralytics=ref
+    )
     if matched < len(top) or abs(report.ours - report.reference) > max(2, report.reference // 20):
         raise ExportError(
             f"parity check failed on {image_path.name}: Ultralytics found {report.reference} results, "

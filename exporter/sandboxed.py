@@ -16,11 +16,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from core.modelspec import MAP_TASKS
 from core.slug import Slug
 from exporter.errors import ExportError
-from exporter.export import ExportRequest, default_sample, export_model
-from exporter.parity import reference_results
+from exporter.export import ExportRequest, export_model
 
 SANDBOX_SLUG = Slug.parse("sandbox/upload/model")
 
@@ -49,9 +47,8 @@ def main(argv: list[str]) -> int:
     }
     onnx = (result.path / "model.onnx").relative_to(out.parent)
     body: dict[str, object] = {"onnx": str(onnx), "raw": raw, "task": result.spec.task}
-    if result.spec.task not in MAP_TASKS:
-        reference = reference_results(weights, result.spec, default_sample(), nms)
-        body["reference"] = dataclasses.asdict(reference)
+    if parity.ultralytics is not None:  # the gate's own reference: no second predict
+        body["reference"] = dataclasses.asdict(parity.ultralytics)
     _report(out, body)
     return 0
 

@@ -11,7 +11,6 @@ nothing is published and the scratch folder is removed either way.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -169,8 +168,8 @@ class Worker:
                 lease.say(90, "publishing")
                 path = assemble(stage, onnx_path, request, meta, spec)
             exported = path / "model.onnx"
-            figures = {**dataclasses.asdict(parity), "summary": parity.summary()}
-            self.store.complete(job.id, self.name, version, str(exported), exported.stat().st_size, figures)
+            size = exported.stat().st_size
+            self.store.complete(job.id, self.name, version, str(exported), size, parity.figures())
             log.info("export %s published %s version %d", job.id, model.slug, version)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
