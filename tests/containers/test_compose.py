@@ -202,6 +202,22 @@ def test_triton_killed_answers_503_then_200_after_the_restart_policy(compose: Co
     assert restarts >= 1
 
 
+def test_a_stopped_replica_costs_no_request_through_the_proxy(compose: Compose, engine: Engine) -> None:
+    """With one of the two replicas stopped (a crash, a rolling restart), every predict through the
+    proxy answers 200: nginx passes a predict it could not hand to a replica on to the other one
+    (it has sent none of the body, so nothing runs twice), and leaves the stopped one out a while."""
+    key = create_key(compose, "gina", "pro")
+    stopped, (proxy,) = compose.ids("frontend")[0], compose.ids("proxy")
+    engine.podman("stop", "-t", "10", stopped)
+    try:
+        statuses = [post_predict(compose.url, key, SLUG, TINY).status_code for _ in range(20)]
+    finally:
+        engine.podman("start", stopped)
+        reload_proxy(engine, proxy)  # its address may be new
+        compose.wait_ready()
+    assert statuses == [200] * 20
+
+
 def test_every_container_runs_as_non_root_and_prometheus_scrapes_every_target(compose: Compose) -> None:
     """Check 5: no process of the stack runs as root; Prometheus has every target up and holds
     Trident's and Triton's series."""
