@@ -21,7 +21,7 @@ import httpx
 
 from core.settings import Settings
 from trident import supervisor
-from trident.stopping import TRITON_EXIT_S, terminate
+from trident.stopping import TRITON_EXIT_S, ending_with_us, terminate
 
 RUNTIME_REQUIREMENTS = ("nvidia-pytriton==0.7.0", "numpy<2", "onnxruntime==1.32.0")
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -106,7 +106,7 @@ def start_triton(
     command, env = launch(settings, repository)
     out = log_path.open("ab") if log_path else None
     return subprocess.Popen(
-        command,
+        ending_with_us(command),
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT if out else None,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shutil
 import signal
 import subprocess
 import threading
@@ -130,6 +131,16 @@ class Stop:
             else:
                 time.sleep(min(left, _POLL_S))
         return True
+
+
+def ending_with_us(command: list[str]) -> list[str]:
+    """`command`, run so that it is sent SIGTERM when the thread that starts it dies, even by
+    SIGKILL (util-linux's `setpriv --pdeathsig`, a `prctl` kept across `exec`): a killed `trident
+    run` or `trident triton` (the OOM killer, `kill -9`) leaves no server living on, unsupervised,
+    on the ports the next run needs. Start children from the main thread; unchanged without
+    `setpriv`."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *command] if setpriv else command
 
 
 def terminate(process: subprocess.Popen[bytes], timeout_s: float, stop: Stop | None = None) -> int:

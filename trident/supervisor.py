@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from trident.stopping import CHILD_STOP_S, Stop, terminate
+from trident.stopping import CHILD_STOP_S, Stop, ending_with_us, terminate
 
 SHM = Path("/dev/shm")  # noqa: S108 - where POSIX shared memory lives, not a temporary file
 LOG_MAX_BYTES = 10 * 1024 * 1024  # a child's log is rotated to `<name>.log.1` past this
@@ -115,7 +115,7 @@ class Supervisor:
         child.log.parent.mkdir(parents=True, exist_ok=True)
         try:
             child.process = subprocess.Popen(
-                child.command,
+                ending_with_us(child.command),
                 env=child.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,

@@ -71,9 +71,9 @@ def test_two_quick_ctrl_cs_end_a_draining_trident_run_non_zero_within_5_s(tmp_pa
     assert shm_of(tree) == []
 
 
-def _live(base: str) -> bool:
+def _live(base: str, path: str = "/livez") -> bool:
     try:
-        return httpx.get(f"{base}/livez", timeout=1).status_code == 200
+        return httpx.get(f"{base}{path}", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
 
@@ -129,6 +129,41 @@ def test_trident_triton_stops_on_sigterm_and_at_once_on_a_second_ctrl_c(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     print(f"\ntrident triton, {'+'.join(s.name for s in signals)}: exit code {code} after {took:.2f} s")
-    assert code == expected, err.read_text()[-3000:]
+    # the status a shell shows: a second Ctrl-C that lands while Python is already finalizing (its
+    # handlers reset) ends the process by SIGINT, which the shell reports as 130 too
+    shown = 128 - code if code < 0 else code
+    assert shown == expected, err.read_text()[-3000:]
     assert took < 5.0
     assert left == [], [argv(p) for p in left]
+
+
+def _gone(pids: list[int]) -> bool:
+    return not [p for p in pids if Path(f"/proc/{p}").exists() and argv(p)]
+
+
+@pytest.mark.parametrize("command", ["run", "triton"])
+def test_a_killed_trident_takes_its_servers_with_it(tmp_path: Path, command: str) -> None:
+    """`kill -9` of `trident run` or `trident triton` (the OOM killer, an operator's last resort)
+    leaves nothing serving: its Triton and API end with it (their parent-death signal asks them to
+    stop), instead of living on unsupervised on the ports the next run needs."""
+    if command == "run":
+        run = start_run(tmp_path, None)  # an empty repository: Triton is ready at once
+        process = run.process
+        run.wait("/readyz (Triton and the API)", lambda: _live(run.base, "/readyz"), timeout_s=90)
+    else:
+        process, _ = start_triton_command(tmp_path)
+    try:
+        tree = pids_of(str(tmp_path))
+        assert [p for p in tree if argv(p) and Path(argv(p)[0]).name == "tritonserver"]
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 30
+        while not _gone(tree) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [argv(p) for p in tree if not _gone([p])]
+    finally:
+        for pid in pids_of(str(tmp_path)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert shm_of(tree) == []
