@@ -147,7 +147,10 @@ def test_a_killed_trident_takes_its_servers_with_it(tmp_path: Path, command: str
     leaves nothing serving: its Triton and API end with it (their parent-death signal asks them to
     stop), instead of living on unsupervised on the ports the next run needs."""
     if command == "run":
-        run = start_run(tmp_path, None)  # an empty repository: Triton is ready at once
+        models = tmp_path / "models" / "unloadable"  # a model, so no demo export; it fails to load
+        models.mkdir(parents=True)
+        (models / "config.pbtxt").write_text('backend: "onnxruntime"\n')  # no version folder
+        run = start_run(tmp_path / "run", models.parent)
         process = run.process
         run.wait("/readyz (Triton and the API)", lambda: _live(run.base, "/readyz"), timeout_s=90)
     else:
