@@ -209,9 +209,12 @@ class Stack:
         runtime.wait_ready(self.settings, self.triton)
 
     def kill_triton(self) -> None:
+        """SIGKILL tritonserver (a crash), then end what it leaves, as `trident run` does: its
+        Python-backend stubs outlive it, deaf to SIGTERM (one such stub outlived a CI run)."""
         assert self.triton is not None
         self.triton.kill()
         self.triton.wait()
+        runtime.clean_leftovers(self.triton.pid)
 
     def export(self, weights: Path, slug: str, **kwargs: Any) -> ExportResult:
         """Export into the running stack (public unless `visibility` says otherwise)."""
