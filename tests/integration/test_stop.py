@@ -23,7 +23,7 @@ import pytest
 
 from core.settings import Settings
 from tests.helpers.stack import free_port
-from tests.integration.test_supervisor import argv, end, pids_of, shm_of, start_run
+from tests.integration.test_supervisor import argv, end, gone, pids_of, shm_of, start_run
 from trident.stopping import REPEAT_S
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,7 @@ def test_two_quick_ctrl_cs_end_a_draining_trident_run_non_zero_within_5_s(tmp_pa
     assert took < 5.0
     assert "asked to stop twice" in run.stderr
     assert left == [], [argv(p) for p in left]
-    assert not [p for p in tree if Path(f"/proc/{p}").exists() and argv(p)], "a process outlived the run"
+    assert gone(tree), "a process outlived the run"
     assert shm_of(tree) == []
 
 
@@ -137,10 +137,6 @@ def test_trident_triton_stops_on_sigterm_and_at_once_on_a_second_ctrl_c(
     assert left == [], [argv(p) for p in left]
 
 
-def _gone(pids: list[int]) -> bool:
-    return not [p for p in pids if Path(f"/proc/{p}").exists() and argv(p)]
-
-
 @pytest.mark.parametrize("command", ["run", "triton"])
 def test_a_killed_trident_takes_its_servers_with_it(tmp_path: Path, command: str) -> None:
     """`kill -9` of `trident run` or `trident triton` (the OOM killer, an operator's last resort)
@@ -161,9 +157,9 @@ def test_a_killed_trident_takes_its_servers_with_it(tmp_path: Path, command: str
         process.kill()
         process.wait()
         killed = time.monotonic()
-        while not _gone(tree) and time.monotonic() < killed + 30:
+        while not gone(tree) and time.monotonic() < killed + 30:
             time.sleep(0.1)
-        left = [argv(p) for p in tree if not _gone([p])]
+        left = [argv(p) for p in tree if not gone([p])]
         took = time.monotonic() - killed
         print(f"\ntrident {command} killed: its {len(tree)} processes gone in {took:.2f} s")
     finally:

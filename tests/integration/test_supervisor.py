@@ -70,6 +70,11 @@ def pids_of(marker: str) -> list[int]:
     return found
 
 
+def gone(pids: list[int]) -> bool:
+    """Whether none of `pids` is still a live process (a zombie or a reused pid without argv is gone)."""
+    return not [p for p in pids if Path(f"/proc/{p}").exists() and argv(p)]
+
+
 def shm_of(pids: list[int]) -> list[str]:
     """The /dev/shm segments the API processes among `pids` name after themselves."""
     return [p.name for pid in pids for p in Path("/dev/shm").glob(f"trident-{pid}-*")]
@@ -378,7 +383,7 @@ def sigterm_leaves_nothing(run: Run, folder: Path, tree: list[int], regions: set
     assert run.stderr.rstrip().endswith("stopped")
     left = pids_of(str(folder))
     assert left == [], [argv(p) for p in left]
-    assert not [p for p in tree if Path(f"/proc/{p}").exists() and argv(p)], "a process outlived the run"
+    assert gone(tree), "a process outlived the run"
     assert not [r for r in regions if (Path("/dev/shm") / r).exists()], "a stub's region outlived it"
     assert shm_of(tree) == [], "the API's segments outlived it"
 
