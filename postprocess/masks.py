@@ -63,37 +63,108 @@ def mask_window(
     return window, ex0, ey0
 
 
-def _min_index(a: NDArray[np.int32], b: NDArray[np.int32]) -> tuple[int, int]:
-    dist = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-    i, j = np.unravel_index(np.argmin(dist, axis=None), dist.shape)
-    return int(i), int(j)
+# Cross-product entries (point pairs) compared at once when joining contours: bounds the memory of
+# one step (about a dozen int64 arrays of this length) however large the contours.
+PAIR_BUDGET = 1 << 18
 
 
-def merge_multi_segment(segments: list[NDArray[np.int32]]) -> list[NDArray[np.int32]]:
-    """Join several contours into one polyline at their closest points (Ultralytics' converter)."""
+def _first_min(
+    d: NDArray[np.int64], group_starts: NDArray[np.int64], group_of: NDArray[np.int64]
+) -> NDArray[np.int64]:
+    """Per group of `d` (contiguous, starting at `group_starts`): the position of its first minimum,
+    as `np.argmin` picks it."""
+    lowest = np.minimum.reduceat(d, group_starts)
+    hits = np.flatnonzero(d == lowest[group_of])
+    _, first = np.unique(group_of[hits], return_index=True)
+    return hits[first]
+
+
+def _closest_pairs(
+    points: NDArray[np.int64], starts: NDArray[np.int64], lengths: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """For each two consecutive contours `(i - 1, i)` of `points` (stacked, contour `i` at
+    `starts[i]`, `lengths[i]` long): Ultralytics' `min_index`, the first pair (row-major) of their
+    points at the smallest squared distance, as indices into each contour. Pairs are compared a
+    batch at a time (`PAIR_BUDGET` point pairs), so 1,000 contours cost a few NumPy calls, not 1,000."""
+    pairs = len(lengths) - 1
+    in_a = np.empty(pairs, dtype=np.int64)
+    in_b = np.empty(pairs, dtype=np.int64)
+    sizes = lengths[:-1] * lengths[1:]
+    x, y = points[:, 0], points[:, 1]
+    p = 0
+    while p < pairs:
+        if sizes[p] > PAIR_BUDGET:  # one large pair: its rows a block at a time
+            in_a[p], in_b[p] = _closest_in_blocks(points, starts[p : p + 2], lengths[p : p + 2])
+            p += 1
+            continue
+        q = p + int(np.searchsorted(np.cumsum(sizes[p:]), PAIR_BUDGET, side="right"))
+        q = max(q, p + 1)
+        size = sizes[p:q]
+        group_starts = np.concatenate([[0], np.cumsum(size)[:-1]])
+        group_of = np.repeat(np.arange(q - p), size)
+        a, b = np.divmod(
+            np.arange(int(size.sum())) - group_starts[group_of], lengths[p + 1 : q + 1][group_of]
+        )
+        i, j = starts[p:q][group_of] + a, starts[p + 1 : q + 1][group_of] + b
+        dx, dy = x[i] - x[j], y[i] - y[j]
+        d = dx * dx + dy * dy
+        chosen = _first_min(d, group_starts, group_of)
+        in_a[p:q], in_b[p:q] = a[chosen], b[chosen]
+        p = q
+    return in_a, in_b
+
+
+def _closest_in_blocks(
+    points: NDArray[np.int64], starts: NDArray[np.int64], lengths: NDArray[np.int64]
+) -> tuple[int, int]:
+    """`min_index` of two large contours, `PAIR_BUDGET` point pairs at a time (first minimum kept)."""
+    a = points[starts[0] : starts[0] + lengths[0]]
+    b = points[starts[1] : starts[1] + lengths[1]]
+    rows = max(1, PAIR_BUDGET // len(b))
+    best, at = -1, (0, 0)
+    for r in range(0, len(a), rows):
+        d = ((a[r : r + rows, None, :] - b[None, :, :]) ** 2).sum(-1)
+        i, j = np.unravel_index(np.argmin(d, axis=None), d.shape)
+        if best < 0 or d[i, j] < best:
+            best, at = int(d[i, j]), (r + int(i), int(j))
+    return at
+
+
+def merged_outline(segments: list[NDArray[np.int32]]) -> NDArray[np.int32]:
+    """Several contours joined into one polyline at their closest points: exactly
+    `np.concatenate(ultralytics.data.converter.merge_multi_segment(segments))`, computed as one
+    gather instead of a Python loop per contour (a thin mask traces into a thousand pieces).
+
+    Ultralytics rolls each contour to start where it meets the previous one (middle ones reversed
+    when they meet the next one earlier), closes it, and walks: the first contour whole, each
+    middle one up to where it meets the next, the last whole, then back through the middle ones'
+    remaining parts."""
     segs = [s.reshape(-1, 2) for s in segments]
-    idx_list: list[list[int]] = [[] for _ in segs]
-    for i in range(1, len(segs)):
-        i1, i2 = _min_index(segs[i - 1], segs[i])
-        idx_list[i - 1].append(i1)
-        idx_list[i].append(i2)
-    out: list[NDArray[np.int32]] = []
-    last = len(idx_list) - 1
-    for i, idx in enumerate(idx_list):  # forward pass
-        if len(idx) == 2 and idx[0] > idx[1]:
-            idx = [len(segs[i]) - 1 - x for x in idx]
-            segs[i] = segs[i][::-1, :]
-        segs[i] = np.roll(segs[i], -idx[0], axis=0)
-        segs[i] = np.concatenate([segs[i], segs[i][:1]])
-        if i in {0, last}:
-            out.append(segs[i])
-        else:
-            out.append(segs[i][0 : idx[1] - idx[0] + 1])
-    for i in range(last, -1, -1):  # backward pass: the tails of the middle segments
-        if i not in {0, last}:
-            nidx = abs(idx_list[i][1] - idx_list[i][0])
-            out.append(segs[i][nidx:])
-    return out
+    lengths = np.array([len(s) for s in segs], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    points = np.concatenate(segs).astype(np.int64)
+    in_earlier, in_later = _closest_pairs(points, starts, lengths)  # pair (i, i+1): i's index, i+1's
+    last = len(segs) - 1
+    enter = np.concatenate([in_earlier[:1], in_later])  # where contour i meets i-1 (contour 0: meets 1)
+    leave = np.concatenate([in_earlier, [0]])  # where a middle contour i meets i+1
+    order = np.arange(len(segs))
+    middle = (order > 0) & (order < last)
+    flipped = middle & (enter > leave)
+    shift = np.where(flipped, lengths - 1 - enter, enter)
+    turn = np.abs(leave - enter)  # a middle contour's walk: 0..turn forward, turn..n on the way back
+    n = lengths
+    # pieces in output order: (contour, first k, last k) of the closed, rolled contour k = 0..n
+    ids = np.concatenate([np.arange(last + 1), np.arange(last - 1, 0, -1)])
+    first_k = np.concatenate([np.zeros(last + 1, dtype=np.int64), turn[last - 1 : 0 : -1]])
+    last_k = np.concatenate([np.where(middle, turn, n), n[last - 1 : 0 : -1]])
+    count = last_k - first_k + 1
+    piece = np.repeat(np.arange(len(ids)), count)
+    k = first_k[piece] + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    seg = ids[piece]
+    j = (k + shift[seg]) % n[seg]
+    j = np.where(flipped[seg], n[seg] - 1 - j, j)
+    merged: NDArray[np.int32] = points[starts[seg] + j].astype(np.int32)
+    return merged
 
 
 def polygon(window: NDArray[np.uint8], x0: int, y0: int) -> NDArray[np.float32]:
@@ -102,7 +173,7 @@ def polygon(window: NDArray[np.uint8], x0: int, y0: int) -> NDArray[np.float32]:
     if not contours:
         return np.zeros((0, 2), dtype=np.float32)
     outlines = [np.asarray(c, dtype=np.int32).reshape(-1, 2) for c in contours]
-    points = np.concatenate(merge_multi_segment(outlines)) if len(outlines) > 1 else outlines[0]
+    points = merged_outline(outlines) if len(outlines) > 1 else outlines[0]
     return np.asarray(points + np.array([x0, y0]), dtype=np.float32)
 
 

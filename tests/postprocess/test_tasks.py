@@ -10,8 +10,9 @@ from ultralytics.data.augment import classify_transforms
 from ultralytics.utils import ops
 from ultralytics.utils.nms import non_max_suppression
 
+from postprocess import masks
 from postprocess.classify import classify_input, top_classes
-from postprocess.masks import decode_masks, merge_multi_segment
+from postprocess.masks import decode_masks
 from postprocess.obb import OrientedBoxes, probiou, select_obb_rows
 from postprocess.pose import decode_keypoints
 
@@ -54,16 +55,25 @@ def test_masks_and_polygons_match_ultralytics(
         np.testing.assert_allclose(ours, np.asarray(ref), atol=1e-3)
 
 
-def test_merge_multi_segment_matches_ultralytics() -> None:
+@pytest.mark.parametrize("budget", [masks.PAIR_BUDGET, 50])
+def test_merged_outline_matches_ultralytics(monkeypatch: pytest.MonkeyPatch, budget: int) -> None:
+    """Hundreds of contour sets: 2 to 40 contours of 1 to 40 points, coordinates from 0..2 (ties
+    everywhere: the first minimum must be Ultralytics') to 0..299; with a small budget, pairs are
+    compared in several batches and large pairs in blocks."""
     from ultralytics.data.converter import merge_multi_segment as ul_merge
 
+    monkeypatch.setattr(masks, "PAIR_BUDGET", budget)
     rng = np.random.default_rng(3)
-    segments = [rng.integers(0, 300, (rng.integers(3, 12), 2)).astype(np.int32) for _ in range(4)]
-    ours = merge_multi_segment([s.copy() for s in segments])
-    ref = ul_merge([s.copy() for s in segments])
-    assert len(ours) == len(ref)
-    for a, b in zip(ours, ref, strict=True):
-        np.testing.assert_array_equal(a, b)
+    for trial in range(600):
+        high = int(rng.choice([3, 10, 300]))
+        count = int(rng.integers(2, 40 if trial % 10 == 0 else 8))
+        segments = [
+            rng.integers(0, high, (int(rng.integers(1, 40)), 1, 2)).astype(np.int32) for _ in range(count)
+        ]
+        ours = masks.merged_outline([s.copy() for s in segments])
+        ref = np.concatenate(ul_merge([s.reshape(-1, 2).copy() for s in segments]))
+        assert ours.dtype == np.int32
+        np.testing.assert_array_equal(ours, ref, err_msg=f"trial {trial}")
 
 
 def test_keypoints_match_ultralytics_scale_coords() -> None:
