@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     triton_grpc_port: int = 8001
     triton_http_port: int = 8000
     triton_metrics_port: int = 8002
-    triton_timeout_s: float = Field(10.0, gt=0, description="deadline of one inference call")
+    triton_timeout_s: float = Field(
+        10.0, gt=0, description="deadline of one inference call (a video's calls run on its own deadline)"
+    )
     triton_shared_memory: Literal["auto", "off"] = Field(
         "auto", description="auto: inputs through /dev/shm when Triton's host is loopback, gRPC on failure"
     )

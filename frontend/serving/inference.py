@@ -96,23 +96,28 @@ def blank_tensor(served: ServedModel) -> NDArray[Any]:
 
 
 async def infer(
-    triton: Triton, served: ServedModel, tensor: NDArray[Any], conf: float
+    triton: Triton, served: ServedModel, tensor: NDArray[Any], conf: float, timeout_s: float | None = None
 ) -> dict[str, NDArray[Any]]:
     """Triton's outputs by name for `tensor`; with `candidates`, `output0` holds only the anchors
     that can pass `conf` in some image of the batch (what `raw_candidates` then keeps from it is
     exactly what it keeps from the full head)."""
     inputs, wanted = triton_request(served, tensor, conf)
-    outputs = await triton.infer(served.triton_name, inputs, wanted)
+    outputs = await triton.infer(served.triton_name, inputs, wanted, timeout_s)
     if served.candidates:
         outputs["output0"] = outputs.pop(CANDIDATES_OUTPUT)
     return outputs
 
 
 async def run_model(
-    engine: Engine, served: ServedModel, prep: Prepared, options: PredictOptions
+    engine: Engine,
+    served: ServedModel,
+    prep: Prepared,
+    options: PredictOptions,
+    timeout_s: float | None = None,
 ) -> dict[str, NDArray[Any]]:
-    """Triton's outputs by name for `prep.tensor` (a batch of one image or of video frames)."""
-    return await infer(engine.triton, served, prep.tensor, options.conf)
+    """Triton's outputs by name for `prep.tensor` (a batch of one image or of video frames), within
+    Triton's deadline or `timeout_s`."""
+    return await infer(engine.triton, served, prep.tensor, options.conf, timeout_s)
 
 
 def decode_and_render(

@@ -164,10 +164,13 @@ class Triton:
         return config
 
     async def infer(
-        self, name: str, inputs: dict[str, NDArray[Any]], outputs: list[str]
+        self, name: str, inputs: dict[str, NDArray[Any]], outputs: list[str], timeout_s: float | None = None
     ) -> dict[str, NDArray[Any]]:
-        """One inference with the configured deadline; the call is cancelled when it passes."""
+        """One inference with the configured deadline (or `timeout_s`: a video's batch waits in
+        Triton's queue behind the batch before it, by design, so it runs on the video's own
+        deadline); the call is cancelled when it passes."""
         start = time.monotonic()
+        deadline_s = self._timeout_s if timeout_s is None else timeout_s
         pool = self.regions
         large = [k for k, a in inputs.items() if a.nbytes >= SHM_MIN_INPUT_BYTES]
         region = None
@@ -175,10 +178,10 @@ class Triton:
             region = await pool.acquire(sum(aligned(inputs[k].nbytes) for k in large))
         if pool is None or region is None:
             record_input_transport("grpc")
-            return await self._infer(name, inputs, outputs, self._timeout_s)
+            return await self._infer(name, inputs, outputs, deadline_s)
         try:
             offsets = dict(zip(large, region.write([inputs[k] for k in large]), strict=True))
-            result = await self._infer(name, inputs, outputs, self._timeout_s, region, offsets)
+            result = await self._infer(name, inputs, outputs, deadline_s, region, offsets)
         except InferenceServerException as exc:  # only a shared-memory failure gets here (`_infer`)
             reason = exc.message() or type(exc).__name__
             pool.forget_registrations()  # e.g. Triton restarted: register again next time
@@ -193,7 +196,7 @@ class Triton:
             pool.release(region)
         log.info("shared-memory inference failed (%s); sent again over gRPC", reason)
         record_input_transport("grpc")
-        left = max(self._timeout_s - (time.monotonic() - start), CONTROL_TIMEOUT_S)
+        left = max(deadline_s - (time.monotonic() - start), CONTROL_TIMEOUT_S)
         return await self._infer(name, inputs, outputs, left)
 
     async def _infer(

@@ -125,7 +125,8 @@ async def _frames(
     async def infer(batch: Batch) -> Inferred:
         sent = time.perf_counter()
         try:
-            outputs = await run_model(engine, served, batch.stacked, call.options)
+            left = deadline - asyncio.get_running_loop().time()
+            outputs = await run_model(engine, served, batch.stacked, call.options, max(left, 0.001))
         except ServiceUnavailable:
             engine.catalog.mark_stale()
             raise

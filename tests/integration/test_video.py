@@ -31,7 +31,7 @@ from frontend.schemas import VideoFrame, VideoResponse, VideoSummary
 from tests.helpers.formats import FORMATS, bomb, encode
 from tests.helpers.models import build_busy_model
 from tests.helpers.sdk_contract import assert_matches
-from tests.helpers.stack import Stack, assert_error
+from tests.helpers.stack import Stack, assert_error, post_predict
 from tests.integration.test_tasks import compare, settled
 from trident import runtime
 
@@ -535,3 +535,29 @@ def test_every_task_answers_each_frame_as_it_answers_that_image(
         keys = {"predictions", "semantic_mask", "depth"} & alone.keys()
         assert {k: frame[k] for k in keys} == {k: alone[k] for k in keys}, image.name
         assert alone["predictions"] or "semantic_mask" in alone or "depth" in alone  # never empty
+
+
+def test_a_video_runs_on_its_own_deadline_not_one_inferences(
+    stack: Stack, task_models: dict[str, Path], short_clip: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    """A video keeps its next batch waiting in Triton's queue behind the running one, by design, so
+    its calls run on the video's deadline: with Triton's deadline (`TRIDENT_TRITON_TIMEOUT_S`) a
+    busy CPU answered a segmentation video 504 part-way through. An image keeps that deadline."""
+    clip, images = short_clip
+    slug = "video/v11/seg"
+    process, base = stack.spawn_frontend(tmp_path / "frontend.log", TRIDENT_TRITON_TIMEOUT_S="0.05")
+    try:
+        image = stack.predict(slug, images[0], conf=CONF, iou=IOU)
+        assert image.status_code == 200, image.text
+        alone = post_predict(base, stack.api_key, slug, images[0], conf=CONF, iou=IOU)
+        assert_error(
+            alone, 504, "Inference timeout", "inference did not finish within the deadline (video~v11~seg)"
+        )
+        r = post_video(base, stack.api_key, clip, slug)
+        assert r.status_code == 200, r.text
+        frames = r.json()["frames"]
+        assert [f["frame"] for f in frames] == list(range(len(images)))
+        assert frames[0]["predictions"] == image.json()["predictions"]  # the same answer, all of it
+        assert sum(len(f["predictions"]) for f in frames) >= 300
+    finally:
+        runtime.stop(process)
