@@ -60,7 +60,7 @@ class FakeTriton:
         return json_format.MessageToDict(config, preserving_proto_field_name=True)
 
     async def infer(
-        self, name: str, inputs: dict[str, NDArray[Any]], outputs: list[str]
+        self, name: str, inputs: dict[str, NDArray[Any]], outputs: list[str], timeout_s: float | None = None
     ) -> dict[str, NDArray[Any]]:
         if name not in self.loaded:
             raise ServiceUnavailable(f"model {name} is not loaded right now")
