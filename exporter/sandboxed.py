@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +25,11 @@ SANDBOX_SLUG = Slug.parse("sandbox/upload/model")
 
 
 def _report(out: Path, body: dict[str, object]) -> None:
-    (out / "report.json").write_text(json.dumps(body))
+    """Written whole, then renamed into place: the checkpoint's forked copies of this process write
+    theirs too and are killed mid-write when the exporter ends, so the worker reads one whole report."""
+    part = out / f".report.{os.getpid()}"
+    part.write_text(json.dumps(body))
+    part.replace(out / "report.json")
 
 
 def main(argv: list[str]) -> int:
@@ -54,4 +59,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    if status:  # the report is written: end now, without the interpreter's (and torch's) teardown,
+        sys.stderr.flush()  # which a checkpoint's forked copies, all ending here, would starve
+        os._exit(status)
+    raise SystemExit(status)

@@ -507,6 +507,10 @@ ATTACKS = {  # name -> (code run at unpickling, words the job's error must hold)
         "Connection refused",  # its own network namespace: a loopback with nothing on it
     ),
     "fork without end": ("import os\nwhile True: os.fork()", "Resource temporarily unavailable"),
+    "leave a process behind": (  # the job ends with the exporter, not when the sleeper would
+        "import os, time\nif os.fork() == 0:\n    time.sleep(3600)\nraise RuntimeError('LEFT ONE BEHIND')",
+        "LEFT ONE BEHIND",
+    ),
     "allocate 20 GB": ("bytearray(20 * 1024 ** 3); raise RuntimeError('ALLOCATED')", "MemoryError"),
 }
 
