@@ -11,6 +11,7 @@ many instances and however large the image.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -130,8 +131,9 @@ def _closest_in_blocks(
     return at
 
 
-def merged_outline(segments: list[NDArray[np.int32]]) -> NDArray[np.int32]:
-    """Several contours joined into one polyline at their closest points: exactly
+def merged_outline(segments: Sequence[cv2.typing.MatLike]) -> NDArray[np.int32]:
+    """Several contours (all `(k, 1, 2)` as `cv2.findContours` gives them, or all `(k, 2)`) joined
+    into one polyline at their closest points: exactly
     `np.concatenate(ultralytics.data.converter.merge_multi_segment(segments))`, computed as one
     gather instead of a Python loop per contour (a thin mask traces into a thousand pieces).
 
@@ -139,30 +141,28 @@ def merged_outline(segments: list[NDArray[np.int32]]) -> NDArray[np.int32]:
     when they meet the next one earlier), closes it, and walks: the first contour whole, each
     middle one up to where it meets the next, the last whole, then back through the middle ones'
     remaining parts."""
-    segs = [s.reshape(-1, 2) for s in segments]
-    lengths = np.array([len(s) for s in segs], dtype=np.int64)
+    lengths = np.array([len(s) for s in segments], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    points = np.concatenate(segs).astype(np.int64)
+    points = np.concatenate(segments).reshape(-1, 2).astype(np.int64)
     in_earlier, in_later = _closest_pairs(points, starts, lengths)  # pair (i, i+1): i's index, i+1's
-    last = len(segs) - 1
+    last = len(segments) - 1
     enter = np.concatenate([in_earlier[:1], in_later])  # where contour i meets i-1 (contour 0: meets 1)
     leave = np.concatenate([in_earlier, [0]])  # where a middle contour i meets i+1
-    order = np.arange(len(segs))
+    order = np.arange(len(segments))
     middle = (order > 0) & (order < last)
     flipped = middle & (enter > leave)
     shift = np.where(flipped, lengths - 1 - enter, enter)
     turn = np.abs(leave - enter)  # a middle contour's walk: 0..turn forward, turn..n on the way back
-    n = lengths
     # pieces in output order: (contour, first k, last k) of the closed, rolled contour k = 0..n
     ids = np.concatenate([np.arange(last + 1), np.arange(last - 1, 0, -1)])
     first_k = np.concatenate([np.zeros(last + 1, dtype=np.int64), turn[last - 1 : 0 : -1]])
-    last_k = np.concatenate([np.where(middle, turn, n), n[last - 1 : 0 : -1]])
+    last_k = np.concatenate([np.where(middle, turn, lengths), lengths[last - 1 : 0 : -1]])
     count = last_k - first_k + 1
     piece = np.repeat(np.arange(len(ids)), count)
     k = first_k[piece] + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
     seg = ids[piece]
-    j = (k + shift[seg]) % n[seg]
-    j = np.where(flipped[seg], n[seg] - 1 - j, j)
+    j = (k + shift[seg]) % lengths[seg]
+    j = np.where(flipped[seg], lengths[seg] - 1 - j, j)
     merged: NDArray[np.int32] = points[starts[seg] + j].astype(np.int32)
     return merged
 
@@ -172,8 +172,7 @@ def polygon(window: NDArray[np.uint8], x0: int, y0: int) -> NDArray[np.float32]:
     contours, _ = cv2.findContours(window, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return np.zeros((0, 2), dtype=np.float32)
-    outlines = [np.asarray(c, dtype=np.int32).reshape(-1, 2) for c in contours]
-    points = merged_outline(outlines) if len(outlines) > 1 else outlines[0]
+    points = merged_outline(contours) if len(contours) > 1 else contours[0].reshape(-1, 2)
     return np.asarray(points + np.array([x0, y0]), dtype=np.float32)
 
 
