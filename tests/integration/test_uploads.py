@@ -32,17 +32,12 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 from ultralytics_platform import APIError, Platform
 from ultralytics_platform.types import (
     AccountSummaryResponse,
     ExportsRetrieveResponseExport,
-    ModelsCreateResponse,
     ModelsFilesResponse,
-    ProjectsCreateResponse,
     ProjectsRetrieveResponse,
-    UploadCompleteResponse,
-    UploadSignedUrlResponse,
 )
 
 from store.keys import KeyStore
@@ -50,6 +45,7 @@ from store.uploads import UploadStore
 from tests.helpers.postgres import Postgres
 from tests.helpers.sdk_contract import assert_matches
 from tests.helpers.stack import Stack, free_port
+from tests.helpers.uploads import crafted, new_model, put, signed, upload, wait_export
 from tests.integration.test_ul_cli import own_settings
 from trident import runtime
 
@@ -245,34 +241,6 @@ def test_a_version_a_deployment_serves_cannot_be_removed_until_the_deployment_go
 # --- the SDK's resources and errors
 
 
-def put(url: str, body: bytes) -> httpx.Response:
-    return httpx.put(url, content=body, headers={"Content-Type": "application/octet-stream"}, timeout=30)
-
-
-def new_model(client: Platform, project: str, name: str, task: str = "detect") -> Any:
-    try:
-        client.projects.retrieve(USER, project)
-    except APIError:
-        made: Any = client.projects.create(owner=USER, project=project, name=project, visibility="private")
-        assert_matches(made, ProjectsCreateResponse)
-    created: Any = client.models.create(body={"owner": USER, "project": project, "model": name, "task": task})
-    assert_matches(created, ModelsCreateResponse)
-    return created
-
-
-def signed(client: Platform, model_id: str, size: int, filename: str = "best.pt") -> Any:
-    body = {
-        "assetType": "models",
-        "assetId": model_id,
-        "filename": filename,
-        "contentType": "application/octet-stream",
-        "totalBytes": size,
-    }
-    answer: Any = client.upload.signed_url(body=body)
-    assert_matches(answer, UploadSignedUrlResponse)
-    return answer
-
-
 def left_behind(uploads: Uploads) -> dict[str, list[str]]:
     """What staging, the checkpoints and the repository hold (files, relative)."""
     folders = {
@@ -284,16 +252,6 @@ def left_behind(uploads: Uploads) -> dict[str, list[str]]:
         name: sorted(str(p.relative_to(f)) for p in f.rglob("*") if p.is_file()) if f.is_dir() else []
         for name, f in folders.items()
     }
-
-
-def wait_export(client: Platform, slug: str, timeout_s: float = 180) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        exports: Any = client.exports.list(*slug.split("/"))
-        if exports["exports"] and exports["exports"][0]["status"] in ("completed", "failed", "cancelled"):
-            return exports["exports"][0]
-        time.sleep(0.5)
-    raise AssertionError(f"the export of {slug} did not end in {timeout_s} s")
 
 
 def test_account_summary_and_projects_answer_in_the_sdks_shapes(uploads: Uploads) -> None:
@@ -407,23 +365,6 @@ def zip_not_checkpoint(path: Path) -> Path:
     return path
 
 
-def upload(client: Platform, project: str, name: str, weights: Path) -> str:
-    """`weights` uploaded as a new model (its export queued); the model's slug."""
-    model = new_model(client, project, name)
-    data = weights.read_bytes()
-    session = signed(client, model["id"], len(data))
-    assert put(session["uploadUrl"], data).status_code == 200
-    done: Any = client.upload.complete(session_id=session["sessionId"], checksum=f"sha256:{_sha256(data)}")
-    assert_matches(done, UploadCompleteResponse)
-    return f"{USER}/{project}/{model['model']}"
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
-
-
 def test_a_zip_that_is_no_checkpoint_fails_its_export_with_the_reason(
     uploads: Uploads, tmp_path: Path
 ) -> None:
@@ -447,21 +388,6 @@ def test_a_zip_that_is_no_checkpoint_fails_its_export_with_the_reason(
 
 
 # --- the sandbox
-
-
-class Payload:
-    """Pickled as a call of `exec(code)`: loading the checkpoint runs `code`."""
-
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (exec, (self.code,))
-
-
-def crafted(path: Path, code: str) -> Path:
-    torch.save({"model": Payload(code), "train_args": {}}, path)
-    return path
 
 
 @dataclass
