@@ -35,6 +35,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ from exporter.errors import ExportError
 from exporter.parity import Reference
 from exporter.raw_parity import RawParity
 
-__all__ = ["Limits", "SandboxOutput", "export_in_sandbox", "sandbox_argv"]
+__all__ = ["Limits", "SandboxOutput", "export_in_sandbox", "sandbox_argv", "sandbox_problem"]
 
 PROJECT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "exporter", "pipeline", "postprocess")  # what the exporter imports of ours
@@ -126,6 +127,28 @@ def sandbox_argv(scratch: Path, limits: Limits, inner: list[str]) -> list[str]:
         argv += ["setpriv", f"--reuid={limits.uid}", f"--regid={limits.uid}", "--clear-groups"]
         argv += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
     return argv + inner
+
+
+def _python() -> str:
+    """The virtualenv's interpreter at its real path (the path the sandbox mounts)."""
+    return str(Path(sys.prefix).resolve() / "bin" / "python")
+
+
+def sandbox_problem(limits: Limits, timeout_s: float = 60) -> str | None:
+    """Why no sandbox opens here, or None when one does: a Python that does nothing, run under the
+    same `bwrap` command line as an export. A container without what bubblewrap needs (an unmasked
+    `/proc`, user namespaces) says so before any upload comes (`trident worker --check`)."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed"
+    with tempfile.TemporaryDirectory(prefix="trident-sandbox-check-") as scratch:
+        Path(scratch).chmod(0o755)  # the sandbox's own uid changes into it
+        argv = sandbox_argv(Path(scratch), limits, [_python(), "-c", "pass"])
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            return f"a sandbox did not open within {timeout_s:g} s"
+    said = (done.stderr + done.stdout).decode(errors="replace").strip()
+    return None if done.returncode == 0 else said[-500:] or f"bwrap exited with status {done.returncode}"
 
 
 CGROUPS = Path("/sys/fs/cgroup")
@@ -267,8 +290,7 @@ def export_in_sandbox(
     if os.geteuid() == 0:
         for path in (scratch, *scratch.rglob("*")):
             os.chown(path, limits.uid, limits.uid)
-    python = str(Path(sys.prefix).resolve() / "bin" / "python")  # the virtualenv's, at its real path
-    inner = [python, "-m", "exporter.sandboxed", f"{INSIDE}/in/model.pt", f"{INSIDE}/out"]
+    inner = [_python(), "-m", "exporter.sandboxed", f"{INSIDE}/in/model.pt", f"{INSIDE}/out"]
     if nms is not None:
         inner.append(f"--nms={'true' if nms else 'false'}")
     cgroup = Cgroup.create(f"trident-sandbox-{scratch.parent.name}", limits.memory_bytes, limits.processes)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core.settings import Settings, unknown_env
 from pipeline.contract import IMGSZ_BOUNDS, PredictOptions
@@ -186,14 +187,28 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    check: Annotated[
+        bool,
+        typer.Option(help="only check that a sandbox opens here: exit 0, or 1 saying why (a health check)"),
+    ] = False,
+) -> None:
     """Run the export jobs that uploads queue (each checkpoint opened only in the bubblewrap sandbox)
     until Ctrl-C or SIGTERM; several workers may share one database."""
+    from exporter.sandbox import sandbox_problem
     from store.keys import KeyStore
     from store.uploads import UploadStore
-    from trident.worker import Worker
+    from trident.worker import Worker, limits
 
     settings = _server_settings()
+    problem = sandbox_problem(limits(settings))
+    if check:
+        if problem:
+            raise _fail(f"no sandbox opens here: {escape(problem)}")
+        console.print("a sandbox opens here")
+        return
+    if problem:  # jobs will fail with this reason; say it now, not at the first upload
+        console.print(f"[yellow]trident worker: no sandbox opens here, so exports fail: {escape(problem)}[/]")
     stop = Stop().install()
     store = UploadStore(KeyStore(settings.key_store_url).engine)
     console.print("trident worker: waiting for export jobs")
@@ -352,7 +367,7 @@ def keys_create(
     ] = "free",
     scope: Annotated[
         list[str] | None,
-        typer.Option(help="predict (the default), deployments or admin; repeat for several"),
+        typer.Option(help="predict (the default), deployments, admin, streams or export; repeat for several"),
     ] = None,
     name: Annotated[str, typer.Option(help="a label shown by `keys list` and GET /api/api-keys")] = "",
     expires_in: Annotated[

@@ -65,7 +65,8 @@ CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prome
     "nginx": """CMD ["nginx", "-g", "daemon off;"]
 """,
 }
-UP = ("proxy", "frontend", "triton-cpu", "redis", "prometheus")  # Grafana's image cannot be had here
+# Grafana's image cannot be had here
+UP = ("proxy", "frontend", "triton-cpu", "redis", "prometheus", "worker")
 CONTAINER_RUNTIME = "/opt/trident/triton-runtime"  # TRIDENT_TRITON_RUNTIME_DIR in the images
 TINY = ROOT / "tests" / "fixtures" / "tiny.png"
 
@@ -164,6 +165,7 @@ class Compose:
                 "triton-cpu": {"image": images.triton},
                 "frontend": {"image": images.frontend, "scale": 2},  # every command knows both replicas
                 "exporter": {"image": images.exporter},
+                "worker": {"image": images.exporter},
                 "redis": {"image": images.redis},
                 "prometheus": {"image": images.prometheus},
                 "proxy": {"image": images.nginx},

@@ -14,18 +14,22 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ultralytics_platform import Platform
 
 from tests.containers.conftest import TINY, UP, Compose, Engine, Images, until_200
 from tests.helpers.podman import ROOT, Builder, logs
 from tests.helpers.stack import Stack, in_one_minute, post_predict
+from tests.helpers.uploads import crafted, upload, wait_export
 
 SLUG = "test/coco/yolo11n"
 pytestmark = pytest.mark.timeout(1800)  # the first test builds the images: minutes without the cache
 
 
-def create_key(compose: Compose, user: str, plan: str) -> str:
+def create_key(compose: Compose, user: str, plan: str, *scopes: str) -> str:
     """`compose exec frontend trident keys create`: the key is the last line it prints."""
-    out = compose.run("exec", "-T", "frontend", "trident", "keys", "create", "--user", user, "--plan", plan)
+    command = ["trident", "keys", "create", "--user", user, "--plan", plan]
+    command += [arg for scope in scopes for arg in ("--scope", scope)]
+    out = compose.run("exec", "-T", "frontend", *command)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -150,6 +154,55 @@ def test_the_exporter_image_exports_and_the_running_frontend_serves_it(
     assert {c["Id"]: c["StartedAt"] for c in compose.containers("frontend")} == started
 
 
+def test_weights_uploaded_through_the_proxy_are_exported_by_the_worker_in_its_sandbox(
+    compose: Compose, images: Images, yolo11n_pt: Path, bus: Path, tmp_path: Path
+) -> None:
+    """The worker service: weights uploaded through the proxy with the SDK (the calls `ul cloud
+    predict model=best.pt` makes) are exported in the worker container's bubblewrap sandbox and
+    served with the boxes of the stack's own export of the same checkpoint. A checkpoint that
+    reads the key store as it is unpickled fails its job: the key store is not in the sandbox,
+    though the worker beside it reads it (so the path is right and the sandbox is what hid it).
+    Each sandbox's processes are gone after its job, none left to the container's pid 1. The
+    service is healthy (`trident worker --check`), and the same image in an engine's default
+    confinement is not, with bubblewrap's reason: the service's `systempaths=unconfined` is needed."""
+    key = create_key(compose, "erin", "pro", "predict", "export")
+    with Platform(api_key=key, base_url=compose.url, max_retries=0) as client:
+        slug = upload(client, "uploads", "best", yolo11n_pt)
+        job = wait_export(client, slug, timeout_s=600)
+        assert job["status"] == "completed", f"{job}\n{compose.logs()}"
+        until_200(lambda: post_predict(compose.url, key, slug, bus), 120, compose.logs)
+        ours, theirs = (
+            post_predict(compose.url, key, s, bus, conf=0.02).json()["predictions"] for s in (slug, SLUG)
+        )
+        assert len(theirs) == 300 and ours == theirs
+
+        code = "open('/data/trident.db', 'rb').read(); raise RuntimeError('READ THE KEY STORE')"
+        failed = wait_export(
+            client, upload(client, "uploads", "evil", crafted(tmp_path / "evil.pt", code)), 300
+        )
+    assert failed["status"] == "failed" and "No such file" in failed["error"]["message"], failed
+    assert "READ THE KEY STORE" not in failed["error"]["message"]
+    worker = compose.ids("worker")[0]
+    healthy = subprocess.run(
+        ["podman", "healthcheck", "run", worker], env=compose.engine.env, capture_output=True
+    )
+    assert healthy.returncode == 0, healthy  # `trident worker --check` in the service's confinement
+    # the same image in an engine's default confinement (its /proc masked): unhealthy, saying why
+    refused = subprocess.run(
+        ["podman", "run", "--rm", images.exporter, "worker", "--check"],
+        env=compose.engine.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 1 and "Can't mount proc" in refused.stderr, refused
+    left = compose.engine.podman("top", worker, "hpid", "args")
+    assert "[bwrap]" not in left and "?" not in left.split(), left  # no sandbox left a zombie
+    compose.exec(
+        "worker", "python", "-c", "assert open('/data/trident.db', 'rb').read(16) == b'SQLite format 3\\0'"
+    )
+
+
 def test_keys_survive_down_and_up_and_the_minute_limit_holds_across_replicas(
     compose: Compose, bus: Path
 ) -> None:
@@ -224,7 +277,9 @@ def test_every_container_runs_as_non_root_and_prometheus_scrapes_every_target(co
     running = [c for c in compose.containers() if c["State"] == "running"]
     assert {str(c["Labels"]["com.docker.compose.service"]) for c in running} == set(UP)  # type: ignore[index]
     for container in running:  # every process, read from the host's /proc (the images have no ps)
-        pids = compose.engine.podman("top", str(container["Id"]), "hpid").split()[1:]
+        top = compose.engine.podman("top", str(container["Id"]), "hpid", "args")
+        pids = [line.split()[0] for line in top.splitlines()[1:]]
+        assert all(pid.isdigit() for pid in pids), (container["Names"], top)
         uids = [Path(f"/proc/{pid}/status").read_text().split("\nUid:")[1].split()[:2] for pid in pids]
         assert uids and all("0" not in ids for ids in uids), (container["Names"], uids)
     probe = "import importlib.util as u; print([m for m in ('torch', 'ultralytics') if u.find_spec(m)])"
