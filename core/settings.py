@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     export_memory_bytes: int = Field(8192 * MB, ge=MB, description="sandboxed export: address space")
     export_cpu_s: int = Field(1800, ge=1, description="sandboxed export: CPU seconds")
     export_processes: int = Field(256, ge=8, description="sandboxed export: processes of its uid")
+    export_cpus: float = Field(
+        2.0, gt=0, description="sandboxed export: cores it may use at once (a CPU quota on its cgroup)"
+    )
     export_sandbox_uid: int = Field(
         64999, ge=1, description="the sandbox's own uid (no other process should run as it)"
     )

@@ -15,8 +15,10 @@ under `bwrap`:
 - limits (`prlimit`): address space, CPU seconds, processes, file size, open files per process;
   where the cgroup file system is writable (root, cgroup v1 or v2) also a cgroup of its own below
   this process's, limiting the memory and tasks of the whole sandbox together (a fork bomb of
-  processes that each stay under their own limit still fits in it) and through which every process
-  left is killed at the end; and a wall time after which the whole sandbox is killed.
+  processes that each stay under their own limit still fits in it) and the cores it may use at
+  once (a CPU quota: a checkpoint that keeps every core busy until its wall time leaves the rest of
+  the machine to serving), through which every process left is killed at the end; and a wall time
+  after which the whole sandbox is killed.
 
 What comes back is untrusted too: a JSON report (size-limited, typed) and one ONNX file, read
 without following links, refused if it points at external data. The worker then runs the parity
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -48,6 +51,8 @@ from exporter.parity import Reference
 from exporter.raw_parity import RawParity
 
 __all__ = ["Limits", "SandboxOutput", "export_in_sandbox", "sandbox_argv", "sandbox_problem"]
+
+log = logging.getLogger(__name__)
 
 PROJECT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "exporter", "pipeline", "postprocess")  # what the exporter imports of ours
@@ -73,6 +78,7 @@ class Limits:
     processes: int  # of the sandbox's uid
     timeout_s: float  # wall time of the whole run
     file_bytes: int  # largest file it may write
+    cpus: float  # cores the whole sandbox may use at once (a CPU quota, with its cgroup)
     uid: int = 64999  # its own: no other process runs as it
 
 
@@ -152,6 +158,7 @@ def sandbox_problem(limits: Limits, timeout_s: float = 60) -> str | None:
 
 
 CGROUPS = Path("/sys/fs/cgroup")
+CPU_PERIOD_US = 100_000  # the quota's period: `cpus` of it may be used in each
 
 
 def _own_cgroups() -> dict[str, str]:
@@ -182,32 +189,47 @@ class Cgroup:
         self.dirs = dirs
 
     @classmethod
-    def create(cls, name: str, memory_bytes: int, processes: int) -> Cgroup | None:
-        """None where cgroups cannot be made here (the per-process limits then stand alone)."""
+    def create(cls, name: str, limits: Limits) -> Cgroup | None:
+        """None where cgroups cannot be made here (the per-process limits then stand alone). The
+        CPU quota is made where the `cpu` controller can be had, and is not a reason to give up
+        the memory and task limits where it cannot."""
         made: list[Path] = []
+        groups: list[tuple[Path, dict[str, int | str], bool]]  # folder, values, required
+        quota = int(limits.cpus * CPU_PERIOD_US)
         try:
             own = _own_cgroups()
             if (CGROUPS / "cgroup.controllers").exists():  # v2: one tree
-                limits = [
-                    (
-                        CGROUPS / own[""].lstrip("/") / name,
-                        {"memory.max": memory_bytes, "pids.max": processes},
-                    )
+                folder = CGROUPS / own[""].lstrip("/") / name
+                groups = [
+                    (folder, {"memory.max": limits.memory_bytes, "pids.max": limits.processes}, True),
+                    (folder, {"cpu.max": f"{quota} {CPU_PERIOD_US}"}, False),
                 ]
             else:
-                limits = [
+                groups = [
                     (
                         CGROUPS / "memory" / own["memory"].lstrip("/") / name,
-                        {"memory.limit_in_bytes": memory_bytes},
+                        {"memory.limit_in_bytes": limits.memory_bytes},
+                        True,
                     ),
-                    (CGROUPS / "pids" / own["pids"].lstrip("/") / name, {"pids.max": processes}),
+                    (CGROUPS / "pids" / own["pids"].lstrip("/") / name, {"pids.max": limits.processes}, True),
+                    (
+                        CGROUPS / "cpu" / own.get("cpu", "/").lstrip("/") / name,
+                        {"cpu.cfs_period_us": CPU_PERIOD_US, "cpu.cfs_quota_us": quota},
+                        False,
+                    ),
                 ]
-            for folder, values in limits:
-                _remove_stale(folder.parent)
-                folder.mkdir()
-                made.append(folder)
-                for file, value in values.items():
-                    (folder / file).write_text(str(value))
+            for folder, values, required in groups:
+                try:
+                    if folder not in made:
+                        _remove_stale(folder.parent)
+                        folder.mkdir()
+                        made.append(folder)
+                    for file, value in values.items():
+                        (folder / file).write_text(str(value))
+                except OSError:
+                    if required:
+                        raise
+                    log.warning("the sandbox gets no CPU quota here: no writable cpu controller")
         except (OSError, KeyError, ValueError):
             cls(made).close()
             return None
@@ -293,12 +315,12 @@ def export_in_sandbox(
     inner = [_python(), "-m", "exporter.sandboxed", f"{INSIDE}/in/model.pt", f"{INSIDE}/out"]
     if nms is not None:
         inner.append(f"--nms={'true' if nms else 'false'}")
-    cgroup = Cgroup.create(f"trident-sandbox-{scratch.parent.name}", limits.memory_bytes, limits.processes)
+    cgroup = Cgroup.create(f"trident-sandbox-{scratch.parent.name}", limits)
     argv = sandbox_argv(scratch, limits, inner)
-    log = scratch.parent / "sandbox.log"  # its output, outside its reach (and under its file-size limit)
+    sandbox_log = scratch.parent / "sandbox.log"  # its output, outside its reach (under its file limit)
     try:
         with (
-            log.open("wb") as out,
+            sandbox_log.open("wb") as out,
             subprocess.Popen(
                 argv,
                 stdout=out,
@@ -317,8 +339,8 @@ def export_in_sandbox(
     finally:
         if cgroup is not None:
             cgroup.close()
-    with log.open("rb") as f:
-        f.seek(max(0, log.stat().st_size - 4096))
+    with sandbox_log.open("rb") as f:
+        f.seek(max(0, sandbox_log.stat().st_size - 4096))
         tail = f.read().decode(errors="replace").strip().splitlines()[-1:]
     code = process.returncode
     report = _read_report(scratch)

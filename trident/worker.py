@@ -40,6 +40,7 @@ def limits(settings: Settings) -> Limits:
         memory_bytes=settings.export_memory_bytes,
         cpu_s=settings.export_cpu_s,
         processes=settings.export_processes,
+        cpus=settings.export_cpus,
         timeout_s=settings.export_timeout_s,
         file_bytes=4 * settings.upload_max_bytes + (1 << 30),  # the ONNX, ONNX Runtime's copies
         uid=settings.export_sandbox_uid,
