@@ -185,6 +185,7 @@ class Compose:
             "PROXY_ADDRESS": self.proxy_address,
             "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(8),  # required by the file; Grafana is not started
             "TRIDENT_WORKERS": "2",
+            "TRIDENT_API_FORMAT": "platform",  # as SDK and `ul` users run it; seed answers are asked for
         }
 
     @property

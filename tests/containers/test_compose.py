@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -19,7 +20,7 @@ from ultralytics_platform import Platform
 from tests.containers.conftest import TINY, UP, Compose, Engine, Images, until_200
 from tests.helpers.podman import ROOT, Builder, logs
 from tests.helpers.stack import Stack, in_one_minute, post_predict
-from tests.helpers.uploads import crafted, upload, wait_export
+from tests.helpers.uploads import crafted, predict, ul, upload, wait_export
 
 SLUG = "test/coco/yolo11n"
 pytestmark = pytest.mark.timeout(1800)  # the first test builds the images: minutes without the cache
@@ -54,7 +55,7 @@ def answers(base_url: str, key: str, slug: str, images: list[Path]) -> list[dict
     """Each image's predict answer minus its timings."""
     out = []
     for image in images:
-        r = post_predict(base_url, key, slug, image)
+        r = post_predict(base_url, key, slug, image, answer_format="seed")
         assert r.status_code == 200, r.text
         out.append({k: v for k, v in r.json().items() if k != "speed"})
     return out
@@ -150,30 +151,32 @@ def test_the_exporter_image_exports_and_the_running_frontend_serves_it(
     assert compose.containers("exporter") == []  # --rm
     key = create_key(compose, "carol", "pro")
     until_200(lambda: post_predict(compose.url, key, "acme/parking/yolo11n", bus), 120)
-    assert len(post_predict(compose.url, key, "acme/parking/yolo11n", bus).json()["predictions"]) > 0
+    answer = post_predict(compose.url, key, "acme/parking/yolo11n", bus, answer_format="seed").json()
+    assert len(answer["predictions"]) > 0
     assert {c["Id"]: c["StartedAt"] for c in compose.containers("frontend")} == started
 
 
-def test_weights_uploaded_through_the_proxy_are_exported_by_the_worker_in_its_sandbox(
+def test_ul_cloud_predict_through_the_proxy_exports_in_the_worker_sandbox(
     compose: Compose, images: Images, yolo11n_pt: Path, bus: Path, tmp_path: Path
 ) -> None:
-    """The worker service: weights uploaded through the proxy with the SDK (the calls `ul cloud
-    predict model=best.pt` makes) are exported in the worker container's bubblewrap sandbox and
-    served with the boxes of the stack's own export of the same checkpoint. A checkpoint that
-    reads the key store as it is unpickled fails its job: the key store is not in the sandbox,
-    though the worker beside it reads it (so the path is right and the sandbox is what hid it).
-    Each sandbox's processes are gone after its job, none left to the container's pid 1. The
-    service is healthy (`trident worker --check`), and the same image in an engine's default
-    confinement is not, with bubblewrap's reason: the service's `systempaths=unconfined` is needed."""
+    """The worker service: `ul cloud predict model=best.pt source=bus.jpg`, the SDK's own CLI,
+    through the proxy of a stack answering the Platform's contract (`TRIDENT_API_FORMAT=platform`):
+    it uploads the weights, the worker container exports them in its bubblewrap sandbox, and `ul`
+    predicts and saves the results; the model then answers with the boxes of the stack's own export
+    of the same checkpoint. A checkpoint that reads the key store as it is unpickled fails its job:
+    the key store is not in the sandbox, though the worker beside it reads it (so the path is right
+    and the sandbox is what hid it). Each sandbox's processes are gone after its job, none left to
+    the container's pid 1. The service is healthy (`trident worker --check`), and the same image in
+    an engine's default confinement is not, with bubblewrap's reason: `systempaths=unconfined` is
+    needed."""
     key = create_key(compose, "erin", "pro", "predict", "export")
+    best = tmp_path / "best.pt"
+    best.write_bytes(yolo11n_pt.read_bytes())
+    output = ul(compose.url, key, tmp_path, "predict", f"model={best}", f"source={bus}")
+    model = re.search(r"Model: ul://(\S+)", output)
+    assert model and re.search(r"Results saved to .*runs", output), f"{output[-2000:]}\n{compose.logs()}"
     with Platform(api_key=key, base_url=compose.url, max_retries=0) as client:
-        slug = upload(client, "uploads", "best", yolo11n_pt)
-        job = wait_export(client, slug, timeout_s=600)
-        assert job["status"] == "completed", f"{job}\n{compose.logs()}"
-        until_200(lambda: post_predict(compose.url, key, slug, bus), 120, compose.logs)
-        ours, theirs = (
-            post_predict(compose.url, key, s, bus, conf=0.02).json()["predictions"] for s in (slug, SLUG)
-        )
+        ours, theirs = (predict(client, slug, bus, conf=0.02) for slug in (model[1], SLUG))
         assert len(theirs) == 300 and ours == theirs
 
         code = "open('/data/trident.db', 'rb').read(); raise RuntimeError('READ THE KEY STORE')"

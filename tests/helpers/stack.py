@@ -101,11 +101,15 @@ def in_one_minute(attempt: Callable[[int], T], shared_window: bool = False) -> T
     raise AssertionError("three attempts in a row each saw a minute end")
 
 
-def post_predict(base_url: str, key: str, slug: str, image: Path, **params: object) -> httpx.Response:
-    """`image` uploaded to `slug`'s predict with `key`, the form fields `params`."""
+def post_predict(
+    base_url: str, key: str, slug: str, image: Path, answer_format: str | None = None, **params: object
+) -> httpx.Response:
+    """`image` uploaded to `slug`'s predict with `key`, the form fields `params`; the answer in
+    `answer_format` (`?format=`) where the server's default is not the one wanted."""
     with image.open("rb") as f:
         return httpx.post(
             f"{base_url}/api/models/{slug}/predict",
+            params={"format": answer_format} if answer_format else None,
             headers={"Authorization": f"Bearer {key}"},
             files={"file": (image.name, f)},
             data={k: str(v) for k, v in params.items()},

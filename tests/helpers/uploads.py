@@ -1,11 +1,16 @@
 """Weights through the API as a user's client sends them: a model made with the SDK, a signed
-upload URL, the PUT, `upload.complete`, then the export job polled until it ends. Shared by the
-local stack's upload tests and the container stack's worker check; the owner is the key's user
-(`account.summary`), so each caller's key decides it."""
+upload URL, the PUT, `upload.complete`, then the export job polled until it ends; and the SDK's
+own CLI, `ul cloud ...`, run as a user runs it. Shared by the local stack's tests and the
+container stack's; the owner is the key's user (`account.summary`), so each caller's key decides it."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,56 @@ from ultralytics_platform.types import (
 )
 
 from tests.helpers.sdk_contract import assert_matches
+
+UL = Path(sys.executable).parent / "ul"  # ultralytics-platform's console script, beside this Python
+
+
+def own_settings(cwd: Path, runs_dir: Path) -> Path:
+    """A YOLO_CONFIG_DIR whose settings save runs under `runs_dir`. (Fresh settings would put them
+    in the git checkout that holds this virtualenv: Ultralytics roots `runs_dir` at its own repo.)"""
+    from ultralytics.utils import SETTINGS
+
+    folder = cwd / "config"
+    (folder / "Ultralytics").mkdir(parents=True, exist_ok=True)
+    settings = {**SETTINGS, "runs_dir": str(runs_dir), "sync": False, "api_key": ""}
+    (folder / "Ultralytics" / "settings.json").write_text(json.dumps(settings, indent=2))
+    return folder
+
+
+def ul_env(platform_url: str, key: str, cwd: Path) -> dict[str, str]:
+    """`ul`'s environment: this server and key, its own settings, none of pytest's variables
+    (Ultralytics saves into its own test folder when it sees pytest)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ULTRALYTICS_", "YOLO_"))}
+    return env | {
+        "ULTRALYTICS_PLATFORM_URL": platform_url,
+        "ULTRALYTICS_API_KEY": key,
+        "YOLO_CONFIG_DIR": str(own_settings(cwd, runs_dir=cwd / "runs")),
+        "YOLO_OFFLINE": "1",
+    }
+
+
+def ul(platform_url: str, key: str, cwd: Path, *args: str) -> str:
+    """`ul cloud <args>` in `cwd`; its output, colours removed (it must succeed)."""
+    run = subprocess.run(
+        [str(UL), "cloud", *args],
+        cwd=cwd,
+        env=ul_env(platform_url, key, cwd),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
+    assert run.returncode == 0, output[-3000:]
+    return output
+
+
+def predict(client: Platform, slug: str, image: Path, **options: Any) -> list[dict[str, Any]]:
+    """The Platform answer's results for `image` (the SDK's `models.predict`, unnormalised boxes)."""
+    with image.open("rb") as f:
+        answer: Any = client.models.predict(*slug.split("/"), body={"file": f, "normalize": False, **options})
+    results: list[dict[str, Any]] = answer["images"][0]["results"]
+    return results
 
 
 def put(url: str, body: bytes) -> httpx.Response:

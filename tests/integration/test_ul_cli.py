@@ -10,10 +10,8 @@ without pytest's environment (Ultralytics saves into its own test folder when it
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,10 @@ from ultralytics_platform.types import ModelsPredictResponse
 
 from tests.helpers.sdk_contract import assert_matches
 from tests.helpers.stack import Stack
+from tests.helpers.uploads import UL, ul_env
 from tests.integration.test_platform_sdk import MODELS, export_models
 
 pytestmark = pytest.mark.integration
-UL = Path(sys.executable).parent / "ul"
 
 
 @pytest.fixture(scope="module")
@@ -37,30 +35,12 @@ def models(stack: Stack, model_dir: Path) -> dict[str, str]:
     return export_models(stack, model_dir)
 
 
-def own_settings(cwd: Path, runs_dir: Path) -> Path:
-    """A YOLO_CONFIG_DIR whose settings save runs under `runs_dir`. (Fresh settings would put them
-    in the git checkout that holds this virtualenv: Ultralytics roots `runs_dir` at its own repo.)"""
-    from ultralytics.utils import SETTINGS
-
-    folder = cwd / "config"
-    (folder / "Ultralytics").mkdir(parents=True, exist_ok=True)
-    settings = {**SETTINGS, "runs_dir": str(runs_dir), "sync": False, "api_key": ""}
-    (folder / "Ultralytics" / "settings.json").write_text(json.dumps(settings, indent=2))
-    return folder
-
-
 def ul_cloud_predict(
     platform_url: str, key: str, slug: str, source: Path, cwd: Path
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     """Run `ul cloud predict model=ul://<slug> source=<source>` in `cwd`; returns the run and the
     folder it says it saved to."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ULTRALYTICS_", "YOLO_"))}
-    env |= {
-        "ULTRALYTICS_PLATFORM_URL": platform_url,
-        "ULTRALYTICS_API_KEY": key,
-        "YOLO_CONFIG_DIR": str(own_settings(cwd, runs_dir=cwd / "runs")),
-        "YOLO_OFFLINE": "1",
-    }
+    env = ul_env(platform_url, key, cwd)
     assert UL.is_file(), f"{UL} is not installed (ultralytics-platform's console script)"
     run = subprocess.run(
         [str(UL), "cloud", "predict", f"model=ul://{slug}", f"source={source}"],

@@ -13,7 +13,6 @@ checkpoints fail inside the sandbox within seconds.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -45,12 +44,11 @@ from store.uploads import UploadStore
 from tests.helpers.postgres import Postgres
 from tests.helpers.sdk_contract import assert_matches
 from tests.helpers.stack import Stack, free_port
-from tests.helpers.uploads import crafted, new_model, put, signed, upload, wait_export
-from tests.integration.test_ul_cli import own_settings
+from tests.helpers.uploads import crafted, new_model, predict, put, signed, upload, wait_export
+from tests.helpers.uploads import ul as run_ul
 from trident import runtime
 
 pytestmark = pytest.mark.integration
-UL = Path(sys.executable).parent / "ul"
 USER = "uploader"
 TRIDENT_EXTRAS = ("progress", "parity")  # Trident's own keys on an export, beside the SDK's
 
@@ -103,26 +101,7 @@ def uploads(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def ul(uploads: Uploads, cwd: Path, *args: str) -> str:
     """`ul cloud <args>` in `cwd` with the uploader's key; its output (it must succeed)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ULTRALYTICS_", "YOLO_"))}
-    env |= {
-        "ULTRALYTICS_PLATFORM_URL": uploads.base,
-        "ULTRALYTICS_API_KEY": uploads.key,
-        "YOLO_CONFIG_DIR": str(own_settings(cwd, runs_dir=cwd / "runs")),
-        "YOLO_OFFLINE": "1",
-    }
-    run = subprocess.run(
-        [str(UL), "cloud", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
-    assert run.returncode == 0, output[-3000:]
-    return output
-
-
-def predict(client: Platform, slug: str, image: Path, **options: Any) -> list[dict[str, Any]]:
-    with image.open("rb") as f:
-        answer: Any = client.models.predict(*slug.split("/"), body={"file": f, "normalize": False, **options})
-    results: list[dict[str, Any]] = answer["images"][0]["results"]
-    return results
+    return run_ul(uploads.base, uploads.key, cwd, *args)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 The compose stack's worker container needs an unmasked `/proc` for bubblewrap; without it every
 export fails. The check runs the export's own `bwrap` command line on a Python that does nothing,
 so a container set up wrongly is unhealthy before any upload comes (the container case itself:
-`tests/containers/test_compose.py::test_weights_uploaded_through_the_proxy_are_exported_by_the_worker_in_its_sandbox`).
+`tests/containers/test_compose.py::test_ul_cloud_predict_through_the_proxy_exports_in_the_worker_sandbox`).
 """
 
 from __future__ import annotations
