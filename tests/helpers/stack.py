@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -48,6 +49,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_outside_ephemeral_range() -> int:
+    """A free port below the kernel's ephemeral range, for a server that starts (or starts again)
+    while clients already try to reach it. A port from that range can meanwhile become the source
+    port of some connection, even of a client's own retry connecting to itself (TCP's simultaneous
+    open), and the server then cannot bind it: CI once saw `redis-server` fail so."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:

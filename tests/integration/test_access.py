@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.helpers.aio import run as arun
-from tests.helpers.stack import Stack, free_port, in_one_minute, start_redis
+from tests.helpers.stack import Stack, free_port, in_one_minute, port_outside_ephemeral_range, start_redis
 from trident import runtime
 
 pytestmark = pytest.mark.integration
@@ -139,7 +139,7 @@ def test_negative_control_in_memory_counters_over_admit_across_workers(stack: St
 
 
 def test_redis_down_fails_closed_with_503_then_recovers(stack: Stack, tmp_path: Path) -> None:
-    port = free_port()
+    port = port_outside_ephemeral_range()  # the frontend retries it before the server starts
     url = f"redis://127.0.0.1:{port}/0"
     process, base = two_workers(stack, url, tmp_path / "down.log")
     key = stack.create_key("heidi", "free")

@@ -59,7 +59,15 @@ from PIL import Image
 from core.slug import Slug
 from store.keys import key_checksum
 from tests.helpers.hostile import decompression_bombs, disallowed_formats, encode, png_of_zeros
-from tests.helpers.stack import Stack, assert_error, free_port, in_one_minute, own_triton, start_redis
+from tests.helpers.stack import (
+    Stack,
+    assert_error,
+    free_port,
+    in_one_minute,
+    own_triton,
+    port_outside_ephemeral_range,
+    start_redis,
+)
 from trident import runtime
 
 pytestmark = pytest.mark.integration
@@ -490,7 +498,7 @@ def test_case_18_failed_auths_are_limited_per_ip(strict_frontend: str, stack: St
 def test_case_19_redis_stopped_mid_run_fails_closed_then_recovers(stack: Stack, tmp_path: Path) -> None:
     """Documented policy: 503 + Retry-After within the Redis timeout, readiness unchanged; limits
     work again within 5 s of Redis returning, without a restart."""
-    port = free_port()
+    port = port_outside_ephemeral_range()  # the frontend retries it while the server is down
     server = start_redis(port, tmp_path)
     process, base = stack.spawn_frontend(
         tmp_path / "redis.log", TRIDENT_REDIS_URL=f"redis://127.0.0.1:{port}/0"
