@@ -56,6 +56,7 @@ def ul_env(platform_url: str, key: str, cwd: Path) -> dict[str, str]:
 
 def ul(platform_url: str, key: str, cwd: Path, *args: str) -> str:
     """`ul cloud <args>` in `cwd`; its output, colours removed (it must succeed)."""
+    assert UL.is_file(), f"{UL} is not installed (ultralytics-platform's console script)"
     run = subprocess.run(
         [str(UL), "cloud", *args],
         cwd=cwd,
@@ -123,7 +124,7 @@ def upload(client: Platform, project: str, name: str, weights: Path) -> str:
         session_id=session["sessionId"], checksum=f"sha256:{hashlib.sha256(data).hexdigest()}"
     )
     assert_matches(done, UploadCompleteResponse)
-    return f"{owner(client)}/{project}/{model['model']}"
+    return f"{model['owner']}/{model['project']}/{model['model']}"
 
 
 def wait_export(client: Platform, slug: str, timeout_s: float = 180) -> Any:

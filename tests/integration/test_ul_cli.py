@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from ultralytics_platform.types import ModelsPredictResponse
 
 from tests.helpers.sdk_contract import assert_matches
 from tests.helpers.stack import Stack
-from tests.helpers.uploads import UL, ul_env
+from tests.helpers.uploads import ul
 from tests.integration.test_platform_sdk import MODELS, export_models
 
 pytestmark = pytest.mark.integration
@@ -35,29 +34,15 @@ def models(stack: Stack, model_dir: Path) -> dict[str, str]:
     return export_models(stack, model_dir)
 
 
-def ul_cloud_predict(
-    platform_url: str, key: str, slug: str, source: Path, cwd: Path
-) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """Run `ul cloud predict model=ul://<slug> source=<source>` in `cwd`; returns the run and the
-    folder it says it saved to."""
-    env = ul_env(platform_url, key, cwd)
-    assert UL.is_file(), f"{UL} is not installed (ultralytics-platform's console script)"
-    run = subprocess.run(
-        [str(UL), "cloud", "predict", f"model=ul://{slug}", f"source={source}"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-3000:]
-    saved = re.search(r"Results saved to (.+)", re.sub(r"\x1b\[[0-9;]*m", "", output))
+def ul_cloud_predict(platform_url: str, key: str, slug: str, source: Path, cwd: Path) -> Path:
+    """Run `ul cloud predict model=ul://<slug> source=<source>` in `cwd`; the folder it says it
+    saved to."""
+    output = ul(platform_url, key, cwd, "predict", f"model=ul://{slug}", f"source={source}")
+    saved = re.search(r"Results saved to (.+)", output)
     assert saved, output[-3000:]
     folder = Path(saved.group(1).strip())
     assert folder.is_dir() and folder.is_relative_to(cwd.resolve() / "runs"), (folder, output[-3000:])
-    return run, folder
+    return folder
 
 
 def same_answer(saved: dict[str, Any], fresh: dict[str, Any]) -> None:
@@ -76,7 +61,7 @@ def test_ul_cloud_predict_draws_the_answer_on_the_image(
     stack: Stack, platform_url: str, bus: Path, tmp_path: Path
 ) -> None:
     slug = "test/coco/yolo11n"
-    _, folder = ul_cloud_predict(platform_url, stack.api_key, slug, bus, tmp_path)
+    folder = ul_cloud_predict(platform_url, stack.api_key, slug, bus, tmp_path)
     with Platform(api_key=stack.api_key, base_url=platform_url) as client, bus.open("rb") as f:
         fresh: Any = client.models.predict(*slug.split("/"), body={"file": f, "normalize": False})
     results = fresh["images"][0]["results"]
@@ -105,7 +90,7 @@ def test_ul_cloud_predict_handles_every_task(
     stack: Stack, platform_url: str, models: dict[str, str], zidane: Path, tmp_path: Path, label: str
 ) -> None:
     slug = models[label]
-    _, folder = ul_cloud_predict(platform_url, stack.api_key, slug, zidane, tmp_path)
+    folder = ul_cloud_predict(platform_url, stack.api_key, slug, zidane, tmp_path)
     assert folder.parent.name == MODELS[label][1]  # runs/<task>/predict
     drawn, original = cv2.imread(str(folder / "zidane.jpg")), cv2.imread(str(zidane))
     assert drawn is not None and original is not None and drawn.shape == original.shape
