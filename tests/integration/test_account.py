@@ -4,7 +4,6 @@ api-keys`, usage per model, tokens against other users' models, and anonymous ac
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from ultralytics_platform.types import AccountApiKeysResponse
 from store.keys import KeyStore
 from tests.helpers.sdk_contract import assert_matches
 from tests.helpers.stack import Stack, in_one_minute
-from tests.integration.test_ul_cli import UL
+from tests.helpers.uploads import UL, ul_env
 from trident import runtime
 
 pytestmark = pytest.mark.integration
@@ -51,16 +50,10 @@ def test_the_sdk_lists_the_callers_own_keys_in_its_shape(sdk: Platform, stack: S
 
 
 def test_ul_cloud_account_api_keys_prints_them(platform_url: str, stack: Stack, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ULTRALYTICS_", "YOLO_"))}
-    env |= {
-        "ULTRALYTICS_PLATFORM_URL": platform_url,
-        "ULTRALYTICS_API_KEY": stack.api_key,
-        "YOLO_OFFLINE": "1",
-    }
-    run = subprocess.run(
+    run = subprocess.run(  # its JSON alone on stdout, so not the shared `ul`, which joins stderr
         [str(UL), "cloud", "account", "api-keys"],
         cwd=tmp_path,
-        env=env,
+        env=ul_env(platform_url, stack.api_key, tmp_path),
         capture_output=True,
         text=True,
         timeout=120,
